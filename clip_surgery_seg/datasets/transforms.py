@@ -1,0 +1,112 @@
+"""Strict image and label loading: a broken file is an error naming it, never a silent guess.
+
+mmseg's ``LoadAnnotations`` casts any label map to uint8 (a 16-bit map wraps around silently) and
+cv2 decodes a truncated JPEG into a partly grey image without an error; these transforms refuse both.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmseg.registry import TRANSFORMS
+from PIL import Image
+
+
+class BadSampleError(RuntimeError):
+    """One image or label file that cannot be used; the message names the file and the problem."""
+
+
+def read_image_rgb(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from any Pillow-readable file; palette and grey images expanded.
+
+    Pixel order as stored (EXIF orientation is not applied: label maps follow the stored pixels).
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            return np.array(image)  # a writable copy: torch refuses read-only arrays
+    except FileNotFoundError:
+        raise BadSampleError(f"{path}: image file is missing") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise BadSampleError(f"{path}: unreadable or truncated image ({err}); re-extract or "
+                             "re-download it") from err
+
+
+def read_label(path: str) -> np.ndarray:
+    """(H, W) uint8 label map from an 8-bit single-channel (L or P) PNG; P read as indices."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode in ("L", "P"):
+                return np.array(image)
+    except FileNotFoundError:
+        raise BadSampleError(f"{path}: label file is missing") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise BadSampleError(f"{path}: unreadable or truncated label map ({err}); re-extract or "
+                             "re-convert it") from err
+    raise BadSampleError(f"{path}: label map has image mode {mode}, expected an 8-bit single-channel "
+                         "PNG (mode L or P) of class indices; was the wrong file converted?")
+
+
+def encode_label(label: np.ndarray, reduce_zero_label: bool, ignore_index: int = 255) -> np.ndarray:
+    """Dataset encoding (SPEC §7): with ``reduce_zero_label`` 0 -> ignore and v -> v - 1."""
+    if not reduce_zero_label:
+        return label
+    out = label.astype(np.int16) - 1
+    out[label == 0] = ignore_index
+    out[label == ignore_index] = ignore_index
+    return out.astype(np.uint8)
+
+
+@TRANSFORMS.register_module()
+class LoadImageStrict(BaseTransform):
+    """Load ``img_path`` as RGB uint8; sets ``img``, ``img_shape``, ``ori_shape``."""
+
+    def transform(self, results: dict) -> dict:
+        img = read_image_rgb(results["img_path"])
+        results["img"] = img
+        results["img_shape"] = results["ori_shape"] = img.shape[:2]
+        return results
+
+
+@TRANSFORMS.register_module()
+class LoadLabelStrict(BaseTransform):
+    """Load ``seg_map_path`` (8-bit only), apply the dataset's label encoding; sets ``gt_seg_map``.
+
+    Args:
+        reduce_zero_label: None takes the dataset's setting from ``results``.
+    """
+
+    def __init__(self, reduce_zero_label: Optional[bool] = None, ignore_index: int = 255) -> None:
+        self.reduce_zero_label = reduce_zero_label
+        self.ignore_index = ignore_index
+
+    def transform(self, results: dict) -> dict:
+        reduce = self.reduce_zero_label
+        if reduce is None:
+            reduce = bool(results.get("reduce_zero_label", False))
+        label = encode_label(read_label(results["seg_map_path"]), reduce, self.ignore_index)
+        results["gt_seg_map"] = label
+        results.setdefault("seg_fields", []).append("gt_seg_map")
+        return results
+
+
+def validate_sample(img_path: str, seg_path: str, image_shape, label: np.ndarray, num_classes: int,
+                    ignore_index: int = 255) -> None:
+    """Raise BadSampleError if the label size differs from the image or holds a value outside
+    ``[0, K) ∪ {ignore}`` after the dataset's encoding. ``label``: (H, W) uint8."""
+    if tuple(label.shape[-2:]) != tuple(image_shape[:2]):
+        raise BadSampleError(f"{seg_path}: label size {label.shape[-1]}x{label.shape[-2]} differs from "
+                             f"its image {img_path} ({image_shape[1]}x{image_shape[0]}); re-extract the pair")
+    counts = np.bincount(np.asarray(label, dtype=np.uint8).ravel(), minlength=256)
+    counts[ignore_index] = 0
+    bad = np.flatnonzero(counts[num_classes:])
+    if bad.size:
+        values = ", ".join(str(v + num_classes) for v in bad[:5])
+        raise BadSampleError(f"{seg_path}: label values {values} are outside [0, {num_classes}) and not "
+                             f"the ignore index {ignore_index} (after the dataset's encoding); is this the "
+                             "converted label map of this dataset?")

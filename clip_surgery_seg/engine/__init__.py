@@ -1,0 +1,1 @@
+"""Evaluation engine: the run loop, resumable progress, results files and provenance."""

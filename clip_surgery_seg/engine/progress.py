@@ -1,0 +1,127 @@
+"""Per-image confusion counts persisted as the run goes, so an interrupted run resumes exactly.
+
+One SQLite file per rank in ``<work_dir>/progress/`` (WAL mode: a killed process loses at most the
+image in flight, never a committed one). Every file records the run's fingerprint; a resume with a
+different fingerprint is refused.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    key TEXT PRIMARY KEY, status TEXT NOT NULL, cells BLOB, counts BLOB, message TEXT);
+"""
+
+
+class ResumeError(RuntimeError):
+    """A resume that cannot be done (different run, or an unfinished run in the way)."""
+
+
+@dataclass
+class Progress:
+    """What the progress files of a work dir hold."""
+
+    fingerprint: Optional[dict] = None
+    finished: bool = False
+    done: Dict[str, Tuple[bytes, bytes]] = field(default_factory=dict)  # key -> (cells, counts)
+    skipped: Dict[str, str] = field(default_factory=dict)  # key -> message
+
+    @property
+    def count(self) -> int:
+        return len(self.done) + len(self.skipped)
+
+
+def encode_counts(matrix: np.ndarray) -> Tuple[bytes, bytes]:
+    flat = np.ascontiguousarray(matrix, dtype=np.int64).ravel()
+    cells = np.flatnonzero(flat)
+    return cells.astype(np.int32).tobytes(), flat[cells].tobytes()
+
+
+def decode_counts(cells: bytes, counts: bytes, shape: Tuple[int, int]) -> np.ndarray:
+    flat = np.zeros(shape[0] * shape[1], dtype=np.int64)
+    flat[np.frombuffer(cells, dtype=np.int32)] = np.frombuffer(counts, dtype=np.int64)
+    return flat.reshape(shape)
+
+
+def _files(directory: Path) -> List[Path]:
+    return sorted(directory.glob("rank*.sqlite"))
+
+
+def read_progress(directory: Path) -> Progress:
+    """Union of all ranks' progress files (read-only)."""
+    progress = Progress()
+    for path in _files(directory):
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            rows = conn.execute("SELECT key, status, cells, counts, message FROM images").fetchall()
+        except sqlite3.DatabaseError as err:
+            raise ResumeError(f"progress file {path} is damaged ({err}); delete {directory} to start over") from err
+        finally:
+            conn.close()
+        if "fingerprint" in meta:
+            fingerprint = json.loads(meta["fingerprint"])
+            if progress.fingerprint is not None and fingerprint != progress.fingerprint:
+                raise ResumeError(f"progress files in {directory} come from different runs; delete the "
+                                  "folder to start over")
+            progress.fingerprint = fingerprint
+        progress.finished = progress.finished or "finished" in meta
+        for key, status, cells, counts, message in rows:
+            if status == "done":
+                progress.done[key] = (cells, counts)
+            else:
+                progress.skipped[key] = message
+    return progress
+
+
+def clear_progress(directory: Path) -> None:
+    for path in directory.glob("rank*.sqlite*"):
+        path.unlink()
+
+
+def fingerprint_diff(old: dict, new: dict, prefix: str = "") -> List[str]:
+    """Dotted paths where two fingerprints differ, with the old and new values."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += fingerprint_diff(a, b, path + ".")
+        elif a != b:
+            diffs.append(f"{path}: {a!r} -> {b!r}")
+    return diffs
+
+
+class ProgressJournal:
+    """This rank's progress file; one committed row per image."""
+
+    def __init__(self, directory: Path, rank: int, fingerprint: dict) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"rank{rank}.sqlite"
+        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)",
+                           (json.dumps(fingerprint, sort_keys=True),))
+
+    def record(self, key: str, matrix: np.ndarray) -> None:
+        cells, counts = encode_counts(matrix)
+        self._conn.execute("INSERT OR REPLACE INTO images VALUES (?, 'done', ?, ?, NULL)", (key, cells, counts))
+
+    def record_skipped(self, key: str, message: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO images VALUES (?, 'skipped', NULL, NULL, ?)", (key, message))
+
+    def mark_finished(self, when: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('finished', ?)", (when,))
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,279 @@
+"""Build an open_clip CLIP and its tokenizer from a model name or config file and a weights source.
+
+``pretrained`` may be
+
+* an open_clip tag (``"openai"``, ``"laion2b_s34b_b88k"``, ...): downloaded by open_clip on first use;
+* a local file: an OpenAI checkpoint (TorchScript archive, or a plain state dict with OpenAI's key
+  names and its ``input_resolution``/``context_length``/``vocab_size`` entries, as the CLIP repo's
+  ``.pt`` files hold) -- built the way open_clip builds OpenAI models (QuickGELU, shapes read from the
+  weights) -- or an open_clip checkpoint, loaded into the architecture ``name`` describes;
+* ``None``: random weights, drawn from a fixed seed so that runs are reproducible.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+_OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+class WeightsError(ValueError):
+    """A weights file that is missing, unreadable or not a CLIP checkpoint."""
+
+
+@dataclass(frozen=True)
+class WeightsIdentity:
+    """What identifies the weights of a run: recorded in results and keyed into caches."""
+
+    model: str
+    pretrained: Optional[str]  # tag, file path, or None for random weights
+    sha256: Optional[str] = None  # of the file, when ``pretrained`` is a file
+    seed: Optional[int] = None  # when weights are random
+
+    def as_dict(self) -> dict:
+        return {"name": self.model, "pretrained": self.pretrained, "sha256": self.sha256,
+                "seed": self.seed}
+
+    def key(self) -> str:
+        """A short string that changes whenever the weights may change."""
+        if self.sha256:
+            return f"{Path(self.model).name}:sha256={self.sha256}"
+        if self.pretrained is None:
+            return f"{self.model_key}:random-seed={self.seed}"
+        return f"{self.model_key}:{self.pretrained}"
+
+    @property
+    def model_key(self) -> str:
+        if self.model.endswith(".json") and os.path.isfile(self.model):
+            return f"{Path(self.model).name}:{_sha256(self.model)[:16]}"
+        return self.model
+
+
+def _sha256(path: Union[str, Path], chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_SHA_CACHE: dict = {}
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) since weights files are large."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = _sha256(path)
+    return _SHA_CACHE[key]
+
+
+def weights_identity(name: str, pretrained: Optional[str], seed: int = 0) -> WeightsIdentity:
+    """The identity of the weights ``build_clip(name, pretrained)`` loads."""
+    if pretrained is None:
+        return WeightsIdentity(str(name), None, seed=seed)
+    if os.path.isfile(pretrained):
+        return WeightsIdentity(str(name), str(pretrained), sha256=file_sha256(pretrained))
+    return WeightsIdentity(str(name), str(pretrained))
+
+
+def _is_config_file(name: str) -> bool:
+    return str(name).endswith(".json")
+
+
+def load_model_config(name: str) -> dict:
+    """The open_clip model config of a built-in name or a JSON file (``model_cfg`` unwrapped)."""
+    import open_clip
+
+    if _is_config_file(name):
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"model config {path} does not exist; pass an open_clip model "
+                                    "name (e.g. ViT-B-16) or the path of a model-config JSON file")
+        try:
+            cfg = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"model config {path} is not valid JSON: {err}") from err
+        cfg = cfg.get("model_cfg", cfg)
+        if not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
+            raise ValueError(f"model config {path} needs embed_dim, vision_cfg and text_cfg "
+                             "(the open_clip model-config format)")
+        return cfg
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, open_clip.list_models(), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see open_clip.list_models()"
+        raise ValueError(f"unknown model name {name!r}{hint}")
+    return cfg
+
+
+def _build_from_config(cfg: dict, quick_gelu: Optional[bool]) -> nn.Module:
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    cfg = dict(cfg)
+    custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+    if quick_gelu is not None:
+        cfg["quick_gelu"] = quick_gelu
+    cls = CustomTextCLIP if custom_text else CLIP
+    return cls(**cfg)
+
+
+def _tokenizer_for(name: str, cfg: dict) -> Callable:
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+
+    if not _is_config_file(name):
+        return open_clip.get_tokenizer(name)
+    text_cfg = cfg.get("text_cfg", {})
+    context_length = text_cfg.get("context_length", 77)
+    if text_cfg.get("hf_tokenizer_name"):
+        return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=context_length)
+    return SimpleTokenizer(context_length=context_length, **text_cfg.get("tokenizer_kwargs", {}))
+
+
+def _read_checkpoint(path: Path) -> Tuple[dict, bool]:
+    """Read a weights file; returns (state_dict, is_openai_format).
+
+    Plain state dicts are read with ``weights_only=True`` (no pickled code runs); a TorchScript
+    archive is only ever loaded from a path the user gave.
+    """
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip:
+        with zipfile.ZipFile(path) as zf:
+            is_torchscript = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+        if is_torchscript:
+            try:
+                module = torch.jit.load(str(path), map_location="cpu")
+            except Exception as err:  # noqa: BLE001 - any failure means "not a usable archive"
+                raise WeightsError(f"weights file {path} looks like a TorchScript archive but could "
+                                   f"not be loaded ({err}); re-download it") from err
+            # a traced or scripted module also carries buffers that are not weights
+            return {k: v for k, v in module.state_dict().items() if not k.endswith("attn_mask")}, True
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise WeightsError(
+            f"weights file {path} is not a readable CLIP checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); pass an open_clip tag such as "
+            "'openai', an OpenAI .pt file or an open_clip checkpoint") from err
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
+        raise WeightsError(f"weights file {path} does not hold a state dict; pass an OpenAI .pt file "
+                           "or an open_clip checkpoint")
+    if next(iter(obj)).startswith("module."):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    if not any(k.startswith("visual.") for k in obj):
+        raise WeightsError(f"weights file {path} is not a CLIP checkpoint (no 'visual.*' weights)")
+    return obj, any(k in obj for k in _OPENAI_EXTRA_KEYS)
+
+
+def _arch_signature(model: nn.Module) -> dict:
+    visual = model.visual
+    sig: dict = {"embed_dim": model.text_projection.shape[-1]
+                 if isinstance(getattr(model, "text_projection", None), torch.Tensor) else None}
+    if hasattr(visual, "conv1") and hasattr(visual, "transformer"):
+        sig.update(kind="vit", width=visual.conv1.out_channels, patch=visual.conv1.kernel_size[0],
+                   layers=len(visual.transformer.resblocks))
+    elif hasattr(visual, "attnpool"):
+        sig.update(kind="resnet", width=visual.layer1[0].conv1.in_channels,
+                   layers=tuple(len(getattr(visual, f"layer{i}")) for i in range(1, 5)))
+    return sig
+
+
+def _load_openai_state_dict(state_dict: dict, name: str, path: Path,
+                            quick_gelu: Optional[bool]) -> nn.Module:
+    from open_clip.model import build_model_from_openai_state_dict
+
+    sd = dict(state_dict)
+    try:
+        model = build_model_from_openai_state_dict(
+            sd, quick_gelu=True if quick_gelu is None else quick_gelu, cast_dtype=torch.float32)
+    except (KeyError, RuntimeError, AssertionError) as err:
+        raise WeightsError(f"weights file {path} has OpenAI key names but is not a complete CLIP "
+                           f"state dict ({type(err).__name__}: {err})") from err
+    # the builder stores weights in fp16 as OpenAI did; load them again in full precision
+    model = model.float()
+    model.load_state_dict({k: v for k, v in state_dict.items() if k not in _OPENAI_EXTRA_KEYS})
+    try:
+        expected = _arch_signature(_build_from_config(load_model_config(name), quick_gelu=None))
+    except (ValueError, FileNotFoundError):
+        return model
+    got = _arch_signature(model)
+    if expected != got:
+        raise WeightsError(f"weights file {path} holds a {got} model but --model {name} is a "
+                           f"{expected} model; pass the matching model name")
+    return model
+
+
+def build_clip(name: str, pretrained: Optional[str] = None, device: Union[str, torch.device] = "cpu",
+               quick_gelu: Optional[bool] = None, seed: int = 0) -> Tuple[nn.Module, Callable]:
+    """Build a CLIP model (eval mode, fp32) and its tokenizer.
+
+    Args:
+        name: an open_clip model name (``ViT-B-16``, ``RN50``, ...) or the path of an open_clip
+            model-config JSON file.
+        pretrained: an open_clip tag, a local weights file, or None for random weights.
+        device: where the model is put.
+        quick_gelu: force QuickGELU on (True) or off (False); None picks what the weights need
+            (QuickGELU for OpenAI weights, the config's choice otherwise).
+        seed: the seed random weights are drawn from (``pretrained=None`` only).
+
+    Returns:
+        ``(clip_model, tokenizer)``; the tokenizer maps a list of strings to (n, context) tokens.
+    """
+    import open_clip
+
+    name = str(name)
+    cfg = load_model_config(name)
+    tokenizer = _tokenizer_for(name, cfg)
+
+    if pretrained is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _build_from_config(cfg, quick_gelu)
+    elif os.path.exists(pretrained) or os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
+        path = Path(pretrained)
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist; pass an existing file, an "
+                               "open_clip tag such as 'openai', or none for random weights")
+        if path.suffix != ".safetensors":
+            state_dict, is_openai = _read_checkpoint(path)
+            if is_openai:
+                return _load_openai_state_dict(state_dict, name, path, quick_gelu).to(device).eval(), tokenizer
+        model = _build_from_config(cfg, quick_gelu)
+        try:
+            open_clip.load_checkpoint(model, str(path), strict=True)
+        except (RuntimeError, KeyError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise WeightsError(f"weights file {path} does not fit the {name} architecture ({first}); "
+                               "pass the model name the checkpoint was trained with") from err
+    else:
+        if _is_config_file(name):
+            raise ValueError(f"pretrained tag {pretrained!r} needs a built-in open_clip model name, "
+                             f"not the config file {name}; pass a weights file instead")
+        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+        if not tag_cfg:
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise ValueError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: "
+                             f"{', '.join(tags) or 'none'} (or pass a weights file, or none)")
+        force_quick_gelu = tag_cfg.get("quick_gelu", False) if quick_gelu is None else quick_gelu
+        model = open_clip.create_model(name, pretrained=pretrained, force_quick_gelu=force_quick_gelu)
+    return model.to(device).eval(), tokenizer
+
+
+def describe_weights(identity: WeightsIdentity) -> str:
+    """One line for logs: ``ViT-B-16 / openai``."""
+    w: Any = identity.pretrained or f"random weights (seed {identity.seed})"
+    return f"{identity.model} / {w}"

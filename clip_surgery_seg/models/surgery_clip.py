@@ -1,0 +1,164 @@
+"""SurgeryCLIP: a frozen open_clip CLIP with CLIP Surgery's inference path (SPEC §1-3)."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .surgery_resnet import resnet_surgery_tokens
+from .surgery_vit import NEW_PATH_ATTENTIONS, check_vit_supported, vit_surgery_tokens
+from .templates import resolve_templates
+
+
+def interpolate_pos_embed(pos: torch.Tensor, src_grid: Tuple[int, int],
+                          dst_grid: Tuple[int, int]) -> torch.Tensor:
+    """Resize a (1 + gh*gw, C) positional embedding to (1 + h*w, C).
+
+    Bilinear, ``align_corners=False``, no antialiasing (as the authors' code); the CLS position
+    is kept as is.
+    """
+    if tuple(src_grid) == tuple(dst_grid):
+        return pos
+    (gh, gw), (h, w) = src_grid, dst_grid
+    grid = pos[1:].reshape(1, gh, gw, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
+    return torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(h * w, -1)])
+
+
+class SurgeryCLIP(nn.Module):
+    """CLIP Surgery on a wrapped open_clip CLIP; inference only.
+
+    The wrapped model's weights are shared, never changed, and its own ``encode_image`` keeps giving
+    the ordinary CLIP embedding.
+
+    Args:
+        clip_model: an open_clip ``CLIP`` with an OpenAI-style ViT or ModifiedResNet image tower.
+        tokenizer: its tokenizer (list of strings -> (n, context) token ids).
+        depth: number of final ViT blocks on the two-path forward (0 gives vanilla CLIP tokens).
+            For ResNets any depth > 0 applies the attention-pool surgery.
+        new_path_attention: ``vv`` (default) or ``identity`` (MaskCLIP-style ``P(v)``).
+        resnet_norm: the paper's ResNet variant (normalised ``v``, scale x8).
+        text_batch_size: prompts encoded per forward pass.
+    """
+
+    def __init__(self, clip_model: nn.Module, tokenizer: Callable, depth: int = 6,
+                 new_path_attention: str = "vv", resnet_norm: bool = False,
+                 text_batch_size: int = 1024) -> None:
+        super().__init__()
+        from open_clip.modified_resnet import ModifiedResNet
+        from open_clip.transformer import VisionTransformer
+
+        visual = clip_model.visual
+        if isinstance(visual, VisionTransformer):
+            check_vit_supported(visual)
+            self.arch = "vit"
+            self.patch_size: Tuple[int, int] = tuple(visual.patch_size)
+            self._pretrain_grid = tuple(visual.grid_size)
+            n_blocks = len(visual.transformer.resblocks)
+        elif isinstance(visual, ModifiedResNet):
+            self.arch = "resnet"
+            self.patch_size = (32, 32)
+            side = round((visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5)
+            self._pretrain_grid = (side, side)
+            n_blocks = None  # one attention only: any depth > 0 means surgery
+        else:
+            raise NotImplementedError(f"CLIP Surgery supports open_clip ViT and ModifiedResNet image "
+                                      f"towers, not {type(visual).__name__}")
+        if depth < 0 or (n_blocks is not None and depth > n_blocks):
+            raise ValueError(f"surgery depth must be in [0, {n_blocks}] for this model, got {depth}")
+        if new_path_attention not in NEW_PATH_ATTENTIONS:
+            raise ValueError(f"new_path_attention must be one of {NEW_PATH_ATTENTIONS}, "
+                             f"got {new_path_attention!r}")
+        self.clip = clip_model
+        self.tokenizer = tokenizer
+        self.depth = depth
+        self.new_path_attention = new_path_attention
+        self.resnet_norm = resnet_norm
+        self.text_batch_size = text_batch_size
+        self._pos_cache: Dict[tuple, torch.Tensor] = {}
+        self.eval()
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.clip.visual.output_dim)
+
+    def _pos_embed(self, h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """(1 + h*w, C) positional embedding for an h x w grid; cached per grid, never stored back."""
+        visual = self.clip.visual
+        param = visual.positional_embedding if self.arch == "vit" else visual.attnpool.positional_embedding
+        key = (h, w, dtype, device, param.data_ptr())
+        if key not in self._pos_cache:
+            pos = interpolate_pos_embed(param.detach().float(), self._pretrain_grid, (h, w))
+            self._pos_cache[key] = pos.to(device=device, dtype=dtype)
+        return self._pos_cache[key]
+
+    @torch.inference_mode()
+    def encode_image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, 1 + h*w, D) tokens (not L2-normalised).
+
+        H and W must be multiples of the patch size (32 for ResNets); they need not be equal.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images (B, 3, H, W), got {tuple(images.shape)}")
+        ph, pw = self.patch_size
+        if images.shape[-2] % ph or images.shape[-1] % pw:
+            raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of the patch "
+                             f"size {self.patch_size}; pad it first")
+        if self.arch == "vit":
+            return vit_surgery_tokens(self.clip.visual, images, self.depth, self._pos_embed,
+                                      self.new_path_attention)
+        return resnet_surgery_tokens(self.clip.visual, images, self.depth > 0, self._pos_embed,
+                                     self.resnet_norm)
+
+    @torch.inference_mode()
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(P,) strings -> (P, D) L2-normalised text embeddings, in batches of ``text_batch_size``."""
+        device = next(self.clip.parameters()).device
+        tokens = self.tokenizer(list(prompts)).to(device)
+        chunks = [self._encode_tokens(tokens[i:i + self.text_batch_size])
+                  for i in range(0, len(tokens), self.text_batch_size)]
+        return F.normalize(torch.cat(chunks).float(), dim=-1)
+
+    def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """CLIP's text tower on (P, context) tokens.
+
+        For CLIP's causal, EOT-pooled text transformer the positions after the longest prompt's
+        end-of-text token cannot change any pooled feature, so they are cut off: same numbers,
+        several times faster for short prompts.
+        """
+        from open_clip.model import CLIP
+
+        clip = self.clip
+        if not (isinstance(clip, CLIP) and clip.text_pool_type == "argmax" and clip.attn_mask is not None):
+            return clip.encode_text(tokens)
+        length = int(tokens.argmax(dim=-1).max()) + 1
+        tokens = tokens[:, :length]
+        cast_dtype = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(tokens).to(cast_dtype) + clip.positional_embedding[:length].to(cast_dtype)
+        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+        x = clip.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+        return clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
+
+    @torch.inference_mode()
+    def encode_text(self, classnames: Sequence[str],
+                    templates: Union[str, Sequence[str]] = "clip_surgery_85") -> torch.Tensor:
+        """Prompt-ensembled class embeddings (SPEC §3).
+
+        Every template is formatted with every class name and encoded in batches; each prompt
+        embedding is L2-normalised, averaged over templates, and the average L2-normalised.
+        ``encode_text([""])`` gives the redundant feature ``r``.
+
+        Returns:
+            (K, D) float32.
+        """
+        templates = resolve_templates(templates)
+        classnames = list(classnames)
+        prompts = [template.format(name) for name in classnames for template in templates]
+        emb = self.encode_prompts(prompts).view(len(classnames), len(templates), -1)
+        return F.normalize(emb.mean(dim=1), dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode_image_tokens(images)

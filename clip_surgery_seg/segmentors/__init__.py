@@ -1,0 +1,1 @@
+"""The training-free surgery segmentor and its pieces (SPEC §5)."""

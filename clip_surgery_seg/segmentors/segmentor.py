@@ -1,0 +1,195 @@
+"""CLIPSurgerySegmentor: training-free segmentation with a frozen CLIP (SPEC §5)."""
+from __future__ import annotations
+
+import contextlib
+from typing import List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import PixelData
+from mmseg.models.segmentors import BaseSegmentor
+from mmseg.registry import MODELS
+
+from ..datasets.classnames import ClassNames, load_classnames
+from ..models import FEATURE_SURGERY_MODES, SurgeryCLIP, build_clip, feature_surgery, weights_identity
+from .data_preprocessor import CLIP_MEAN, CLIP_STD
+from .sliding import WindowBatcher, keep_ratio_size, slide_logits
+from .text_embeddings import cached_text_embeddings
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+SIMILARITY_NORMALIZE = ("none", "minmax")
+
+
+@MODELS.register_module()
+class CLIPSurgerySegmentor(BaseSegmentor):
+    """CLIP Surgery as an mmseg segmentor; inference only.
+
+    Per batch of images: resize to the test scale, slide ``crop_size`` windows with ``stride``
+    (windows of all images batched, ``window_batch_size`` at a time), image tokens -> similarity to
+    every class -> bilinear upsample -> logit canvas -> original size -> max over synonyms -> argmax.
+
+    Args:
+        clip: ``dict(name=..., pretrained=..., quick_gelu=None)`` for :func:`build_clip`.
+        classnames: class-name file (one class per line, comma-separated synonyms).
+        depth, new_path_attention, resnet_norm: the architecture surgery (SPEC §1-2).
+        feature_surgery: ``none`` | ``redundant`` | ``weighted`` (SPEC §4).
+        templates: named template set or list of templates (SPEC §3).
+        short_side, max_long_side: keep-ratio test scale.
+        crop_size, stride: sliding window.
+        window_batch_size: windows per forward pass (halved on GPU out-of-memory).
+        similarity_normalize: ``none`` | ``minmax`` (per class over each window's tokens).
+        logit_scale, prob_threshold, background_index: optional background by low confidence.
+        precision: ``fp32`` | ``fp16`` | ``bf16`` (autocast of the image encoder).
+        text_cache_dir: where text embeddings are cached (None: the user cache).
+    """
+
+    def __init__(self, clip: dict, classnames: Union[str, Sequence[str]], depth: int = 6,
+                 new_path_attention: str = "vv", resnet_norm: bool = False, feature_surgery: str = "none",
+                 templates: Union[str, Sequence[str]] = "clip_surgery_85", short_side: int = 336,
+                 max_long_side: int = 2048, crop_size: int = 224, stride: int = 112,
+                 window_batch_size: int = 32, similarity_normalize: str = "none",
+                 logit_scale: Optional[float] = None, prob_threshold: Optional[float] = None,
+                 background_index: Optional[int] = None, precision: str = "fp32",
+                 text_cache_dir: Optional[str] = None, mean: Sequence[float] = CLIP_MEAN,
+                 std: Sequence[float] = CLIP_STD, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type="CLIPSegDataPreProcessor", mean=mean, std=std)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        _check_choice("feature_surgery", feature_surgery, FEATURE_SURGERY_MODES)
+        _check_choice("similarity_normalize", similarity_normalize, SIMILARITY_NORMALIZE)
+        _check_choice("precision", precision, tuple(PRECISIONS))
+        if stride < 1 or crop_size < 1 or stride > crop_size:
+            raise ValueError(f"need 1 <= stride <= crop_size, got crop_size={crop_size}, stride={stride}")
+        if prob_threshold is not None and background_index is None:
+            raise ValueError("prob_threshold needs background_index (the class that low-confidence "
+                             "pixels become)")
+
+        self.classes: ClassNames = (load_classnames(classnames) if isinstance(classnames, str)
+                                    else ClassNames.from_lines(list(classnames)))
+        clip_cfg = dict(clip)
+        clip_model, tokenizer = build_clip(**clip_cfg)
+        self.surgery = SurgeryCLIP(clip_model, tokenizer, depth=depth, new_path_attention=new_path_attention,
+                                   resnet_norm=resnet_norm)
+        identity = weights_identity(clip_cfg["name"], clip_cfg.get("pretrained"), clip_cfg.get("seed", 0))
+        self.weights = identity
+        self._weights_key = f"{identity.key()}:quick_gelu={clip_cfg.get('quick_gelu')}"
+        self.feature_surgery_mode = feature_surgery
+        self.templates = templates
+        self.short_side, self.max_long_side = short_side, max_long_side
+        self.crop_size, self.stride = crop_size, stride
+        self.batcher = WindowBatcher(window_batch_size)
+        self.similarity_normalize = similarity_normalize
+        self.logit_scale = logit_scale
+        self.prob_threshold = prob_threshold
+        self.background_index = background_index
+        self.precision = precision
+        self.text_cache_dir = text_cache_dir
+        self._text: Optional[torch.Tensor] = None
+        self._redundant: Optional[torch.Tensor] = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.classes.num_classes
+
+    # --- text ---------------------------------------------------------------------------------
+
+    def text_features(self) -> torch.Tensor:
+        """(R, D) embeddings of every class-name row, computed once (or read from the cache)."""
+        device = next(self.surgery.clip.parameters()).device
+        if self._text is None or self._text.device != device:
+            self._text = cached_text_embeddings(self.surgery, self.classes.rows, self.templates,
+                                                self._weights_key, self.text_cache_dir).to(device)
+            if self.feature_surgery_mode == "redundant":
+                self._redundant = cached_text_embeddings(self.surgery, [""], self.templates,
+                                                         self._weights_key, self.text_cache_dir)[0].to(device)
+        return self._text
+
+    # --- image --------------------------------------------------------------------------------
+
+    def _autocast(self, device: torch.device):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    def window_logits(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B, 3, ph, pw) normalised windows -> (B, R, ph, pw) float32 similarity maps."""
+        text = self.text_features()
+        with self._autocast(windows.device):
+            tokens = self.surgery.encode_image_tokens(windows)
+        sim = feature_surgery(tokens.float(), text, self.feature_surgery_mode, self._redundant)[:, 1:]
+        if self.similarity_normalize == "minmax":
+            low, high = sim.amin(dim=1, keepdim=True), sim.amax(dim=1, keepdim=True)
+            sim = (sim - low) / (high - low).clamp_min(1e-12)
+        b, _, ph, pw = windows.shape
+        h, w = ph // self.surgery.patch_size[0], pw // self.surgery.patch_size[1]
+        # (B, h, w, R) viewed as (B, R, h, w): channels-last, which the upsampling, the canvas sums
+        # and the final argmax over classes all run about twice as fast in
+        maps = sim.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        return F.interpolate(maps, size=(ph, pw), mode="bilinear", align_corners=False)
+
+    def _resize(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        size = keep_ratio_size(h, w, self.short_side, self.max_long_side)
+        if size == (h, w):
+            return image
+        return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+
+    @torch.inference_mode()
+    def seg_logits(self, inputs: List[torch.Tensor], ori_shapes: Sequence[Sequence[int]]) -> List[torch.Tensor]:
+        """Normalised (3, H, W) images -> per image (K, H0, W0) class logits at the original size."""
+        images = [self._resize(image) for image in inputs]
+        canvases = slide_logits(images, self.window_logits, self.crop_size, self.stride, self.batcher,
+                                self.surgery.patch_size)
+        out = []
+        for canvas, shape in zip(canvases, ori_shapes):
+            logits = F.interpolate(canvas, size=tuple(shape[:2]), mode="bilinear", align_corners=False)[0]
+            out.append(self._max_over_synonyms(logits))
+        return out
+
+    def _max_over_synonyms(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.classes.has_synonyms:
+            return logits
+        rows = torch.tensor(self.classes.row_class, device=logits.device)
+        return torch.stack([logits[rows == k].amax(dim=0) for k in range(self.num_classes)])
+
+    def labels_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """(K, H, W) logits -> (H, W) int64 labels, with the optional low-confidence background."""
+        pred = logits.argmax(dim=0)
+        if self.prob_threshold is not None:
+            scale = self.logit_scale if self.logit_scale is not None else float(self.surgery.clip.logit_scale.exp())
+            prob = (logits * scale).softmax(dim=0).amax(dim=0)
+            pred[prob < self.prob_threshold] = self.background_index
+        return pred
+
+    # --- mmseg API ----------------------------------------------------------------------------
+
+    def predict(self, inputs: List[torch.Tensor], data_samples: Optional[list] = None) -> list:
+        """Sets ``pred_sem_seg`` (1, H0, W0) on every data sample and returns them."""
+        from mmseg.structures import SegDataSample
+
+        if data_samples is None:
+            data_samples = [SegDataSample(metainfo=dict(ori_shape=tuple(im.shape[-2:]))) for im in inputs]
+        logits = self.seg_logits(inputs, [s.metainfo["ori_shape"] for s in data_samples])
+        for sample, image_logits in zip(data_samples, logits):
+            sample.pred_sem_seg = PixelData(data=self.labels_from_logits(image_logits)[None])
+        return data_samples
+
+    def encode_decode(self, inputs: List[torch.Tensor], batch_data_samples: list) -> List[torch.Tensor]:
+        return self.seg_logits(inputs, [s.metainfo["ori_shape"] for s in batch_data_samples])
+
+    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.surgery.encode_image_tokens(inputs)
+
+    def _forward(self, inputs: List[torch.Tensor], data_samples: Optional[list] = None):
+        shapes = [s.metainfo["ori_shape"] for s in data_samples] if data_samples else [im.shape[-2:] for im in inputs]
+        return self.seg_logits(inputs, shapes)
+
+    def loss(self, inputs, data_samples) -> dict:
+        raise NotImplementedError("CLIPSurgerySegmentor is training-free: inference only")
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")

@@ -1,0 +1,69 @@
+"""Text embeddings cached on disk, keyed by everything they depend on."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+
+from ..engine.atomic import atomic_write_bytes
+from ..models import SurgeryCLIP
+from ..models.templates import resolve_templates
+
+logger = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("CLIP_SURGERY_SEG_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "clip_surgery_seg")
+    return Path(base) / "text_embeddings"
+
+
+def cache_key(weights_key: str, templates: Sequence[str], rows: Sequence[str]) -> str:
+    """sha256 of the weights identity, the template strings and the text rows, in order."""
+    payload = json.dumps({"format": CACHE_FORMAT, "weights": weights_key, "templates": list(templates),
+                          "rows": list(rows)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def cached_text_embeddings(model: SurgeryCLIP, rows: Sequence[str], templates: Union[str, Sequence[str]],
+                           weights_key: str, cache_dir: Optional[Union[str, Path]] = None) -> torch.Tensor:
+    """``model.encode_text(rows, templates)`` (R, D), from the disk cache when it holds them.
+
+    ``weights_key`` must change whenever the text tower's weights may change (model, weights file
+    hash or tag, QuickGELU). A cache entry is written atomically and checked on reading; a damaged
+    entry is recomputed.
+    """
+    templates = resolve_templates(templates)
+    key = cache_key(weights_key, templates, rows)
+    path = Path(cache_dir or default_cache_dir()) / f"{key[:40]}.pt"
+    device = next(model.clip.parameters()).device
+    if path.is_file():
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            embeddings = entry["embeddings"]
+            if entry.get("key") == key and embeddings.shape == (len(rows), model.embed_dim):
+                logger.info("text embeddings: %d rows x %d templates from cache %s", len(rows),
+                            len(templates), path)
+                return embeddings.to(device)
+        except Exception as err:  # noqa: BLE001 - any damage means: recompute
+            logger.warning("text-embedding cache entry %s is unreadable (%s); recomputing", path, err)
+    start = time.perf_counter()
+    embeddings = model.encode_text(rows, templates)
+    logger.info("text embeddings: %d rows x %d templates encoded in %.1f s", len(rows), len(templates),
+                time.perf_counter() - start)
+    try:
+        buffer = io.BytesIO()
+        torch.save({"key": key, "embeddings": embeddings.cpu(), "weights": weights_key,
+                    "rows": list(rows), "templates": list(templates)}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as err:
+        logger.warning("could not write the text-embedding cache %s (%s); continuing without it", path, err)
+    return embeddings

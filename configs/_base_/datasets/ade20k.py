@@ -1,0 +1,17 @@
+# ADE20K-150, validation split (2000 images). PNG 0 = other -> ignore; 1..150 -> 0..149.
+_base_ = ['./pipeline.py']
+dataset_name = 'ade20k'
+data_subdir = 'ADEChallengeData2016'   # under --data-root (default data/)
+expected_images = 2000
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    dataset=dict(
+        type='ADE20KDataset',
+        data_root='data/ADEChallengeData2016',
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
+        test_mode=True,
+        pipeline={{_base_.test_pipeline}}))

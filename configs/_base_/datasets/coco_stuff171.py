@@ -1,0 +1,17 @@
+# COCO-Stuff-171, val2017 (5000 images). *_labelTrainIds.png 0..170, 255 ignore.
+_base_ = ['./pipeline.py']
+dataset_name = 'coco_stuff171'
+data_subdir = 'coco_stuff164k'
+expected_images = 5000
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    dataset=dict(
+        type='COCOStuffDataset',
+        data_root='data/coco_stuff164k',
+        data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
+        img_suffix='.jpg',
+        seg_map_suffix='_labelTrainIds.png',
+        reduce_zero_label=False,
+        test_mode=True,
+        pipeline={{_base_.test_pipeline}}))

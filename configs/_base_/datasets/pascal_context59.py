@@ -1,0 +1,18 @@
+# PASCAL Context-59, val (5105 images). PNG 0 = background -> ignore; 1..59 -> 0..58.
+_base_ = ['./pipeline.py']
+dataset_name = 'pascal_context59'
+data_subdir = 'VOCdevkit/VOC2010'
+expected_images = 5105
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    dataset=dict(
+        type='PascalContextDataset59',
+        data_root='data/VOCdevkit/VOC2010',
+        data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClassContext'),
+        ann_file='ImageSets/SegmentationContext/val.txt',
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
+        test_mode=True,
+        pipeline={{_base_.test_pipeline}}))

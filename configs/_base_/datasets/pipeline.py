@@ -1,0 +1,8 @@
+# Images and labels are loaded strictly (clip_surgery_seg/datasets/transforms.py); the segmentor
+# resizes to the protocol's test scale itself, so labels stay at the original size.
+test_pipeline = [
+    dict(type='LoadImageStrict'),
+    dict(type='LoadLabelStrict'),
+    dict(type='PackSegInputs', meta_keys=('img_path', 'seg_map_path', 'ori_shape', 'img_shape',
+                                          'reduce_zero_label')),
+]

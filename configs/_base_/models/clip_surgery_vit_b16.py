@@ -1,0 +1,23 @@
+# CLIP Surgery on OpenAI's ViT-B/16, training-free (SPEC §1-5).
+model = dict(
+    type='CLIPSurgerySegmentor',
+    clip=dict(name='ViT-B-16', pretrained='openai'),  # open_clip name or model-config JSON; tag, file or None
+    depth=6,                        # blocks on the two-path (surgery) forward
+    new_path_attention='vv',        # 'vv' | 'identity' (MaskCLIP-style)
+    resnet_norm=False,              # ResNet CLIPs: the paper's normalised-v variant
+    feature_surgery='none',         # 'none' | 'redundant' | 'weighted'
+    templates='clip_surgery_85',    # 'clip_surgery_85' | 'imagenet_80' | list of '{}' templates
+    classnames=None,                # class-name file, set by each dataset config
+    short_side=336,                 # test scale: short side to this, keep ratio ...
+    max_long_side=2048,             # ... long side at most this
+    crop_size=224,                  # sliding window
+    stride=112,
+    window_batch_size=32,           # windows encoded together (halved on GPU out-of-memory)
+    similarity_normalize='none',    # 'none' | 'minmax'
+    logit_scale=None,               # with prob_threshold: softmax scale (None: CLIP's own)
+    prob_threshold=None,            # pixels below it -> background_index
+    background_index=None,
+    precision='fp32',               # 'fp32' | 'fp16' | 'bf16' (autocast)
+    text_cache_dir=None,            # None: ~/.cache/clip_surgery_seg/text_embeddings
+)
+test_evaluator = dict(type='SegConfusionMetric', ignore_index=255)
