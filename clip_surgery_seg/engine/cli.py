@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
+import signal
 import sys
 import warnings
 from typing import List, Optional
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _resume_command(argv: List[str]) -> str:
     args = list(argv) + ([] if "--resume" in argv else ["--resume"])
     return " ".join(["python", "tools/eval.py"] + [shlex.quote(a) for a in args])
@@ -74,15 +79,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                        skip_bad=args.skip_bad, history=args.history, progress=not args.quiet)
     if args.pretrained is not None:
         opts.pretrained = args.pretrained
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops as cleanly as Ctrl-C
     try:
         results = evaluate(opts)
     except EvaluationInterrupted as stop:
         print(f"\n{stop}; resume with:\n  {_resume_command(argv)}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted before any image was evaluated; nothing to resume", file=sys.stderr)
+        return 130
     except (ConfigError, DataLayoutError, ClassNamesError, WeightsError, BadSampleError, ResumeError,
             FileNotFoundError, ValueError, NotImplementedError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     if "schema" in results:  # rank 0
         print(format_results(results, per_class=not args.quiet))
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -169,34 +170,33 @@ def _write_png(path: Path, label: np.ndarray) -> None:
 
 # --- the run ------------------------------------------------------------------------------------
 
-def evaluate(opts: EvalOptions) -> Dict[str, Any]:
-    """Run one evaluation; returns the results dict (also written to ``<work_dir>/metrics.json``)."""
-    from mmseg.registry import DATASETS, MODELS
+@dataclass
+class _ImagePlan:
+    dataset: Any  # the mmseg dataset
+    layout: DatasetLayout
+    positions: Dict[str, int]  # image key -> dataset index
+    keys: List[str]  # what this run evaluates, sorted (all ranks)
+    layout_skipped: List[Dict[str, str]]  # unpaired files left out with --skip-bad
 
-    start_wall = time.perf_counter()
-    cfg = prepare_config(opts)
-    rank, world, device = _init_distributed(opts.launcher, opts.device)
+
+def _plan_images(cfg: Config, opts: EvalOptions, rank: int) -> _ImagePlan:
+    """Cheap data check (no model yet), then the sorted image keys this run evaluates."""
+    from mmseg.registry import DATASETS
+
     name = cfg.dataset_name
     dataset_cfg = cfg.test_dataloader.dataset
-    classes = load_classnames(cfg.model.classnames)
-    num_classes = classes.num_classes
-    work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
-
-    # cheap data check before any model is loaded
     layout = DatasetLayout.from_config(dataset_cfg.to_dict())
-    report = check_layout(name, layout, cfg.get("expected_images"))
+    expected = cfg.get("expected_images")
+    report = check_layout(name, layout, expected)
     unpaired = [m for kind in report.problems for m in report.problems[kind] if "\t" in m]
     if unpaired and not opts.skip_bad:
         first = unpaired[0].split("\t", 1)[1]
         raise DataLayoutError(f"{len(unpaired)} unpaired files in the {name} data, first: {first}; fix the "
                               f"data (python tools/check_data.py {name}) or pass --skip-bad to leave them out")
-    layout_skipped = [{"image": m.split("\t")[0], "reason": m.split("\t")[1]} for m in unpaired]
-    skipped: List[Dict[str, str]] = []  # samples this rank could not read
-    expected = cfg.get("expected_images")
-    if rank == 0 and expected and len(report.pairs) + len(unpaired) != expected and opts.limit is None:
+    found = len(report.pairs) + len(unpaired)
+    if rank == 0 and expected and found != expected and opts.limit is None:
         logger.warning("%s: found %d images, the split has %d; numbers are not comparable to published ones",
-                       name, len(report.pairs) + len(unpaired), expected)
-
+                       name, found, expected)
     try:
         dataset = DATASETS.build(dataset_cfg)
     except (AssertionError, FileNotFoundError, TypeError, ValueError) as err:
@@ -204,30 +204,26 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
     paired = set(report.pairs)
     positions: Dict[str, int] = {}
     for index in range(len(dataset)):
-        img_path = dataset.get_data_info(index)["img_path"]
-        key = os.path.relpath(img_path, layout.img_dir)[: -len(layout.img_suffix)]
+        key = os.path.relpath(dataset.get_data_info(index)["img_path"], layout.img_dir)[: -len(layout.img_suffix)]
         if key in paired:
             positions[key] = index
-    keys = sorted(positions)
-    if opts.limit is not None:
-        keys = keys[: opts.limit]
-    total = len(keys)
-    if total == 0:
+    keys = sorted(positions)[: opts.limit]
+    if not keys:
         raise DataLayoutError(f"no image/label pairs to evaluate in {layout.data_root}")
-    my_keys = keys[rank::world]
+    skipped = [{"image": m.split("\t")[0], "reason": m.split("\t")[1]} for m in unpaired]
+    return _ImagePlan(dataset, layout, positions, keys, skipped)
 
-    # progress: resume, or refuse to overwrite an unfinished run
-    from ..models import weights_identity
 
-    clip_cfg = cfg.model.clip
-    identity = weights_identity(clip_cfg.name, clip_cfg.get("pretrained"), clip_cfg.get("seed", 0))
-    fingerprint = {"config": result_config(cfg.to_dict()), "weights": identity.as_dict(),
-                   "data_root": str(layout.data_root), "device_type": device.type}
-    fingerprint = _jsonable(fingerprint)
+def _open_progress(work_dir: Path, fingerprint: dict, resume: bool, rank: int, world: int):
+    """This rank's journal and what an earlier run of the same experiment completed (None if fresh).
+
+    A fresh run never silently replaces an unfinished one, and moves an earlier run's results file
+    aside so that no stale metrics.json sits beside a run in progress.
+    """
     progress_dir = work_dir / "progress"
     previous = read_progress(progress_dir) if progress_dir.is_dir() else None
     if previous is not None and previous.count and previous.fingerprint is not None:
-        if opts.resume:
+        if resume:
             diff = fingerprint_diff(previous.fingerprint, fingerprint)
             if diff:
                 raise ResumeError(f"cannot resume the run in {work_dir}: it differs in {'; '.join(diff[:3])}"
@@ -236,32 +232,60 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
         elif not previous.finished:
             raise ResumeError(f"{work_dir} holds an unfinished run ({len(previous.done)} images done); "
                               "continue it with --resume, or pass another --work-dir")
-    if not opts.resume or previous is None or previous.fingerprint is None:
-        if rank == 0 and progress_dir.is_dir():
-            clear_progress(progress_dir)
+    if not resume or previous is None or previous.fingerprint is None:
         previous = None
+        if rank == 0:
+            if progress_dir.is_dir():
+                clear_progress(progress_dir)
+            if (work_dir / RESULTS_FILE).is_file():
+                os.replace(work_dir / RESULTS_FILE, work_dir / f"previous_{RESULTS_FILE}")
+    elif rank == 0 and resume:
+        logger.info("resuming the run in %s: %d images done", work_dir, len(previous.done))
     _barrier(world)
-    journal = ProgressJournal(progress_dir, rank, fingerprint)
+    return ProgressJournal(progress_dir, rank, fingerprint), previous
 
-    metric = SegConfusionMetric(num_classes=num_classes, ignore_index=layout.ignore_index,
+
+def _ignore_sigint(_: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which stops them cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def evaluate(opts: EvalOptions) -> Dict[str, Any]:
+    """Run one evaluation; returns the results dict (also written to ``<work_dir>/metrics.json``)."""
+    from mmseg.registry import MODELS
+
+    from ..models import weights_identity
+
+    start_wall = time.perf_counter()
+    cfg = prepare_config(opts)
+    rank, world, device = _init_distributed(opts.launcher, opts.device)
+    classes = load_classnames(cfg.model.classnames)
+    num_classes = classes.num_classes
+    work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
+    plan = _plan_images(cfg, opts, rank)
+    my_keys = plan.keys[rank::world]
+
+    clip_cfg = cfg.model.clip
+    identity = weights_identity(clip_cfg.name, clip_cfg.get("pretrained"), clip_cfg.get("seed", 0))
+    fingerprint = _jsonable({"config": result_config(cfg.to_dict()), "weights": identity.as_dict(),
+                             "data_root": str(plan.layout.data_root), "device_type": device.type})
+    journal, previous = _open_progress(work_dir, fingerprint, opts.resume, rank, world)
+
+    metric = SegConfusionMetric(num_classes=num_classes, ignore_index=plan.layout.ignore_index,
                                 class_names=classes.classes)
+    shape = (num_classes, num_classes + 1)
     restored = 0
     todo: List[str] = []
     for key in my_keys:
         if previous is not None and key in previous.done:
-            cells, counts = previous.done[key]
-            metric.add(torch.from_numpy(decode_counts(cells, counts, (num_classes, num_classes + 1))).to(device))
-            journal.record(key, decode_counts(cells, counts, (num_classes, num_classes + 1)))
+            counts = decode_counts(*previous.done[key], shape)
+            metric.add(torch.from_numpy(counts).to(device))
+            journal.record(key, counts)  # this rank's file holds all it counted, whatever the old sharding
             restored += 1
         else:
             todo.append(key)
-    if rank == 0 and restored:
-        logger.info("resuming: %d of %d images already done", restored * world, total)
 
-    # the model
-    cfg_model = cfg.model.to_dict()
-    check_component(cfg_model, MODELS, "model", opts.config)
-    model = MODELS.build(cfg_model).to(device).eval()
+    model = MODELS.build(cfg.model.to_dict()).to(device).eval()
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise ConfigError(f"model has {model.num_classes} classes, the class-name file {num_classes}")
     t0 = time.perf_counter()
@@ -271,21 +295,23 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
 
     loader_cfg = cfg.test_dataloader
     num_workers = min(int(loader_cfg.get("num_workers", 2)), len(todo))
-    samples = _CheckedSamples(dataset, [positions[k] for k in todo], todo, num_classes, layout.ignore_index)
+    samples = _CheckedSamples(plan.dataset, [plan.positions[k] for k in todo], todo, num_classes,
+                              plan.layout.ignore_index)
     loader = torch.utils.data.DataLoader(
         samples, batch_size=int(loader_cfg.get("batch_size", 1)), num_workers=num_workers,
-        collate_fn=_keep_list, pin_memory=device.type == "cuda",
-        prefetch_factor=4 if num_workers else None, persistent_workers=False)
+        collate_fn=_keep_list, pin_memory=device.type == "cuda", worker_init_fn=_ignore_sigint,
+        prefetch_factor=4 if num_workers else None)
     save_dir = Path(opts.save_preds) if opts.save_preds else None
     writer = ThreadPoolExecutor(max_workers=2) if save_dir else None
     pending: List[Future] = []
     timing = {"data_s": 0.0, "model_s": 0.0, "metric_s": 0.0, "write_s": 0.0}
-    done = restored
+    skipped: List[Dict[str, str]] = []  # samples this rank could not read (--skip-bad)
+    evaluated = 0
 
     from tqdm import tqdm
 
     bar = tqdm(total=len(my_keys), initial=restored, unit="img", dynamic_ncols=True,
-               desc=f"{name}" + (f" [rank 0 of {world}]" if world > 1 else ""),
+               desc=cfg.dataset_name + (f" [rank 0 of {world}]" if world > 1 else ""),
                disable=not opts.progress or rank != 0)
     try:
         clock = time.perf_counter()
@@ -296,12 +322,11 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
             for item in batch:
                 if "error" not in item:
                     good.append(item)
-                    continue
-                if not opts.skip_bad:
-                    raise BadSampleError(f"{item['error']} (pass --skip-bad to leave bad files out)")
-                skipped.append({"image": item["key"], "reason": item["error"]})
-                journal.record_skipped(item["key"], item["error"])
-                done += 1
+                elif opts.skip_bad:
+                    skipped.append({"image": item["key"], "reason": item["error"]})
+                    journal.record_skipped(item["key"], item["error"])
+                else:
+                    raise BadSampleError(f"{item['error']} (or pass --skip-bad to leave bad files out)")
             if good:
                 data = model.data_preprocessor({"inputs": [i["inputs"] for i in good],
                                                 "data_samples": [i["data_samples"] for i in good]})
@@ -317,7 +342,7 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
                     metric.add(matrix)
                     journal.record(item["key"], matrix.cpu().numpy())
                     preds.append((sample.metainfo["img_path"], pred))
-                    done += 1
+                evaluated += len(good)
                 t_metric = time.perf_counter()
                 timing["metric_s"] += t_metric - t_model
                 if writer is not None:
@@ -328,11 +353,11 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
             bar.update(len(batch))
             clock = time.perf_counter()
     except KeyboardInterrupt:
-        bar.close()
-        journal.close()
-        raise EvaluationInterrupted(done * world if world > 1 else done, total, work_dir) from None
+        done = restored + evaluated + len(skipped)
+        raise EvaluationInterrupted(done * world, len(plan.keys), work_dir) from None
     finally:
         bar.close()
+        journal.close()
         if writer is not None:
             t_wait = time.perf_counter()
             writer.shutdown(wait=True)
@@ -343,26 +368,23 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
     # all ranks: sum the confusion matrices, gather what was skipped and the timings
     _barrier(world)
     computed = metric.compute()
-    gathered = _gather({"skipped": skipped, "timing": timing, "evaluated": done - restored - len(skipped),
-                        "restored": restored}, world)
+    gathered = _gather({"skipped": skipped, "timing": timing, "evaluated": evaluated, "restored": restored}, world)
     if rank != 0:
-        journal.close()
         _barrier(world)
         return computed
     sample_skipped = [s for g in gathered for s in g["skipped"]]
-    all_skipped = sorted(layout_skipped + sample_skipped, key=lambda s: s["image"])
+    all_skipped = sorted(plan.layout_skipped + sample_skipped, key=lambda s: s["image"])
     evaluated = sum(g["evaluated"] for g in gathered)
-    timing = {k: round(max(g["timing"][k] for g in gathered), 3) for k in timing}
-    t_write = time.perf_counter()
-    wall = t_write - start_wall
+    wall = time.perf_counter() - start_wall
+    expected = cfg.get("expected_images")
     results = {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "complete": True,
         "partial": bool(all_skipped),
-        "dataset": {"name": name, "type": dataset_cfg.type, "data_root": str(layout.data_root),
-                    "num_images": total - len(sample_skipped), "expected_images": expected,
-                    "num_classes": num_classes, "limit": opts.limit},
+        "dataset": {"name": cfg.dataset_name, "type": cfg.test_dataloader.dataset.type,
+                    "data_root": str(plan.layout.data_root), "num_images": len(plan.keys) - len(sample_skipped),
+                    "expected_images": expected, "num_classes": num_classes, "limit": opts.limit},
         "summary": computed["summary"],
         "per_class": computed["per_class"],
         "protocol": protocol_of(cfg.to_dict()),
@@ -373,13 +395,15 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
         "code": code_version(),
         "environment": {**environment(device), "world_size": world},
         "timing": {"wall_s": round(wall, 3), "images_per_s": round(evaluated / wall, 3) if wall > 0 else None,
-                   "text_s": round(text_s, 3), **timing,
+                   "text_s": round(text_s, 3),
+                   **{k: round(max(g["timing"][k] for g in gathered), 3) for k in timing},
                    "resumed_images": sum(g["restored"] for g in gathered)},
         "skipped": all_skipped,
     }
     atomic_write_json(work_dir / RESULTS_FILE, results)
-    journal.mark_finished(results["created"])
-    journal.close()
+    finished = ProgressJournal(work_dir / "progress", rank, fingerprint)
+    finished.mark_finished(results["created"])
+    finished.close()
     if opts.history:
         from .history import append_history
 

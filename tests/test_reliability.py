@@ -1,0 +1,309 @@
+"""Bad input, interruption and resume: every failure is one clear line, and nothing is lost."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clip_surgery_seg.datasets.synthetic import write_synthetic
+from clip_surgery_seg.engine.atomic import atomic_write_json
+from clip_surgery_seg.segmentors.sliding import WindowBatcher
+from conftest import REPO, eval_args
+
+ADE = "ADEChallengeData2016"
+
+
+@pytest.fixture
+def ade_root(tmp_path):
+    root = tmp_path / "data"
+    write_synthetic("ade20k", root, num_images=3, image_size=(96, 128), seed=1)
+    return root
+
+
+def _image(root, i):
+    return root / ADE / "images" / "validation" / f"ADE_val_{i:08d}.jpg"
+
+
+def _label(root, i):
+    return root / ADE / "annotations" / "validation" / f"ADE_val_{i:08d}.png"
+
+
+def _fails(run_eval, args, *fragments):
+    code, out, err = run_eval(args)
+    assert code == 1, (code, err)
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def _results(work):
+    return json.loads((work / "metrics.json").read_text())
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def test_missing_data_root(run_eval, tmp_path):
+    _fails(run_eval, eval_args("ade20k", tmp_path / "nowhere", tmp_path / "w"),
+           f"data folder {tmp_path / 'nowhere' / ADE} does not exist", "python tools/prepare_data.py ade20k",
+           "data/README.md")
+    assert not (tmp_path / "w" / "metrics.json").exists()
+
+
+def test_wrong_layout_no_images_or_no_labels(run_eval, tmp_path, ade_root):
+    (tmp_path / "empty" / ADE / "images" / "validation").mkdir(parents=True)
+    _fails(run_eval, eval_args("ade20k", tmp_path / "empty", tmp_path / "w"), "no images (*.jpg) found under",
+           "images/validation/**/*.jpg")
+    for i in (1, 2, 3):
+        _label(ade_root, i).unlink()
+    (ade_root / ADE / "annotations" / "validation").rmdir()
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w"), "label folder", "does not exist",
+           "3 images have no labels")
+
+
+def test_image_without_label_and_skip_bad(run_eval, tmp_path, ade_root):
+    _label(ade_root, 2).unlink()
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w"), "1 unpaired files", str(_image(ade_root, 2)),
+           "--skip-bad")
+    code, _, err = run_eval(eval_args("ade20k", ade_root, tmp_path / "w", "--skip-bad"))
+    assert code == 0, err
+    results = _results(tmp_path / "w")
+    assert results["partial"] and results["dataset"]["num_images"] == 2
+    assert results["skipped"] == [{"image": "ADE_val_00000002",
+                                   "reason": f"{_image(ade_root, 2)}: no label {_label(ade_root, 2)}"}]
+
+
+def test_label_without_image(run_eval, tmp_path, ade_root):
+    _image(ade_root, 3).unlink()
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w"), str(_label(ade_root, 3)), "no image")
+
+
+def test_truncated_image(run_eval, tmp_path, ade_root):
+    data = _image(ade_root, 2).read_bytes()
+    _image(ade_root, 2).write_bytes(data[: len(data) // 2])
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w"), str(_image(ade_root, 2)),
+           "unreadable or truncated image")
+    assert not (tmp_path / "w" / "metrics.json").exists()  # no number before the bad sample is fixed
+    code, _, err = run_eval(eval_args("ade20k", ade_root, tmp_path / "w2", "--skip-bad"))
+    assert code == 0, err
+    results = _results(tmp_path / "w2")
+    assert results["partial"] and results["dataset"]["num_images"] == 2
+    assert results["skipped"][0]["image"] == "ADE_val_00000002"
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("garbage", "unreadable or truncated label map"),
+    ("values", "label values 199, 200 are outside [0, 150)"),
+    ("size", "label size 64x48 differs from its image"),
+    ("16bit", "label map has image mode I;16"),
+    ("rgb", "label map has image mode RGB"),
+])
+def test_bad_labels(run_eval, tmp_path, ade_root, damage, message):
+    path = _label(ade_root, 1)
+    if damage == "garbage":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    elif damage == "values":
+        label = np.array(Image.open(path))
+        label[:2, :2] = 200  # raw 200, 201 -> 199, 200 after reduce-zero-label
+        label[2:4, :2] = 201
+        Image.fromarray(label).save(path)
+    elif damage == "size":
+        Image.fromarray(np.ones((48, 64), np.uint8)).save(path)
+    elif damage == "16bit":
+        Image.fromarray(np.ones((96, 128), np.uint16) * 300).save(path)
+    else:
+        Image.fromarray(np.ones((96, 128, 3), np.uint8)).save(path)
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w"), str(path), message)
+
+
+# --- config, model, class names -------------------------------------------------------------------
+
+def test_config_errors(run_eval, tmp_path, ade_root):
+    args = eval_args("ade20k", ade_root, tmp_path / "w")
+    _fails(run_eval, ["configs/ade2k.py"] + args[1:], "config file configs/ade2k.py does not exist",
+           "did you mean configs/ade20k.py")
+    _fails(run_eval, args + ["model.dept=4"], "unknown key 'dept' in model", "did you mean depth")
+    _fails(run_eval, args + ["model.depth=deep"], "model.depth='deep'", "expected a int like 6")
+    _fails(run_eval, args + ["test_dataloader.dataset.type=ADE20kDataset"], "unknown dataset type 'ADE20kDataset'",
+           "did you mean ADE20KDataset")
+    _fails(run_eval, args + ["model.templates=clip_surgery_58"], "unknown template set 'clip_surgery_58'",
+           "did you mean clip_surgery_85")
+    _fails(run_eval, args + ["model.feature_surgery=weighed"], "feature_surgery must be one of", "'weighted'")
+
+
+def test_config_file_with_unknown_model_option(run_eval, tmp_path, ade_root):
+    config = tmp_path / "typo.py"
+    config.write_text(f"_base_ = ['{REPO}/configs/ade20k.py']\nmodel = dict(dept=4)\n")
+    args = eval_args("ade20k", ade_root, tmp_path / "w")
+    _fails(run_eval, [str(config)] + args[1:], "model CLIPSurgerySegmentor has no option 'dept'",
+           "did you mean depth")
+
+
+def test_model_errors(run_eval, tmp_path, ade_root):
+    args = eval_args("ade20k", ade_root, tmp_path / "w")
+    model_at = args.index("--model") + 1
+    bad_name = list(args)
+    bad_name[model_at] = "ViT-B-61"
+    _fails(run_eval, bad_name, "unknown model name 'ViT-B-61'", "ViT-B-16")
+    pretrained_at = args.index("--pretrained") + 1
+    missing = list(args)
+    missing[pretrained_at] = str(tmp_path / "weights.pt")
+    _fails(run_eval, missing, f"weights file {tmp_path / 'weights.pt'} does not exist")
+    (tmp_path / "weights.pt").write_text("not weights")
+    _fails(run_eval, missing, f"weights file {tmp_path / 'weights.pt'} is not a readable CLIP checkpoint")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("road\n\nsky\n", "line 2: empty class name"),
+    ("road\nsky, road\n", "line 2: 'road' already appears on line 1"),
+    ("road\nsky,\n", "line 2: empty class name"),
+])
+def test_bad_class_name_files(run_eval, tmp_path, ade_root, text, message):
+    names = tmp_path / "classes.txt"
+    names.write_text(text)
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w", options=[f"model.classnames={names}"]),
+           f"{names} {message}")
+
+
+def test_window_batches_shrink_on_out_of_memory(caplog):
+    calls = []
+
+    def fn(batch):
+        calls.append(len(batch))
+        if len(batch) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return batch * 2
+
+    windows = torch.arange(7.0).view(7, 1)
+    batcher = WindowBatcher(8)
+    with caplog.at_level("WARNING"):
+        out = torch.cat([o for _, o in batcher.run(windows, fn)])
+        out2 = torch.cat([o for _, o in batcher.run(windows, fn)])
+    assert torch.equal(out, windows * 2) and torch.equal(out2, windows * 2)
+    assert calls[:3] == [7, 4, 2] and batcher.batch_size == 2
+    assert sum("out of memory" in r.message for r in caplog.records) == 1  # said once
+
+    def never_fits(batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(RuntimeError, match="one window does not fit in GPU memory"):
+        list(WindowBatcher(4).run(windows, never_fits))
+
+
+# --- interruption and resume ----------------------------------------------------------------------
+
+def _spawn(args, tmp_path):
+    env = dict(os.environ, CLIP_SURGERY_SEG_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "tools/eval.py", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_rows(work, n, proc, timeout=120):
+    db = work / "progress" / "rank0.sqlite"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    if conn.execute("SELECT COUNT(*) FROM images").fetchone()[0] >= n:
+                        return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.02)
+    raise AssertionError("the run did not make progress")
+
+
+@pytest.fixture
+def many_images(tmp_path):
+    root = tmp_path / "many"
+    write_synthetic("ade20k", root, num_images=24, image_size=(96, 128), seed=2)
+    return root
+
+
+@pytest.mark.parametrize("how", ["kill", "interrupt"])
+def test_interrupted_run_resumes_to_the_same_numbers(run_eval, tmp_path, many_images, how):
+    code, _, err = run_eval(eval_args("ade20k", many_images, tmp_path / "straight"))
+    assert code == 0, err
+    work = tmp_path / "stopped"
+    args = eval_args("ade20k", many_images, work, options=["model.window_batch_size=1"])
+    proc = _spawn(args, tmp_path)
+    _wait_for_rows(work, 3, proc)
+    proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert not (work / "metrics.json").exists()
+    if how == "interrupt":
+        assert proc.returncode == 130
+        assert "images done, progress saved in" in err and "--resume" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    # a fresh run must not silently replace the unfinished one
+    _fails(run_eval, args, "holds an unfinished run", "--resume")
+    code, _, err = run_eval(_with_flag(args, "--resume"))
+    assert code == 0, err
+    resumed, straight = _results(work), _results(tmp_path / "straight")
+    assert resumed["timing"]["resumed_images"] >= 3
+    assert resumed["per_class"] == straight["per_class"] and resumed["summary"] == straight["summary"]
+    assert resumed["dataset"]["num_images"] == 24
+
+
+def _with_flag(args, flag):
+    at = args.index("--cfg-options")
+    return args[:at] + [flag] + args[at:]
+
+
+def test_resume_with_a_different_run_is_refused(run_eval, tmp_path, ade_root):
+    work = tmp_path / "w"
+    assert run_eval(eval_args("ade20k", ade_root, work))[0] == 0
+    _fails(run_eval, _with_flag(eval_args("ade20k", ade_root, work, options=["model.depth=5"]), "--resume"),
+           "cannot resume", "config.model.depth: 6 -> 5")
+    other = tmp_path / "other"
+    write_synthetic("ade20k", other, num_images=3, image_size=(96, 128), seed=1)
+    _fails(run_eval, _with_flag(eval_args("ade20k", other, work), "--resume"), "cannot resume", "data_root")
+    args = _with_flag(eval_args("ade20k", ade_root, work), "--resume")
+    args[args.index("--pretrained") + 1] = str(tmp_path / "w.pt")
+    from clip_surgery_seg.models import build_clip
+
+    model, _ = build_clip(args[args.index("--model") + 1])
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    _fails(run_eval, args, "cannot resume", "weights.")
+
+
+def test_fresh_run_moves_old_results_aside(run_eval, tmp_path, ade_root):
+    work = tmp_path / "w"
+    assert run_eval(eval_args("ade20k", ade_root, work))[0] == 0
+    first = _results(work)
+    assert run_eval(eval_args("ade20k", ade_root, work))[0] == 0
+    assert json.loads((work / "previous_metrics.json").read_text())["created"] == first["created"]
+
+
+def test_interrupted_atomic_write_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    atomic_write_json(path, {"version": 1})
+
+    def crash(src, dst):
+        raise OSError("power cut between write and rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        atomic_write_json(path, {"version": 2, "padding": "x" * 100000})
+    assert json.loads(path.read_text()) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_two_runs_give_identical_numbers(run_eval, tmp_path, ade_root):
+    for name in ("a", "b"):
+        assert run_eval(eval_args("ade20k", ade_root, tmp_path / name))[0] == 0
+    a, b = _results(tmp_path / "a"), _results(tmp_path / "b")
+    assert a["per_class"] == b["per_class"] and a["summary"] == b["summary"]
+    assert a["config_hash"] == b["config_hash"]
