@@ -3,47 +3,58 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 
 def _fsync_dir(directory: Path) -> None:
-    try:
+    with suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def temp_path_for(final: Path) -> Path:
+    """A hidden name beside ``final`` (same filesystem, so the rename is atomic) that no dataset
+    scan matches: it ends in ``.tmp``, not in an image or label suffix."""
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+@contextmanager
+def atomic_path(final: Union[str, Path], fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``final``, on any error it is removed.
+
+    A killed process leaves ``final`` as it was. ``fsync`` also makes the new file survive a power
+    cut (worth it for results, not for thousands of extracted images).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(final)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    if fsync:
+        _fsync_dir(final.parent)
 
 
-def atomic_write_text(path: Union[str, Path], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_bytes(path: Union[str, Path], data: bytes, fsync: bool = True) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: Union[str, Path], text: str, fsync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
 def atomic_write_json(path: Union[str, Path], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -65,16 +66,15 @@ def _sha256(path: Union[str, Path], chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-_SHA_CACHE: dict = {}
-
-
 def file_sha256(path: Union[str, Path]) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) since weights files are large."""
+    """sha256 of a file; memoised on (path, size, mtime) since weights files are large."""
     st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = _sha256(path)
-    return _SHA_CACHE[key]
+    return _sha256_of_version(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of_version(path: str, size: int, mtime_ns: int) -> str:
+    return _sha256(path)
 
 
 def weights_identity(name: str, pretrained: Optional[str], seed: int = 0) -> WeightsIdentity:

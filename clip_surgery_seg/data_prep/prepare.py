@@ -1,0 +1,195 @@
+"""Get each dataset's validation split into the layout of SPEC §7: fetch, extract, convert.
+
+Only the members the validation split needs are extracted. Every step can be interrupted and run
+again: downloads resume, extracted and converted files are written atomically and skipped when they
+are already in place, and each dataset's last file (the Context split list) is written last.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional
+
+from ..engine.atomic import atomic_write_text
+from .archives import extract
+from .convert import (CONTEXT59_CLASSES, check_context_label_names, convert_cityscapes_file,
+                      convert_coco_stuff_file, convert_context_file, convert_many, label_pairs)
+from .download import download, verify_checksums
+from .errors import ConversionError, MissingArchiveError
+from .sources import DATASET_ARCHIVES, SOURCES, Source
+
+DEFAULT_DOWNLOADS = "downloads"  # under the data root, unless --from-archives names a folder
+
+
+@dataclass
+class Fetcher:
+    """Finds an archive in ``directory`` or downloads it there, verifying published checksums.
+
+    With ``allow_download`` False (``--from-archives``), a missing archive is an error that says
+    where to get it.
+    """
+
+    directory: Path
+    sources: Mapping[str, Source]
+    allow_download: bool = True
+    verify: bool = True
+    progress: bool = True
+    retries: int = 5
+    backoff_s: float = 2.0
+
+    def get(self, filename: str) -> Path:
+        source = self.sources[filename]
+        path = self.directory / filename
+        checksums = source.checksums if self.verify else ()
+        if path.is_file():
+            if checksums and self.progress:
+                print(f"verifying {path} ...", flush=True)
+            verify_checksums(path, checksums, "delete it and re-run to download it again, or put a good "
+                                              "copy there")
+            return path
+        if source.url is None:
+            raise MissingArchiveError(f"{path} not found: log in at {source.homepage}, download {filename} "
+                                      f"({source.size}) into a folder and pass --from-archives FOLDER")
+        if not self.allow_download:
+            raise MissingArchiveError(f"{path} not found: put it from {source.url} there, or leave out "
+                                      "--from-archives to download it")
+        if self.progress:
+            print(f"downloading {source.url} ({source.size}) to {path}", flush=True)
+        return download(source.url, path, checksums, retries=self.retries, backoff_s=self.backoff_s,
+                        progress=self.progress)
+
+
+def _matcher(pattern: str, output: Callable[[re.Match], str]) -> Callable[[str], Optional[str]]:
+    compiled = re.compile(pattern)
+
+    def select(name: str) -> Optional[str]:
+        match = compiled.fullmatch(name)
+        return output(match) if match else None
+
+    return select
+
+
+def prepare_ade20k(root: Path, fetch: Fetcher, workers: Optional[int] = None) -> Path:
+    """ADEChallengeData2016.zip: validation images and annotations (already in the target encoding)."""
+    archive = fetch.get("ADEChallengeData2016.zip")
+    keep = _matcher(r"ADEChallengeData2016/(?:(?:images|annotations)/validation/[^/]+\.(?:jpg|png)"
+                    r"|[^/]+\.txt)", lambda m: m.group(0))
+    extract(archive, root, keep, progress=fetch.progress)
+    return root / "ADEChallengeData2016"
+
+
+def prepare_coco_stuff171(root: Path, fetch: Fetcher, workers: Optional[int] = None) -> Path:
+    """val2017 images + val2017 stuffthingmaps, converted to ``*_labelTrainIds.png`` (171 classes)."""
+    out = root / "coco_stuff164k"
+    images = fetch.get("val2017.zip")
+    extract(images, root, _matcher(r"val2017/[^/]+\.jpg", lambda m: f"coco_stuff164k/images/{m.group(0)}"),
+            progress=fetch.progress)
+    maps = fetch.get("stuffthingmaps_trainval2017.zip")
+    extract(maps, root, _matcher(r"val2017/[^/]+\.png", lambda m: f"coco_stuff164k/annotations/{m.group(0)}"),
+            progress=fetch.progress)
+    pairs = label_pairs(out / "annotations" / "val2017", ".png", "_labelTrainIds.png",
+                        exclude_suffix="_labelTrainIds.png")
+    convert_many(convert_coco_stuff_file, pairs, workers=workers, progress=fetch.progress,
+                 desc="stuffthingmaps -> labelTrainIds")
+    return out
+
+
+def prepare_cityscapes(root: Path, fetch: Fetcher, workers: Optional[int] = None) -> Path:
+    """The user's two Cityscapes zips: val images and labelIds, converted to labelTrainIds."""
+    out = root / "cityscapes"
+    images = fetch.get("leftImg8bit_trainvaltest.zip")
+    extract(images, out, _matcher(r"leftImg8bit/val/[^/]+/[^/]+_leftImg8bit\.png", lambda m: m.group(0)),
+            progress=fetch.progress)
+    labels = fetch.get("gtFine_trainvaltest.zip")
+    extract(labels, out, _matcher(r"gtFine/val/[^/]+/[^/]+_gtFine_labelIds\.png", lambda m: m.group(0)),
+            progress=fetch.progress)
+    pairs = label_pairs(out / "gtFine" / "val", "_gtFine_labelIds.png", "_gtFine_labelTrainIds.png")
+    convert_many(convert_cityscapes_file, pairs, workers=workers, progress=fetch.progress,
+                 desc="labelIds -> labelTrainIds")
+    return out
+
+
+CONTEXT_FULL_DIR = "Context459"  # the official 459-class .mat files, under VOCdevkit/VOC2010
+
+
+def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] = None) -> Path:
+    """VOC2010 val images + the official 459-class Context annotations, reduced to 59 classes.
+
+    The split is VOC2010's ``ImageSets/Main/val.txt`` (5105 images): PASCAL Context annotates all of
+    VOC2010 trainval and keeps VOC's own train/val division.
+    """
+    voc = root / "VOCdevkit" / "VOC2010"
+    tar = fetch.get("VOCtrainval_03-May-2010.tar")
+    extract(tar, root, _matcher(r"VOCdevkit/VOC2010/ImageSets/Main/(?:train|val|trainval)\.txt",
+                                lambda m: m.group(0)))
+    main_val = voc / "ImageSets" / "Main" / "val.txt"
+    if not main_val.is_file():
+        raise MissingArchiveError(f"{tar} has no VOCdevkit/VOC2010/ImageSets/Main/val.txt; is it the "
+                                  "VOC2010 trainval archive?")
+    val_ids = sorted({line.split()[0] for line in main_val.read_text().splitlines() if line.strip()})
+    wanted = set(val_ids)
+    extract(tar, root, _matcher(r"VOCdevkit/VOC2010/JPEGImages/([^/]+)\.jpg",
+                                lambda m: m.group(0) if m.group(1) in wanted else None),
+            progress=fetch.progress, desc="extracting val images")
+
+    annotations = fetch.get("trainval.tar.gz")
+    full_dir = voc / CONTEXT_FULL_DIR
+
+    def keep_annotation(name: str) -> Optional[str]:
+        base = name.rsplit("/", 1)[-1]
+        if base == "labels.txt":
+            return "labels.txt"
+        match = re.fullmatch(r"(?:.*/)?trainval/([^/]+)\.mat", name)
+        return f"trainval/{match.group(1)}.mat" if match and match.group(1) in wanted else None
+
+    extract(annotations, full_dir, keep_annotation, progress=fetch.progress, desc="extracting annotations")
+    if (full_dir / "labels.txt").is_file():
+        check_context_label_names(full_dir / "labels.txt")
+    else:
+        print(f"note: {annotations} has no labels.txt, so the 59 class ids were not cross-checked "
+              "against the release's class names", file=sys.stderr)
+    missing = [i for i in val_ids if not (full_dir / "trainval" / f"{i}.mat").is_file()]
+    if missing:
+        raise ConversionError(f"{annotations}: {len(missing)} of the {len(val_ids)} val images have no "
+                              f"annotation (first: {', '.join(missing[:5])}); is it the PASCAL Context "
+                              "trainval.tar.gz?")
+    pairs = [(full_dir / "trainval" / f"{i}.mat", voc / "SegmentationClassContext" / f"{i}.png")
+             for i in val_ids]
+    convert_many(convert_context_file, pairs, workers=workers, progress=fetch.progress,
+                 desc=f"459 -> {len(CONTEXT59_CLASSES)} classes")
+    # Written last: its presence means every label map of the split is in place.
+    atomic_write_text(voc / "ImageSets" / "SegmentationContext" / "val.txt", "\n".join(val_ids) + "\n")
+    return voc
+
+
+PREPARERS: Dict[str, Callable[[Path, Fetcher, Optional[int]], Path]] = {
+    "ade20k": prepare_ade20k,
+    "coco_stuff171": prepare_coco_stuff171,
+    "cityscapes": prepare_cityscapes,
+    "pascal_context59": prepare_pascal_context59,
+}
+
+
+def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
+            sources: Mapping[str, Source] = SOURCES, verify: bool = True, progress: bool = True,
+            workers: Optional[int] = None, retries: int = 5, backoff_s: float = 2.0) -> Path:
+    """Prepare dataset ``name`` under ``root``; returns its folder (``root / data_subdir``).
+
+    Args:
+        archives: a folder holding the archives already (``--from-archives``: nothing is downloaded);
+            None downloads what is missing into ``root/downloads``.
+        sources: file name -> Source; the default is the official list in ``sources.py``.
+        verify: check published checksums (turn off only for a file you verified yourself).
+    """
+    if name not in PREPARERS:
+        raise KeyError(f"unknown dataset {name!r}; choose one of {', '.join(PREPARERS)}")
+    root = Path(root)
+    fetch = Fetcher(Path(archives) if archives else root / DEFAULT_DOWNLOADS, sources,
+                    allow_download=archives is None, verify=verify, progress=progress,
+                    retries=retries, backoff_s=backoff_s)
+    for filename in DATASET_ARCHIVES[name]:
+        if filename not in sources:
+            raise KeyError(f"no source for {filename}")
+    return PREPARERS[name](root, fetch, workers)
