@@ -17,7 +17,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATASETS = ("ade20k", "coco_stuff171", "cityscapes", "pascal_context59")
+from clip_surgery_seg.datasets import DATASETS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -4,14 +4,14 @@ part, before an evaluation loads any model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
+from ..datasets import DATASETS
 from ..datasets.check import CheckReport, check_files, check_layout
 from ..datasets.layout import DatasetLayout
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
-DATASETS: Tuple[str, ...] = ("ade20k", "coco_stuff171", "cityscapes", "pascal_context59")
 _FROM_CONFIG = object()
 
 

@@ -2,5 +2,8 @@
 from .classnames import ClassNames, ClassNamesError, load_classnames
 from .layout import DATA_README, DataLayoutError, DatasetLayout
 
-__all__ = ["ClassNames", "ClassNamesError", "load_classnames", "DATA_README", "DataLayoutError",
+#: The datasets of the paper's table; each has ``configs/<name>.py`` and ``configs/classnames/<name>.txt``.
+DATASETS = ("ade20k", "coco_stuff171", "cityscapes", "pascal_context59")
+
+__all__ = ["DATASETS", "ClassNames", "ClassNamesError", "load_classnames", "DATA_README", "DataLayoutError",
            "DatasetLayout"]

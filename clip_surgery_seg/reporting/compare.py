@@ -1,0 +1,182 @@
+"""Compare a new result against a baseline: what moved, and whether it is a regression.
+
+A regression is an mIoU drop of more than ``tolerance`` points, or a per-class IoU drop of more than
+``class_tolerance`` points. Only results of the same dataset and protocol are compared unless forced.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Sequence, Tuple
+
+from .datasets import paper_rank
+from .errors import MismatchError
+from .records import ResultRecord
+
+SUMMARY_METRICS = ("mIoU", "mAcc", "aAcc")
+GATED_METRIC = "mIoU"
+# deltas are differences of two-decimal numbers; rounding keeps float noise from crossing a tolerance
+_DIGITS = 6
+
+
+@dataclass
+class Delta:
+    """One metric or class: its baseline and new value, and whether the drop is a regression."""
+
+    name: str
+    baseline: float
+    new: float
+    regression: bool = False
+
+    @property
+    def delta(self) -> float:
+        return round(self.new - self.baseline, _DIGITS)
+
+
+@dataclass
+class DatasetComparison:
+    dataset: str
+    new: ResultRecord
+    baseline: ResultRecord
+    tolerance: float
+    class_tolerance: float
+    summary: List[Delta] = field(default_factory=list)
+    moved_classes: List[Delta] = field(default_factory=list)  # beyond class_tolerance; drops first
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> List[Delta]:
+        return [d for d in self.summary + self.moved_classes if d.regression]
+
+    def regression_message(self) -> str:
+        parts = [f"{d.name} {d.delta:+.2f}" for d in self.summary if d.regression]
+        classes = [f"{d.name} ({d.delta:+.2f})" for d in self.moved_classes if d.regression]
+        if classes:
+            parts.append(f"class IoU dropped: {', '.join(classes)}")
+        return f"{self.dataset}: " + "; ".join(parts)
+
+
+def _dropped(delta: float, tolerance: float) -> bool:
+    return not math.isnan(delta) and delta < -tolerance
+
+
+def compare_records(new: ResultRecord, baseline: ResultRecord, tolerance: float = 0.1,
+                    class_tolerance: float = 1.0) -> DatasetComparison:
+    """Summary deltas, and the classes that moved by more than ``class_tolerance``."""
+    result = DatasetComparison(new.dataset, new, baseline, tolerance, class_tolerance)
+    for metric in SUMMARY_METRICS:
+        delta = Delta(metric, getattr(baseline, metric), getattr(new, metric))
+        delta.regression = metric == GATED_METRIC and _dropped(delta.delta, tolerance)
+        result.summary.append(delta)
+    common = [c for c in new.per_class if c in baseline.per_class]
+    only_one = (set(new.per_class) ^ set(baseline.per_class))
+    if only_one:
+        result.warnings.append(f"{len(only_one)} classes are in only one of the results (compared: {len(common)})")
+    moved = []
+    for name in common:
+        delta = Delta(name, baseline.per_class[name], new.per_class[name])
+        if math.isnan(delta.delta) or abs(delta.delta) <= class_tolerance:
+            continue  # undefined IoU (class absent) or within tolerance
+        delta.regression = _dropped(delta.delta, class_tolerance)
+        moved.append(delta)
+    result.moved_classes = sorted(moved, key=lambda d: (not d.regression, d.delta if d.regression else -d.delta))
+    result.warnings += _provenance_warnings(new, baseline)
+    return result
+
+
+def _provenance_warnings(new: ResultRecord, baseline: ResultRecord) -> List[str]:
+    """Differences that do not block a comparison but explain a moved number."""
+    notes = []
+    if (new.model, new.pretrained) != (baseline.model, baseline.pretrained):
+        notes.append(f"models differ: {baseline.model_label} -> {new.model_label}")
+    elif new.weights_sha256 and baseline.weights_sha256 and new.weights_sha256 != baseline.weights_sha256:
+        notes.append("weights files differ (sha256)")
+    if new.config_hash and baseline.config_hash and new.config_hash != baseline.config_hash:
+        notes.append(f"configs differ (hash {baseline.config_hash[:8]} -> {new.config_hash[:8]})")
+    if new.num_images != baseline.num_images:
+        notes.append(f"image counts differ: {baseline.num_images} -> {new.num_images}")
+    for record, which in ((new, "new"), (baseline, "baseline")):
+        flags = record.comparability_notes()
+        if record.limit is not None or record.skipped:
+            notes.append(f"the {which} result is not a full run ({'; '.join(flags)})")
+    return notes
+
+
+def pair_records(new: Sequence[ResultRecord], baseline: Sequence[ResultRecord],
+                 force: bool = False) -> Tuple[List[Tuple[ResultRecord, ResultRecord]], List[str]]:
+    """Match new and baseline results by dataset; refuse mismatches unless ``force``.
+
+    Returns the pairs and notes on what was left out (only when forced).
+    """
+    notes: List[str] = []
+    new_by = _one_per_dataset(new, "NEW")
+    base_by = _one_per_dataset(baseline, "BASELINE")
+    if force and len(new_by) == 1 and len(base_by) == 1 and set(new_by) != set(base_by):
+        (n,), (b,) = new_by.values(), base_by.values()
+        notes.append(f"forced: comparing dataset {n.dataset} with {b.dataset}")
+        pairs = [(n, b)]
+    else:
+        only_new, only_base = sorted(set(new_by) - set(base_by)), sorted(set(base_by) - set(new_by))
+        if only_new or only_base:
+            message = "datasets differ: " + "; ".join(
+                part for part in (f"only in NEW: {', '.join(only_new)}" if only_new else "",
+                                  f"only in BASELINE: {', '.join(only_base)}" if only_base else "") if part)
+            if not force or not set(new_by) & set(base_by):
+                raise MismatchError(message + ("" if force else " (pass --force to compare the common ones)"))
+            notes.append(f"forced: {message}; comparing the common ones")
+        common = sorted(set(new_by) & set(base_by), key=lambda n: (paper_rank(n), n))
+        pairs = [(new_by[name], base_by[name]) for name in common]
+    for n, b in pairs:
+        if n.protocol != b.protocol:
+            if not force:
+                raise MismatchError(f"protocols differ for {n.dataset}: NEW is {n.protocol}, BASELINE is "
+                                    f"{b.protocol}; numbers of different protocols are not comparable "
+                                    "(pass --force to compare anyway)")
+            notes.append(f"forced: {n.dataset} compared across protocols {b.protocol} -> {n.protocol}")
+    return pairs, notes
+
+
+def _one_per_dataset(records: Sequence[ResultRecord], side: str) -> Dict[str, ResultRecord]:
+    by: Dict[str, ResultRecord] = {}
+    for record in records:
+        if record.dataset in by:
+            raise MismatchError(f"{side} holds two results for {record.dataset} ({by[record.dataset].source} and "
+                                f"{record.source}); name one")
+        by[record.dataset] = record
+    return by
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return [fmt(header), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r) for r in rows]
+
+
+def format_comparison(result: DatasetComparison) -> str:
+    """The summary table, the classes that moved, and notes, for the terminal."""
+    new, base = result.new, result.baseline
+    lines = [f"== {result.dataset} (protocol {new.protocol})",
+             f"   new:      {new.source}  [{new.date or '?'}, {new.code_version or '?'}]",
+             f"   baseline: {base.source}  [{base.date or '?'}, {base.code_version or '?'}]"]
+    rows = []
+    for d in result.summary:
+        verdict = f"REGRESSION (tolerance {result.tolerance:g})" if d.regression else ""
+        rows.append([d.name, _fmt(d.baseline), _fmt(d.new), "nan" if math.isnan(d.delta) else f"{d.delta:+.2f}",
+                     verdict])
+    lines += _table(["metric", "baseline", "new", "delta", ""], rows)
+    if result.moved_classes:
+        lines.append(f"classes that moved more than {result.class_tolerance:g} IoU (drops first):")
+        rows = [[d.name, _fmt(d.baseline), _fmt(d.new), f"{d.delta:+.2f}", "REGRESSION" if d.regression else ""]
+                for d in result.moved_classes]
+        lines += _table(["class", "baseline", "new", "delta", ""], rows)
+    else:
+        lines.append(f"no class moved more than {result.class_tolerance:g} IoU")
+    lines += [f"note: {w}" for w in result.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""tools/compare.py: what moved, exit codes, refusals, and history selections as baselines."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from clip_surgery_seg.engine.history import append_history
+from clip_surgery_seg.reporting.cli import compare_main
+from clip_surgery_seg.reporting.compare import compare_records
+from clip_surgery_seg.reporting.records import load_records
+from conftest import REPO
+from test_report import fake_results, write_results
+
+BASE_CLASSES = {"wall": 40.0, "floor": 20.0, "sky": 30.0, "tree": 10.0}
+
+
+def row(out, first):
+    """The cells of the first table line that starts with ``first``."""
+    return next(line.split() for line in out.splitlines() if line.split()[:1] == [first])
+
+
+def run(capsys, *args):
+    code = compare_main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_equal_results_exit_0(tmp_path, capsys):
+    new = write_results(tmp_path / "new", per_class=BASE_CLASSES)
+    base = write_results(tmp_path / "base", per_class=BASE_CLASSES)
+    code, out, _ = run(capsys, new, base)
+    assert code == 0
+    assert row(out, "mIoU") == ["mIoU", "25.00", "25.00", "+0.00"]
+    assert "no class moved more than 1 IoU" in out and out.rstrip().endswith("on ade20k")
+
+
+def test_miou_drop_past_tolerance_exits_1(tmp_path, capsys):
+    base = write_results(tmp_path / "base", per_class=BASE_CLASSES, miou=25.0)
+    new = write_results(tmp_path / "new", per_class=BASE_CLASSES, miou=24.8)
+    code, out, _ = run(capsys, new, base)
+    assert code == 1
+    assert " ".join(row(out, "mIoU")) == "mIoU 25.00 24.80 -0.20 REGRESSION (tolerance 0.1)"
+    assert "REGRESSION ade20k: mIoU -0.20" in out
+    assert run(capsys, new, base, "--tolerance", "0.25")[0] == 0
+
+
+def test_drop_equal_to_the_tolerance_passes(tmp_path, capsys):
+    # 29.3 - 29.2 is 0.10000000000000142 in floating point: not "more than" 0.1
+    base = write_results(tmp_path / "base", miou=29.3)
+    new = write_results(tmp_path / "new", miou=29.2)
+    assert run(capsys, new, base)[0] == 0
+
+
+def test_class_drop_names_the_class(tmp_path, capsys):
+    moved = dict(BASE_CLASSES, wall=37.5, sky=32.0, tree=9.5)  # wall drops 2.5, sky gains 2.0, tree within 1.0
+    base = write_results(tmp_path / "base", per_class=BASE_CLASSES, miou=25.0)
+    new = write_results(tmp_path / "new", per_class=moved, miou=25.0)
+    code, out, _ = run(capsys, new, base)
+    assert code == 1
+    table = out[out.index("classes that moved"):].splitlines()
+    assert table[0] == "classes that moved more than 1 IoU (drops first):"
+    assert table[3].split() == ["wall", "40.00", "37.50", "-2.50", "REGRESSION"]
+    assert table[4].split() == ["sky", "30.00", "32.00", "+2.00"]
+    assert not any(line.startswith("tree") for line in table)
+    assert "REGRESSION ade20k: class IoU dropped: wall (-2.50)" in out
+    assert run(capsys, new, base, "--per-class-tolerance", "3")[0] == 0
+
+
+def test_classes_with_undefined_iou_are_not_compared(tmp_path):
+    # a class absent from the labels: IoU undefined (NaN) in one run, 0 in the other
+    base = write_results(tmp_path / "b", per_class=dict(BASE_CLASSES, rare=float("nan")), miou=25.0)
+    new = write_results(tmp_path / "n", per_class=dict(BASE_CLASSES, rare=0.0), miou=25.0)
+    result = compare_records(load_records(str(new))[0], load_records(str(base))[0])
+    assert result.moved_classes == [] and not result.regressions
+
+
+def test_mismatched_protocol_is_refused_unless_forced(tmp_path, capsys):
+    base = write_results(tmp_path / "base", protocol="sclip")
+    new = write_results(tmp_path / "new", protocol="clearclip")
+    code, out, err = run(capsys, new, base)
+    assert code == 2 and out == ""
+    assert err.strip() == ("error: refusing to compare: protocols differ for ade20k: NEW is clearclip, BASELINE "
+                           "is sclip; numbers of different protocols are not comparable (pass --force to compare "
+                           "anyway)")
+    code, out, _ = run(capsys, new, base, "--force")
+    assert code == 0 and "note: forced: ade20k compared across protocols sclip -> clearclip" in out
+
+
+def test_mismatched_datasets_are_refused_unless_forced(tmp_path, capsys):
+    base = write_results(tmp_path / "base", dataset="cityscapes")
+    new = write_results(tmp_path / "new", dataset="ade20k")
+    code, _, err = run(capsys, new, base)
+    assert code == 2 and "datasets differ: only in NEW: ade20k; only in BASELINE: cityscapes" in err
+    assert run(capsys, new, base, "--force")[0] == 0
+
+
+def test_run_folders_compare_per_dataset(tmp_path, capsys):
+    for name in ("ade20k", "cityscapes"):
+        write_results(tmp_path / "base" / name, dataset=name, miou=20.0)
+    write_results(tmp_path / "new" / "ade20k", dataset="ade20k", miou=20.0)
+    write_results(tmp_path / "new" / "cityscapes", dataset="cityscapes", miou=19.0)
+    code, out, _ = run(capsys, tmp_path / "new", tmp_path / "base")
+    assert code == 1 and "== cityscapes" in out and "== ade20k" in out
+    assert "REGRESSION cityscapes: mIoU -1.00" in out and "REGRESSION ade20k" not in out
+    # a dataset missing from NEW is a mismatch, not a silent pass
+    write_results(tmp_path / "base" / "pascal_context59", dataset="pascal_context59")
+    code, _, err = run(capsys, tmp_path / "new", tmp_path / "base")
+    assert code == 2 and "only in BASELINE: pascal_context59" in err
+
+
+def _history(tmp_path, runs):
+    """A history with one ade20k row per (time, mIoU, commit, protocol)."""
+    path = tmp_path / "history.csv"
+    for i, (miou, commit, protocol) in enumerate(runs):
+        classes = dict(BASE_CLASSES, wall=40.0 - i / 2)
+        append_history(path, fake_results(miou=miou, commit=commit, protocol=protocol, per_class=classes,
+                                          created=f"2025-01-0{i + 1}T00:00:00+00:00"))
+    return path
+
+
+def test_history_selections_as_baseline(tmp_path, capsys):
+    history = _history(tmp_path, [(25.0, "aaaa1111" * 5, "sclip"), (26.0, "bbbb2222" * 5, "sclip"),
+                                  (30.0, "cccc3333" * 5, "clearclip")])
+    new = write_results(tmp_path / "new", miou=25.95, per_class=dict(BASE_CLASSES, wall=38.6),
+                        created="2025-01-09T00:00:00+00:00")
+    # latest of NEW's protocol (sclip): the 26.0 row; wall 39.5 -> 38.6 is within 1.0
+    code, out, _ = run(capsys, new, f"{history}:ade20k@latest")
+    assert code == 0 and row(out, "mIoU") == ["mIoU", "26.00", "25.95", "-0.05"]
+    assert f"baseline: {history}:ade20k@latest [ade20k]  [2025-01-02, bbbb2222bbbb]" in out
+    # @-2: the one before, 25.0; per-class IoU comes from the history too (wall 40.0 -> 38.6)
+    code, out, _ = run(capsys, new, f"{history}@-2")
+    assert code == 1 and row(out, "mIoU") == ["mIoU", "25.00", "25.95", "+0.95"]
+    assert "REGRESSION ade20k: class IoU dropped: wall (-1.40)" in out
+    # a commit prefix
+    code, out, _ = run(capsys, new, f"{history}@bbbb2222")
+    assert code == 0 and row(out, "mIoU")[1] == "26.00"
+    # an explicit protocol filter is honoured, and then refused as a mismatch
+    code, _, err = run(capsys, new, f"{history}:protocol=clearclip")
+    assert code == 2 and "protocols differ for ade20k: NEW is sclip, BASELINE is clearclip" in err
+    code, _, err = run(capsys, new, f"{history}@-9")
+    assert code == 2 and "no history row matches" in err
+
+
+def test_history_latest_is_never_new_itself(tmp_path, capsys):
+    history = _history(tmp_path, [(25.0, "aaaa1111" * 5, "sclip")])
+    results = fake_results(miou=20.0, created="2025-03-01T00:00:00+00:00")
+    append_history(history, results)  # as reproduce.py does after a run
+    new = tmp_path / "new" / "metrics.json"
+    new.parent.mkdir()
+    new.write_text(json.dumps(results))
+    code, out, _ = run(capsys, new, history)
+    assert code == 1 and row(out, "mIoU") == ["mIoU", "25.00", "20.00", "-5.00", "REGRESSION", "(tolerance", "0.1)"]
+
+
+def test_bad_selection_and_missing_files(tmp_path, capsys):
+    history = _history(tmp_path, [(25.0, "aaaa1111" * 5, "sclip")])
+    new = write_results(tmp_path / "new")
+    code, _, err = run(capsys, new, f"{history}@yesterday")
+    assert code == 2 and "must be latest, -N (e.g. -2) or a git commit prefix" in err
+    code, _, err = run(capsys, new, f"{history}:colour=red")
+    assert code == 2 and "unknown history column 'colour'" in err
+    code, _, err = run(capsys, new, tmp_path / "missing.json")
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'missing.json'} does not exist"
+    code, _, err = run(capsys, new, tmp_path / "nohistory.csv")
+    assert code == 2 and "history file" in err and "does not exist" in err
+    assert run(capsys, new, new, "--tolerance", "-1")[0] == 2
+
+
+def test_exit_code_as_a_ci_sees_it(tmp_path):
+    base = write_results(tmp_path / "base", miou=25.0)
+    new = write_results(tmp_path / "new", miou=24.0)
+    proc = subprocess.run([sys.executable, "tools/compare.py", str(new), str(base)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "REGRESSION ade20k: mIoU -1.00" in proc.stdout

@@ -1,0 +1,170 @@
+"""The history file: what gets in, concurrent appends, selections, and tools/history.py."""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from clip_surgery_seg.engine.history import (HISTORY_COLUMNS, HistoryError, append_history, parse_selection,
+                                             per_class_iou, read_history, select_rows)
+from clip_surgery_seg.reporting.cli import history_main
+from conftest import eval_args
+from test_report import fake_results
+
+
+def test_a_row_per_result_with_per_class_iou(tmp_path):
+    path = tmp_path / "history.csv"
+    results = fake_results(dataset="cityscapes", per_class={"road": 90.5, "wall": float("nan"), "sky": 0.0},
+                           miou=45.25, commit="0123abcd" * 5, wall_s=33.3)
+    assert append_history(path, results) is True
+    assert path.read_text().splitlines()[0] == ",".join(HISTORY_COLUMNS)
+    frame = read_history(path)
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert row["dataset"] == "cityscapes" and row["protocol"] == "sclip" and row["mIoU"] == 45.25
+    assert row["time"] == pd.Timestamp("2025-01-02T03:04:05Z") and row["wall_s"] == 33.3
+    assert row["code_version"] == "0123abcd0123" and row["git_commit"] == "0123abcd" * 5
+    assert row["model"] == "ViT-B-16" and row["pretrained"] == "openai" and row["num_images"] == 500
+    assert row["config_hash"] == "c0ffee" * 10
+    iou = per_class_iou(row)
+    assert iou["road"] == 90.5 and iou["sky"] == 0.0 and math.isnan(iou["wall"])
+    assert json.loads(row["per_class_iou"])["wall"] is None  # NaN is stored as JSON null
+
+
+def test_commits_that_look_like_numbers_stay_text(tmp_path):
+    path = tmp_path / "history.csv"
+    append_history(path, fake_results(commit="1234567e12" + "0" * 30, config_hash="00012"))
+    row = read_history(path).iloc[0]
+    assert row["git_commit"] == "1234567e12" + "0" * 30 and row["config_hash"] == "00012"
+
+
+@pytest.mark.parametrize("change, reason", [({"limit": 5}, "--limit 5 smoke run"),
+                                            ({"skipped": ["a.jpg"]}, "partial (1 files skipped)")])
+def test_smoke_and_partial_runs_are_not_recorded(tmp_path, caplog, change, reason):
+    path = tmp_path / "history.csv"
+    with caplog.at_level("WARNING", logger="clip_surgery_seg"):
+        assert append_history(path, fake_results(**change)) is False
+    assert not path.exists()
+    assert reason in caplog.text
+
+
+def test_not_a_results_dict_is_an_error(tmp_path):
+    with pytest.raises(HistoryError, match="not a clip-surgery-seg results dict"):
+        append_history(tmp_path / "history.csv", {"schema": "other"})
+
+
+def _append_many(path: str, writer: int, count: int, go) -> None:
+    go.wait()
+    for i in range(count):
+        append_history(path, fake_results(config_hash=f"w{writer}-{i:04d}", miou=float(i),
+                                          created=f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00"))
+
+
+def test_concurrent_appends_lose_nothing(tmp_path):
+    path = tmp_path / "history.csv"
+    count = 200
+    # fork: the children share this process's imports, and flock sees them as separate processes
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    writers = [context.Process(target=_append_many, args=(str(path), w, count, go)) for w in (1, 2)]
+    for process in writers:
+        process.start()
+    go.set()
+    for process in writers:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    lines = path.read_text().splitlines()
+    assert lines.count(",".join(HISTORY_COLUMNS)) == 1 and len(lines) == 1 + 2 * count
+    frame = read_history(path)
+    assert sorted(frame["config_hash"]) == sorted(f"w{w}-{i:04d}" for w in (1, 2) for i in range(count))
+    assert frame["mIoU"].notna().all() and frame["per_class_iou"].map(lambda t: len(json.loads(t))).eq(3).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "history.csv.lock"]  # no temp files
+
+
+def test_rows_of_another_version_are_kept(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("time,dataset,protocol,mIoU,old_column\n2024-12-01T00:00:00+00:00,ade20k,sclip,11.5,x\n")
+    append_history(path, fake_results(miou=12.0))
+    frame = read_history(path)
+    assert list(frame["mIoU"]) == [11.5, 12.0] and list(frame["old_column"].fillna("")) == ["x", ""]
+    assert "per_class_iou" in frame.columns
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(HistoryError, match="not a clip-surgery-seg history file"):
+        append_history(tmp_path / "other.csv", fake_results())
+
+
+def _history(tmp_path: Path) -> Path:
+    path = tmp_path / "history.csv"
+    rows = [("ade20k", "sclip", 10.0, "aaaa"), ("cityscapes", "sclip", 30.0, "aaaa"), ("ade20k", "sclip", 11.0, "bbbb"),
+            ("ade20k", "clearclip", 13.0, "bbbb"), ("ade20k", "sclip", 12.0, "cccc")]
+    for i, (dataset, protocol, miou, commit) in enumerate(rows):
+        append_history(path, fake_results(dataset=dataset, protocol=protocol, miou=miou, commit=commit * 10,
+                                          created=f"2025-01-0{i + 1}T00:00:00+00:00"))
+    return path
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("h.csv", {"ade20k": 12.0, "cityscapes": 30.0}),
+    ("h.csv:ade20k", {"ade20k": 12.0}),
+    ("h.csv:ade20k@-2", {"ade20k": 13.0}),
+    ("h.csv:ade20k,protocol=sclip@-2", {"ade20k": 11.0}),
+    ("h.csv@aaaa", {"ade20k": 10.0, "cityscapes": 30.0}),
+    ("h.csv:protocol=clearclip", {"ade20k": 13.0}),
+    ("h.csv:ade20k@-9", {}),
+])
+def test_selections(tmp_path, spec, expected):
+    frame = read_history(_history(tmp_path))
+    rows = select_rows(frame, parse_selection(spec))
+    assert {r["dataset"]: r["mIoU"] for r in rows} == expected
+
+
+@pytest.mark.parametrize("spec, message", [("h.csv@latest-1", "must be latest, -N"), ("h.csv@-0", "@-0"),
+                                           ("h.csv:size=3", "unknown history column 'size'"),
+                                           ("history", "not a history selection")])
+def test_bad_selections(spec, message):
+    with pytest.raises(HistoryError, match=message):
+        parse_selection(spec)
+
+
+def test_history_tool_table_filter_and_plot(tmp_path, capsys):
+    path = _history(tmp_path)
+    plot = tmp_path / "miou.png"
+    assert history_main(["--history", str(path), "--dataset", "ade", "--protocol", "sclip", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:6] == ["time", "dataset", "protocol", "mIoU", "aAcc", "mAcc"]
+    assert [line.split()[4] for line in out[1:]] == ["10.00", "11.00", "12.00"]  # oldest first; time has 2 words
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert history_main(["--history", str(path), "--format", "csv", "--last", "2"]) == 0
+    frame = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert list(frame["mIoU"]) == [13.0, 12.0] and "per_class_iou" not in frame.columns
+    assert history_main(["--history", str(path), "--format", "md"]) == 0
+    assert capsys.readouterr().out.count("\n") == 2 + 5
+
+
+def test_history_tool_errors(tmp_path, capsys):
+    path = _history(tmp_path)
+    assert history_main(["--history", str(path), "--dataset", "cityscape"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: unknown dataset 'cityscape'; did you mean cityscapes?")
+    assert history_main(["--history", str(path), "--protocol", "nope"]) == 2
+    assert "protocols: clearclip, sclip" in capsys.readouterr().err
+    assert history_main(["--history", str(tmp_path / "none.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_eval_records_full_runs_only(run_eval, synthetic_root, tmp_path):
+    history = tmp_path / "history.csv"
+    code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w1", "--history", history))
+    assert code == 0, err
+    code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w2", "--history", history,
+                                      "--limit", "1"))
+    assert code == 0, err
+    frame = read_history(history)
+    assert len(frame) == 1
+    results = json.loads((tmp_path / "w1" / "metrics.json").read_text())
+    row = frame.iloc[0]
+    assert row["mIoU"] == results["summary"]["mIoU"] and row["num_images"] == results["dataset"]["num_images"]
+    assert row["config_hash"] == results["config_hash"] and row["protocol"] == "sclip"
+    assert per_class_iou(row) == pytest.approx({r["class"]: r["IoU"] for r in results["per_class"]}, nan_ok=True)
