@@ -127,6 +127,14 @@ def test_prob_threshold_sets_background(tmp_path):
     assert model.labels_from_logits(logits)[:, 0].tolist() == [1, 0]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_distributed_equals_single_process(synthetic_root, tmp_path):
     env = dict(os.environ, CLIP_SURGERY_SEG_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1",
                PYTHONPATH=str(REPO))
@@ -136,7 +144,7 @@ def test_distributed_equals_single_process(synthetic_root, tmp_path):
     multi = eval_args("cityscapes", synthetic_root, tmp_path / "multi", "--launcher", "pytorch",
                       "--save-preds", tmp_path / "preds")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                             "--master-port", "29517", "tools/eval.py", *multi], cwd=REPO, env=env,
+                             "--master-port", str(_free_port()), "tools/eval.py", *multi], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     one = json.loads((tmp_path / "single" / "metrics.json").read_text())

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (sorted), for smoke runs")
     parser.add_argument("--save-preds", metavar="DIR", help="write each prediction as DIR/<image stem>.png")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "auto"),
+                        help="image-encoder autocast (default: the config's; auto = fp16 on GPU, fp32 on CPU)")
     parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
                         help="pytorch: one process per GPU under torchrun; images are sharded")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
@@ -74,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .runner import EvalOptions, EvaluationInterrupted, evaluate, format_results
 
     opts = EvalOptions(config=args.config, data_root=args.data_root, work_dir=args.work_dir, model=args.model,
-                       limit=args.limit, save_preds=args.save_preds, device=args.device,
+                       limit=args.limit, save_preds=args.save_preds, device=args.device, precision=args.precision,
                        launcher=args.launcher, cfg_options=args.cfg_options, resume=args.resume,
                        skip_bad=args.skip_bad, history=args.history, progress=not args.quiet)
     if args.pretrained is not None:

@@ -35,6 +35,8 @@ def load_config(path: str) -> Config:
 def _compatible(old: Any, new: Any) -> bool:
     if old is None or new is None:
         return True
+    if "auto" in (old, new) and all(isinstance(v, (str, int)) for v in (old, new)):
+        return True  # settings like window_batch_size take a number or "auto"
     if isinstance(old, bool) or isinstance(new, bool):
         return isinstance(old, bool) and isinstance(new, bool)
     if isinstance(old, (int, float)) and isinstance(new, (int, float)):

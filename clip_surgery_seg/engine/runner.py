@@ -45,6 +45,7 @@ class EvalOptions:
     limit: Optional[int] = None
     save_preds: Optional[str] = None
     device: Optional[str] = None
+    precision: Optional[str] = None  # fp32 | fp16 | bf16 | auto; None keeps the config's
     launcher: str = "none"
     cfg_options: Dict[str, Any] = field(default_factory=dict)
     resume: bool = False
@@ -85,6 +86,8 @@ def prepare_config(opts: EvalOptions) -> Config:
     apply_cfg_options(cfg, dict(opts.cfg_options))
     if opts.model is not None:
         cfg.model.clip.name = opts.model
+    if opts.precision is not None:
+        cfg.model.precision = opts.precision
     if opts.pretrained is not _UNSET:
         cfg.model.clip.pretrained = None if str(opts.pretrained).lower() == "none" else opts.pretrained
     dataset = cfg.test_dataloader.dataset
@@ -387,13 +390,15 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
                     "expected_images": expected, "num_classes": num_classes, "limit": opts.limit},
         "summary": computed["summary"],
         "per_class": computed["per_class"],
-        "protocol": protocol_of(cfg.to_dict()),
+        "protocol": {**protocol_of(cfg.to_dict()), "precision": _resolved_precision(model, cfg, device)},
         "model": {**identity.as_dict(), "quick_gelu": clip_cfg.get("quick_gelu")},
         "config": _jsonable(cfg.to_dict()),
         "config_file": os.path.relpath(os.path.abspath(opts.config)),
         "config_hash": config_hash(cfg.to_dict()),
         "code": code_version(),
-        "environment": {**environment(device), "world_size": world},
+        "environment": {**environment(device), "world_size": world,
+                        "window_batch_size": getattr(getattr(model, "batcher", None), "batch_size", None),
+                        "images_per_batch": int(loader_cfg.get("batch_size", 1)), "num_workers": num_workers},
         "timing": {"wall_s": round(wall, 3), "images_per_s": round(evaluated / wall, 3) if wall > 0 else None,
                    "text_s": round(text_s, 3),
                    **{k: round(max(g["timing"][k] for g in gathered), 3) for k in timing},
@@ -410,6 +415,13 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
         append_history(opts.history, results)
     _barrier(world)
     return results
+
+
+def _resolved_precision(model, cfg: Config, device: torch.device) -> Optional[str]:
+    """What ``precision='auto'`` became on this device."""
+    if hasattr(model, "compute_precision"):
+        return model.compute_precision(device)
+    return cfg.model.get("precision")
 
 
 def _jsonable(obj: Any) -> Any:

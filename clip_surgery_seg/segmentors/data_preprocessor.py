@@ -19,7 +19,7 @@ class CLIPSegDataPreProcessor(BaseDataPreprocessor):
     """
 
     def __init__(self, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> None:
-        super().__init__()
+        super().__init__(non_blocking=True)  # pinned host memory: copies overlap the previous batch
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1), False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1), False)
 

@@ -13,10 +13,14 @@ from mmseg.registry import MODELS
 from ..datasets.classnames import ClassNames, load_classnames
 from ..models import FEATURE_SURGERY_MODES, SurgeryCLIP, build_clip, feature_surgery, weights_identity
 from .data_preprocessor import CLIP_MEAN, CLIP_STD
-from .sliding import WindowBatcher, keep_ratio_size, slide_logits
+from .sliding import ScratchBuffers, WindowBatcher, keep_ratio_size, resize_bilinear, slide_logits
 from .text_embeddings import cached_text_embeddings
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# precision="auto": per device type, else fp32. fp16 because its predictions agreed with fp32 on
+# 99.87 % of pixels, bf16's on 99.16 % only (< 99.5 %): random ViT-B/16, CPU autocast,
+# benchmarks/bench_segmentor.py; rerun that check on a GPU before relying on it there
+AUTO_PRECISION = {"cuda": "fp16"}
 SIMILARITY_NORMALIZE = ("none", "minmax")
 
 
@@ -36,10 +40,12 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         templates: named template set or list of templates (SPEC §3).
         short_side, max_long_side: keep-ratio test scale.
         crop_size, stride: sliding window.
-        window_batch_size: windows per forward pass (halved on GPU out-of-memory).
+        window_batch_size: windows per forward pass (halved on GPU out-of-memory), or ``"auto"``:
+            from the free memory on a GPU, a fixed size on a CPU (``sliding.auto_batch_size``).
         similarity_normalize: ``none`` | ``minmax`` (per class over each window's tokens).
         logit_scale, prob_threshold, background_index: optional background by low confidence.
-        precision: ``fp32`` | ``fp16`` | ``bf16`` (autocast of the image encoder).
+        precision: ``fp32`` | ``fp16`` | ``bf16`` (autocast of the image encoder) | ``auto``
+            (:data:`AUTO_PRECISION`: fp16 on a GPU, fp32 on a CPU; see ``compute_precision``).
         text_cache_dir: where text embeddings are cached (None: the user cache).
     """
 
@@ -47,7 +53,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
                  new_path_attention: str = "vv", resnet_norm: bool = False, feature_surgery: str = "none",
                  templates: Union[str, Sequence[str]] = "clip_surgery_85", short_side: int = 336,
                  max_long_side: int = 2048, crop_size: int = 224, stride: int = 112,
-                 window_batch_size: int = 32, similarity_normalize: str = "none",
+                 window_batch_size: Union[int, str] = 32, similarity_normalize: str = "none",
                  logit_scale: Optional[float] = None, prob_threshold: Optional[float] = None,
                  background_index: Optional[int] = None, precision: str = "fp32",
                  text_cache_dir: Optional[str] = None, mean: Sequence[float] = CLIP_MEAN,
@@ -58,7 +64,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         _check_choice("feature_surgery", feature_surgery, FEATURE_SURGERY_MODES)
         _check_choice("similarity_normalize", similarity_normalize, SIMILARITY_NORMALIZE)
-        _check_choice("precision", precision, tuple(PRECISIONS))
+        _check_choice("precision", precision, (*PRECISIONS, "auto"))
         if stride < 1 or crop_size < 1 or stride > crop_size:
             raise ValueError(f"need 1 <= stride <= crop_size, got crop_size={crop_size}, stride={stride}")
         if prob_threshold is not None and background_index is None:
@@ -78,7 +84,8 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         self.templates = templates
         self.short_side, self.max_long_side = short_side, max_long_side
         self.crop_size, self.stride = crop_size, stride
-        self.batcher = WindowBatcher(window_batch_size)
+        self.batcher = WindowBatcher(window_batch_size, self._bytes_per_window)
+        self._scratch = ScratchBuffers()  # large per-image CPU buffers, reused by predict()
         self.similarity_normalize = similarity_normalize
         self.logit_scale = logit_scale
         self.prob_threshold = prob_threshold
@@ -107,14 +114,26 @@ class CLIPSurgerySegmentor(BaseSegmentor):
 
     # --- image --------------------------------------------------------------------------------
 
+    def compute_precision(self, device: Optional[torch.device] = None) -> str:
+        """The precision the image encoder runs in on ``device`` (default: the model's): ``precision``
+        itself, or for ``auto`` :data:`AUTO_PRECISION` of the device type."""
+        if self.precision != "auto":
+            return self.precision
+        device = torch.device(device) if device is not None else next(self.surgery.clip.parameters()).device
+        return AUTO_PRECISION.get(device.type, "fp32")
+
     def _autocast(self, device: torch.device):
-        dtype = PRECISIONS[self.precision]
+        dtype = PRECISIONS[self.compute_precision(device)]
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=dtype)
 
-    def window_logits(self, windows: torch.Tensor) -> torch.Tensor:
-        """(B, 3, ph, pw) normalised windows -> (B, R, ph, pw) float32 similarity maps."""
+    def window_maps(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B, 3, ph, pw) normalised windows -> (B, R, h, w) float32 similarity maps on the patch grid.
+
+        Channels-last (a view of the (B, h, w, R) similarities): the upsampling, the canvas sums and
+        the final argmax over classes all run about twice as fast in it.
+        """
         text = self.text_features()
         with self._autocast(windows.device):
             tokens = self.surgery.encode_image_tokens(windows)
@@ -124,10 +143,29 @@ class CLIPSurgerySegmentor(BaseSegmentor):
             sim = (sim - low) / (high - low).clamp_min(1e-12)
         b, _, ph, pw = windows.shape
         h, w = ph // self.surgery.patch_size[0], pw // self.surgery.patch_size[1]
-        # (B, h, w, R) viewed as (B, R, h, w): channels-last, which the upsampling, the canvas sums
-        # and the final argmax over classes all run about twice as fast in
-        maps = sim.reshape(b, h, w, -1).permute(0, 3, 1, 2)
-        return F.interpolate(maps, size=(ph, pw), mode="bilinear", align_corners=False)
+        return sim.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+
+    def window_logits(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B, 3, ph, pw) normalised windows -> (B, R, ph, pw) float32 similarity maps."""
+        return resize_bilinear(self.window_maps(windows), tuple(windows.shape[-2:]))
+
+    def _bytes_per_window(self, windows: torch.Tensor) -> float:
+        """A generous estimate of one window's working memory (for ``window_batch_size="auto"``)."""
+        _, _, ph, pw = windows.shape
+        elem = 4 if self.compute_precision(windows.device) == "fp32" else 2
+        rows = len(self.classes.rows)
+        visual = self.surgery.clip.visual
+        if self.surgery.arch == "vit":
+            tokens = (ph // self.surgery.patch_size[0]) * (pw // self.surgery.patch_size[1]) + 1
+            block = visual.transformer.resblocks[0]
+            width, mlp = visual.conv1.out_channels, block.mlp.c_fc.out_features
+            # two residual paths, q/k/v, attention outputs and the MLP, twice over; attention
+            # scores in case the attention falls back to the unfused kernel
+            encoder = 2 * tokens * (8 * width + mlp) * elem + block.attn.num_heads * tokens * tokens * elem
+        else:
+            tokens = (ph // 32) * (pw // 32) + 1
+            encoder = ph * pw * 1024 * elem  # ResNet activations
+        return float(encoder + 3 * tokens * rows * 4)
 
     def _resize(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
@@ -136,17 +174,34 @@ class CLIPSurgerySegmentor(BaseSegmentor):
             return image
         return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
 
+    def _canvases(self, inputs: List[torch.Tensor], scratch: Optional[ScratchBuffers]) -> List[torch.Tensor]:
+        images = [self._resize(image) for image in inputs]
+        return slide_logits(images, self.window_maps, self.crop_size, self.stride, self.batcher,
+                            self.surgery.patch_size, scratch=scratch)
+
     @torch.inference_mode()
     def seg_logits(self, inputs: List[torch.Tensor], ori_shapes: Sequence[Sequence[int]]) -> List[torch.Tensor]:
         """Normalised (3, H, W) images -> per image (K, H0, W0) class logits at the original size."""
-        images = [self._resize(image) for image in inputs]
-        canvases = slide_logits(images, self.window_logits, self.crop_size, self.stride, self.batcher,
-                                self.surgery.patch_size)
-        out = []
+        canvases = self._canvases(inputs, None)
+        return [self._max_over_synonyms(resize_bilinear(canvas, tuple(shape[:2]))[0])
+                for canvas, shape in zip(canvases, ori_shapes)]
+
+    @torch.inference_mode()
+    def seg_labels(self, inputs: List[torch.Tensor], ori_shapes: Sequence[Sequence[int]]) -> List[torch.Tensor]:
+        """Normalised (3, H, W) images -> per image (H0, W0) int64 labels (what ``predict`` gives).
+
+        ``labels_from_logits(seg_logits(...))``, with the large per-image tensors (window maps,
+        canvases, logits at the original size) in buffers kept from one call to the next on a CPU.
+        """
+        canvases = self._canvases(inputs, self._scratch)
+        labels = []
         for canvas, shape in zip(canvases, ori_shapes):
-            logits = F.interpolate(canvas, size=tuple(shape[:2]), mode="bilinear", align_corners=False)[0]
-            out.append(self._max_over_synonyms(logits))
-        return out
+            size = tuple(shape[:2])
+            out = self._scratch.get("logits", (1, canvas.shape[1], *size), canvas.dtype, canvas.device,
+                                    channels_last=True)
+            logits = resize_bilinear(canvas, size, out)[0]
+            labels.append(self.labels_from_logits(self._max_over_synonyms(logits)))
+        return labels
 
     def _max_over_synonyms(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.classes.has_synonyms:
@@ -171,9 +226,9 @@ class CLIPSurgerySegmentor(BaseSegmentor):
 
         if data_samples is None:
             data_samples = [SegDataSample(metainfo=dict(ori_shape=tuple(im.shape[-2:]))) for im in inputs]
-        logits = self.seg_logits(inputs, [s.metainfo["ori_shape"] for s in data_samples])
-        for sample, image_logits in zip(data_samples, logits):
-            sample.pred_sem_seg = PixelData(data=self.labels_from_logits(image_logits)[None])
+        labels = self.seg_labels(inputs, [s.metainfo["ori_shape"] for s in data_samples])
+        for sample, image_labels in zip(data_samples, labels):
+            sample.pred_sem_seg = PixelData(data=image_labels[None])
         return data_samples
 
     def encode_decode(self, inputs: List[torch.Tensor], batch_data_samples: list) -> List[torch.Tensor]:

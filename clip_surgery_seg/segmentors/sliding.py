@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,13 @@ import torch.nn.functional as F
 logger = logging.getLogger(__name__)
 
 Window = Tuple[int, int, int, int]  # y1, y2, x1, x2
+
+# window_batch_size="auto" on a CPU: ViT-B/16's windows/s are flat from about 4 windows per batch
+# on (benchmarks/bench_encoder.py), and 8 keeps the memory of small batches (bench_segmentor.py)
+CPU_AUTO_BATCH = 8
+# "auto" on a GPU: this share of the free memory, at most this many windows per batch
+GPU_MEMORY_SHARE = 0.5
+MAX_AUTO_BATCH = 512
 
 
 def keep_ratio_size(height: int, width: int, short_side: int, max_long_side: int = 2048) -> Tuple[int, int]:
@@ -41,21 +49,47 @@ def _pad_to_multiple(crop: torch.Tensor, multiple: Tuple[int, int]) -> torch.Ten
     return F.pad(crop, (0, pw, 0, ph)) if ph or pw else crop
 
 
+def auto_batch_size(windows: torch.Tensor,
+                    bytes_per_window: Optional[Callable[[torch.Tensor], float]] = None) -> int:
+    """Windows per batch for ``window_batch_size="auto"``.
+
+    On a CPU a fixed :data:`CPU_AUTO_BATCH`; on a GPU :data:`GPU_MEMORY_SHARE` of the free memory
+    divided by ``bytes_per_window(windows)`` (an estimate of one window's working memory), at most
+    :data:`MAX_AUTO_BATCH`.
+    """
+    if windows.device.type != "cuda":
+        return CPU_AUTO_BATCH
+    free, _ = torch.cuda.mem_get_info(windows.device)
+    per_window = bytes_per_window(windows) if bytes_per_window else 4096.0 * windows[0].numel()
+    return int(max(1, min(MAX_AUTO_BATCH, GPU_MEMORY_SHARE * free // max(per_window, 1.0))))
+
+
 class WindowBatcher:
     """Runs window batches, halving the batch on CUDA out-of-memory (said once, not silently).
 
     Only a single window that does not fit is an error.
+
+    Args:
+        batch_size: windows per batch, or ``"auto"``: :func:`auto_batch_size`, decided at the
+            first batch (from the free GPU memory on CUDA, a fixed size on a CPU).
+        bytes_per_window: for ``"auto"`` on a GPU, an estimate of one window's working memory.
     """
 
-    def __init__(self, batch_size: int) -> None:
-        if batch_size < 1:
-            raise ValueError(f"window_batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+    def __init__(self, batch_size: Union[int, str],
+                 bytes_per_window: Optional[Callable[[torch.Tensor], float]] = None) -> None:
+        self.auto = batch_size == "auto"
+        if not self.auto and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"window_batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
+        self.batch_size: Optional[int] = None if self.auto else batch_size
+        self.bytes_per_window = bytes_per_window
         self._warned = False
 
     def run(self, windows: torch.Tensor,
             fn: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[Tuple[int, torch.Tensor]]:
         """Yield ``(start, fn(windows[start:start + n]))`` until every window is done."""
+        if self.batch_size is None:
+            self.batch_size = auto_batch_size(windows, self.bytes_per_window)
+            logger.info("window_batch_size auto: %d windows per batch", self.batch_size)
         start = 0
         while start < len(windows):
             chunk = windows[start:start + self.batch_size]
@@ -76,17 +110,74 @@ class WindowBatcher:
             start += len(chunk)
 
 
+class ScratchBuffers:
+    """Large CPU buffers kept from one image to the next.
+
+    A fresh 100-200 MB tensor per image (the logit canvas, the logits at the original size) costs
+    more in page faults than the arithmetic done on it: the allocator hands such blocks back to the
+    OS on free, and every page is faulted in again for the next image. On CUDA the caching
+    allocator already reuses memory, so there ``get`` just allocates.
+
+    A buffer handed out under a name is valid until the next ``get`` of that name.
+    """
+
+    def __init__(self) -> None:
+        self._flat: Dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device,
+            channels_last: bool = False) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` (4-d when ``channels_last``)."""
+        shape = tuple(int(v) for v in shape)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        if torch.device(device).type != "cpu":
+            return torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
+        numel = math.prod(shape)
+        flat = self._flat.get(name)
+        if flat is None or flat.numel() < numel or flat.dtype != dtype:
+            flat = self._flat[name] = torch.empty(numel, dtype=dtype, device=device)
+        return flat.as_strided(shape, _strides(shape, channels_last))
+
+    def clear(self) -> None:
+        self._flat.clear()
+
+
+def _strides(shape: Tuple[int, ...], channels_last: bool) -> Tuple[int, ...]:
+    if channels_last:
+        n, c, h, w = shape
+        return (c * h * w, 1, w * c, c)
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+def resize_bilinear(x: torch.Tensor, size: Tuple[int, int], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)``, optionally into ``out``.
+
+    Same kernel, same numbers; ``out`` (of the result's shape and memory format) saves allocating.
+    """
+    if out is None:
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return torch.ops.aten.upsample_bilinear2d.out(x, list(size), False, None, None, out=out)
+
+
 def slide_logits(images: Sequence[torch.Tensor], window_logits: Callable[[torch.Tensor], torch.Tensor],
                  crop: int, stride: int, batcher: WindowBatcher,
-                 pad_multiple: Tuple[int, int]) -> List[torch.Tensor]:
+                 pad_multiple: Tuple[int, int], scratch: Optional[ScratchBuffers] = None) -> List[torch.Tensor]:
     """Sliding-window logits for several images at once.
 
     Args:
         images: (3, h, w) normalised images, sizes may differ.
-        window_logits: (B, 3, ph, pw) padded windows -> (B, K, ph, pw) logits at window resolution.
+        window_logits: (B, 3, ph, pw) padded windows -> (B, K, ph, pw) logits at window resolution,
+            or (B, K, h', w') maps at a lower resolution: those are upsampled (bilinear, as
+            ``F.interpolate``) to (ph, pw) one window at a time as they are added, so that a batch
+            never holds B full-size K-channel maps.
         crop, stride: window size and step.
         batcher: encodes windows of the same padded size, from all images, in batches.
         pad_multiple: windows are zero-padded to multiples of this (the patch size).
+        scratch: reuse these buffers for the canvases and the upsampled windows (the returned
+            canvases are then valid until the next call with the same ``scratch``).
 
     Returns:
         Per image (1, K, h, w), channels-last: the sum of the window logits covering each pixel
@@ -100,15 +191,22 @@ def slide_logits(images: Sequence[torch.Tensor], window_logits: Callable[[torch.
             groups[padded].append((index, window))
     canvases: List = [None] * len(images)
     counts = [torch.zeros(im.shape[-2:], device=im.device) for im in images]
-    for entries in groups.values():
+    for padded, entries in groups.items():
         crops = torch.stack([_pad_to_multiple(images[i][:, y1:y2, x1:x2], pad_multiple)
                              for i, (y1, y2, x1, x2) in entries])
         for start, logits in batcher.run(crops, window_logits):
+            low_res = tuple(logits.shape[-2:]) != padded
             for (index, (y1, y2, x1, x2)), window in zip(entries[start:start + len(logits)], logits):
+                if low_res:
+                    out = None if scratch is None else scratch.get(
+                        "window", (1, window.shape[0], *padded), window.dtype, window.device, channels_last=True)
+                    window = resize_bilinear(window[None], padded, out)[0]
                 if canvases[index] is None:  # channels-last like the windows (K innermost)
-                    canvases[index] = torch.empty((1, window.shape[0], *images[index].shape[-2:]),
-                                                  dtype=window.dtype, device=window.device,
-                                                  memory_format=torch.channels_last).zero_()
+                    shape = (1, window.shape[0], *images[index].shape[-2:])
+                    canvases[index] = (torch.empty(shape, dtype=window.dtype, device=window.device,
+                                                   memory_format=torch.channels_last) if scratch is None else
+                                       scratch.get(f"canvas{index}", shape, window.dtype, window.device,
+                                                   channels_last=True)).zero_()
                 canvases[index][0, :, y1:y2, x1:x2] += window[:, : y2 - y1, : x2 - x1]
                 counts[index][y1:y2, x1:x2] += 1
     return [canvas.div_(count) for canvas, count in zip(canvases, counts)]

@@ -12,12 +12,12 @@ model = dict(
     max_long_side=2048,             # ... long side at most this
     crop_size=224,                  # sliding window
     stride=112,
-    window_batch_size=32,           # windows encoded together (halved on GPU out-of-memory)
+    window_batch_size='auto',       # windows per forward: 8 on CPU, from free memory on GPU (halved on OOM)
     similarity_normalize='none',    # 'none' | 'minmax'
     logit_scale=None,               # with prob_threshold: softmax scale (None: CLIP's own)
     prob_threshold=None,            # pixels below it -> background_index
     background_index=None,
-    precision='fp32',               # 'fp32' | 'fp16' | 'bf16' (autocast)
+    precision='auto',               # 'fp32' | 'fp16' | 'bf16' (autocast) | 'auto': fp16 on GPU, fp32 on CPU
     text_cache_dir=None,            # None: ~/.cache/clip_surgery_seg/text_embeddings
 )
 test_evaluator = dict(type='SegConfusionMetric', ignore_index=255)

@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Benchmark 5: a whole evaluation (tools/eval.py) on synthetic data: where the wall time goes.
+
+Writes synthetic ADE20K-sized data (512x683 JPEG/PNG pairs, clip_surgery_seg.datasets.synthetic),
+then runs ``tools/eval.py configs/ade20k.py --model ViT-B-16 --pretrained none --save-preds ...`` in a
+fresh process for each setting and reads the ``timing`` block of its metrics.json: the share of the
+wall time spent waiting for data, in the model, in the metric and writing predictions (target:
+data + metric + writing <= 10 % on CPU, with decoding in DataLoader workers overlapping the model).
+
+The text embeddings use one template (``--templates 1``) so that the text tower, which is
+benchmark 4's subject, does not dominate a short run; its time is still reported (text %).
+
+    python benchmarks/bench_eval.py                                   # 16 images, workers 0 and 2
+    python benchmarks/bench_eval.py --device cuda --images 500 --batch-sizes 16 --precision bf16
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import _common as C  # noqa: E402
+
+TINY_VIT = str(C.REPO / "tests" / "assets" / "tiny-vit.json")
+
+
+def write_config(folder: Path, dataset: str, templates: str) -> Path:
+    """A config inheriting configs/<dataset>.py; ``templates``: a template-set name or '1' (one template)."""
+    value = "['a photo of a {}.']" if templates == "1" else repr(templates)
+    path = folder / f"bench_{dataset}.py"
+    path.write_text(f"_base_ = [{str(C.REPO / 'configs' / f'{dataset}.py')!r}]\nmodel = dict(templates={value})\n")
+    return path
+
+
+def run_eval(config: Path, data_root: Path, work: Path, cache: Path, args, workers: int, batch: int) -> dict:
+    cmd = [sys.executable, str(C.REPO / "tools" / "eval.py"), str(config), "--data-root", str(data_root),
+           "--work-dir", str(work), "--model", args.model, "--pretrained", "none", "--quiet",
+           "--device", args.device.split(":")[0], "--save-preds", str(work / "preds"),
+           "--cfg-options", f"test_dataloader.num_workers={workers}", f"test_dataloader.batch_size={batch}",
+           f"model.precision={args.precision}", *args.cfg_options]
+    env = dict(os.environ, CLIP_SURGERY_SEG_CACHE=str(cache), PYTHONPATH=str(C.REPO))
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=C.REPO, env=env, capture_output=True, text=True, timeout=args.timeout)
+    process_s = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"tools/eval.py failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    metrics = json.loads((work / "metrics.json").read_text())
+    timing = dict(metrics["timing"])
+    timing["process_s"] = process_s
+    timing["num_images"] = metrics["dataset"]["num_images"]
+    timing["saved"] = len(list((work / "preds").glob("*.png")))
+    return timing
+
+
+def main(argv=None) -> int:
+    p = C.parser(__doc__.splitlines()[1])
+    p.add_argument("--model", default=None, help="open_clip name or config JSON (default ViT-B-16; quick: tiny)")
+    p.add_argument("--dataset", default="ade20k", choices=("ade20k", "coco_stuff171", "cityscapes",
+                                                           "pascal_context59"))
+    p.add_argument("--images", type=int, default=None, help="synthetic images (default 16; quick 4)")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, help="default: the dataset's typical size")
+    p.add_argument("--workers", type=int, nargs="+", default=None, help="DataLoader workers per run (default 0 2)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1], help="images per predict() call")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--templates", default="1", help="'1' (one template) or a template-set name")
+    p.add_argument("--cfg-options", nargs="*", default=[], help="more tools/eval.py --cfg-options")
+    p.add_argument("--work-root", help="keep data and work dirs here (default: a temporary folder)")
+    p.add_argument("--timeout", type=float, default=1800)
+    args = p.parse_args(argv)
+    device = C.setup(args)
+    from clip_surgery_seg.datasets.synthetic import write_synthetic
+
+    q = args.quick
+    args.model = args.model or (TINY_VIT if q else "ViT-B-16")
+    images = args.images or (4 if q else 16)
+    workers = args.workers if args.workers is not None else ([0, 1] if q else [0, 2])
+    size = tuple(args.image_size) if args.image_size else ((96, 128) if q else None)
+    if q:
+        args.cfg_options = ["model.short_side=64", "model.crop_size=32", "model.stride=16", *args.cfg_options]
+    C.header(f"Whole evaluation: tools/eval.py on {images} synthetic {args.dataset} images "
+             f"({Path(args.model).name}, random weights, {args.precision})", device)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.work_root or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        data_root = root / "data"
+        write_synthetic(args.dataset, data_root, num_images=images, image_size=size)
+        config = write_config(root, args.dataset, args.templates)
+        cache = root / "cache"
+        rows, data = [], []
+        for batch in args.batch_sizes:
+            for w in workers:
+                t = run_eval(config, data_root, root / f"work_w{w}_b{batch}", cache, args, w, batch)
+                wall = t["wall_s"]
+                share = {k: 100 * t[k] / wall for k in ("data_s", "model_s", "metric_s", "write_s", "text_s")}
+                other = 100 - sum(share.values())
+                overhead = share["data_s"] + share["metric_s"] + share["write_s"]
+                row = {"workers": w, "batch_size": batch, **t, **{f"{k[:-2]}_pct": v for k, v in share.items()},
+                       "other_pct": other, "data_metric_write_pct": overhead}
+                data.append(row)
+                rows.append([w, batch, t["num_images"], wall, t["images_per_s"], share["data_s"], share["model_s"],
+                             share["metric_s"], share["write_s"], share["text_s"], other, overhead,
+                             overhead <= 10])
+    print(C.table(["workers", "images/call", "images", "wall s", "images/s", "data %", "model %", "metric %",
+                   "write %", "text %", "other %", "data+metric+write %", "<= 10 %"], rows, digits=2))
+    print("\nshares of metrics.json timing.wall_s (evaluate() from start to results): data = waiting for the "
+          "DataLoader, model = preprocess + predict, metric = confusion matrices, write = queueing the "
+          "prediction PNGs and waiting for the writer at the end, text = class embeddings (first run: "
+          "encoded), other = config, data check, model build, loop overheads. The first run encodes the "
+          "text embeddings, later runs read them from the cache.")
+    C.write_json(args.json, data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
