@@ -15,25 +15,35 @@ BAD_FILE = "bad file"
 COUNT = "image count"
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One problem found: the image it concerns (None for the split as a whole) and a message
+    naming the file."""
+
+    stem: Optional[str]
+    message: str
+
+
 @dataclass
 class CheckReport:
-    """What a check found. ``problems`` maps a kind to messages that each name a file."""
+    """What a check found. ``problems`` maps a kind (MISSING_LABEL, ...) to the problems of that kind."""
 
     name: str
     layout: DatasetLayout
     pairs: List[str]
     expected_images: Optional[int] = None
-    problems: Dict[str, List[str]] = field(default_factory=dict)
+    problems: Dict[str, List[Problem]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not any(self.problems.values())
 
-    def add(self, kind: str, message: str) -> None:
-        self.problems.setdefault(kind, []).append(message)
+    def add(self, kind: str, message: str, stem: Optional[str] = None) -> None:
+        self.problems.setdefault(kind, []).append(Problem(stem, message))
 
-    def bad_stems(self) -> List[str]:
-        return [m.split("\t", 1)[0] for msgs in self.problems.values() for m in msgs if "\t" in m]
+    def unpaired(self) -> List[Problem]:
+        """Images without labels and labels without images."""
+        return self.problems.get(MISSING_LABEL, []) + self.problems.get(MISSING_IMAGE, [])
 
     def format(self, first: int = 5) -> str:
         lines = [f"{self.name}: {len(self.pairs)} image/label pairs in {self.layout.img_dir}"
@@ -42,7 +52,7 @@ class CheckReport:
             if not messages:
                 continue
             lines.append(f"  {kind}: {len(messages)}")
-            lines += [f"    {m.split(chr(9))[-1]}" for m in messages[:first]]
+            lines += [f"    {p.message}" for p in messages[:first]]
             if len(messages) > first:
                 lines.append(f"    ... and {len(messages) - first} more")
         lines.append("  OK" if self.ok else f"  FAILED: see {DATA_README} for the expected layout")
@@ -76,9 +86,9 @@ def check_layout(name: str, layout: DatasetLayout, expected_images: Optional[int
                                          f"({len(no_label)} images have no labels)")
     report = CheckReport(name, layout, pairs, expected_images)
     for stem in no_label:
-        report.add(MISSING_LABEL, f"{stem}\t{layout.image_path(stem)}: no label {layout.label_path(stem)}")
+        report.add(MISSING_LABEL, f"{layout.image_path(stem)}: no label {layout.label_path(stem)}", stem)
     for stem in no_image:
-        report.add(MISSING_IMAGE, f"{stem}\t{layout.label_path(stem)}: no image {layout.image_path(stem)}")
+        report.add(MISSING_IMAGE, f"{layout.label_path(stem)}: no image {layout.image_path(stem)}", stem)
     found = len(pairs) + len(no_label)
     if expected_images is not None and found != expected_images:
         report.add(COUNT, f"found {found} images, the {name} split has {expected_images}: "
@@ -86,14 +96,14 @@ def check_layout(name: str, layout: DatasetLayout, expected_images: Optional[int
     return report
 
 
-def _check_pair(args: Tuple[str, str, str, bool, int, int]) -> Optional[str]:
+def _check_pair(args: Tuple[str, str, str, bool, int, int]) -> Optional[Problem]:
     stem, img_path, seg_path, reduce_zero_label, num_classes, ignore_index = args
     try:
         image = read_image_rgb(img_path)
         label = encode_label(read_label(seg_path), reduce_zero_label, ignore_index)
         validate_sample(img_path, seg_path, image.shape, label, num_classes, ignore_index)
     except BadSampleError as err:
-        return f"{stem}\t{err}"
+        return Problem(stem, str(err))
     return None
 
 
@@ -104,7 +114,7 @@ def check_files(report: CheckReport, num_classes: int, workers: Optional[int] = 
     jobs = [(stem, str(layout.image_path(stem)), str(layout.label_path(stem)), layout.reduce_zero_label,
              num_classes, layout.ignore_index) for stem in report.pairs]
     workers = workers or min(8, os.cpu_count() or 1)
-    results: Sequence[Optional[str]]
+    results: Sequence[Optional[Problem]]
     if workers <= 1 or len(jobs) < 32:
         results = [_check_pair(job) for job in jobs]
     else:
@@ -115,7 +125,5 @@ def check_files(report: CheckReport, num_classes: int, workers: Optional[int] = 
 
                 iterator = tqdm(iterator, total=len(jobs), desc=f"checking {report.name}", unit="img")
             results = list(iterator)
-    for message in results:
-        if message:
-            report.add(BAD_FILE, message)
+    report.problems.setdefault(BAD_FILE, []).extend(p for p in results if p is not None)
     return report

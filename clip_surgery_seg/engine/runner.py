@@ -191,9 +191,9 @@ def _plan_images(cfg: Config, opts: EvalOptions, rank: int) -> _ImagePlan:
     layout = DatasetLayout.from_config(dataset_cfg.to_dict())
     expected = cfg.get("expected_images")
     report = check_layout(name, layout, expected)
-    unpaired = [m for kind in report.problems for m in report.problems[kind] if "\t" in m]
+    unpaired = report.unpaired()
     if unpaired and not opts.skip_bad:
-        first = unpaired[0].split("\t", 1)[1]
+        first = unpaired[0].message
         raise DataLayoutError(f"{len(unpaired)} unpaired files in the {name} data, first: {first}; fix the "
                               f"data (python tools/check_data.py {name}) or pass --skip-bad to leave them out")
     found = len(report.pairs) + len(unpaired)
@@ -213,7 +213,7 @@ def _plan_images(cfg: Config, opts: EvalOptions, rank: int) -> _ImagePlan:
     keys = sorted(positions)[: opts.limit]
     if not keys:
         raise DataLayoutError(f"no image/label pairs to evaluate in {layout.data_root}")
-    skipped = [{"image": m.split("\t")[0], "reason": m.split("\t")[1]} for m in unpaired]
+    skipped = [{"image": p.stem, "reason": p.message} for p in unpaired]
     return _ImagePlan(dataset, layout, positions, keys, skipped)
 
 
