@@ -13,8 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(__file__).resolve().parent / "assets"
 TINY_VIT = ASSETS / "tiny-vit.json"
 TINY_RN = ASSETS / "tiny-rn.json"
-SHARED_FIXTURES = Path(os.environ.get("CSS_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures"))
+# ../shared/fixtures beside the checkout; CSS_SHARED_FIXTURES or /work/shared where a clone lives elsewhere
+SHARED_FIXTURES = next((p for p in (Path(os.environ.get("CSS_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures")),
+                                    Path("/work/shared/fixtures")) if p.is_dir()), REPO.parent / "shared" / "fixtures")
 MMSEG_SAMPLES = SHARED_FIXTURES / "mmseg_samples"
+REAL_FRAME = MMSEG_SAMPLES / "pseudo_cityscapes_dataset"
+# the synthetic Cityscapes split also holds the real shared frame, when the fixtures are there
+CITYSCAPES_IMAGES = 4 if REAL_FRAME.is_dir() else 3
 
 
 @pytest.fixture(autouse=True)
@@ -55,10 +60,9 @@ def synthetic_root(tmp_path_factory) -> Path:
     from clip_surgery_seg.datasets.synthetic import write_synthetic
 
     root = tmp_path_factory.mktemp("data")
-    frame = MMSEG_SAMPLES / "pseudo_cityscapes_dataset"
     for i, name in enumerate(DATASETS):
         write_synthetic(name, root, num_images=3, image_size=SMALL_SIZE[name], seed=i,
-                        cityscapes_frame=frame if frame.is_dir() else None)
+                        cityscapes_frame=REAL_FRAME if REAL_FRAME.is_dir() else None)
     return root
 
 

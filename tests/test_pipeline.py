@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import oracle_segmentor  # noqa: F401  (registers OracleSegmentor)
-from conftest import DATASETS, REPO, TINY_VIT, eval_args
+from conftest import CITYSCAPES_IMAGES, DATASETS, REAL_FRAME, REPO, TINY_VIT, eval_args
 
 
 def _classes(name):
@@ -26,7 +26,7 @@ def test_eval_writes_complete_results(run_eval, synthetic_root, tmp_path, name):
     assert code == 0, err
     results = json.loads((work / "metrics.json").read_text())
     k = len(_classes(name))
-    n = 4 if name == "cityscapes" else 3  # Cityscapes also holds the real shared frame
+    n = CITYSCAPES_IMAGES if name == "cityscapes" else 3
     assert results["complete"] and not results["partial"]
     assert results["dataset"]["name"] == name and results["dataset"]["num_images"] == n
     assert len(results["per_class"]) == k == results["dataset"]["num_classes"]
@@ -42,6 +42,8 @@ def test_eval_writes_complete_results(run_eval, synthetic_root, tmp_path, name):
 
 
 def test_saved_predictions_have_original_size(run_eval, synthetic_root, tmp_path):
+    if not REAL_FRAME.is_dir():
+        pytest.skip(f"shared fixtures not found at {REAL_FRAME} (set CSS_SHARED_FIXTURES)")
     code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w", "--save-preds", tmp_path / "p"))
     assert code == 0, err
     real = tmp_path / "p" / "frankfurt_000000_000294_leftImg8bit.png"
@@ -151,6 +153,6 @@ def test_distributed_equals_single_process(synthetic_root, tmp_path):
     two = json.loads((tmp_path / "multi" / "metrics.json").read_text())
     assert two["environment"]["world_size"] == 2
     assert one["per_class"] == two["per_class"] and one["summary"] == two["summary"]
-    assert one["dataset"]["num_images"] == two["dataset"]["num_images"] == 4
-    assert len(list((tmp_path / "preds").iterdir())) == 4
+    assert one["dataset"]["num_images"] == two["dataset"]["num_images"] == CITYSCAPES_IMAGES
+    assert len(list((tmp_path / "preds").iterdir())) == CITYSCAPES_IMAGES
     assert len(list((tmp_path / "multi" / "progress").glob("rank*.sqlite"))) == 2
