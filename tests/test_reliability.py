@@ -133,7 +133,7 @@ def test_config_errors(run_eval, tmp_path, ade_root):
     _fails(run_eval, ["configs/ade2k.py"] + args[1:], "config file configs/ade2k.py does not exist",
            "did you mean configs/ade20k.py")
     _fails(run_eval, args + ["model.dept=4"], "unknown key 'dept' in model", "did you mean depth")
-    _fails(run_eval, args + ["model.depth=deep"], "model.depth='deep'", "expected a int like 6")
+    _fails(run_eval, args + ["model.depth=deep"], "model.depth='deep'", "expected an int like 6, got a str")
     _fails(run_eval, args + ["test_dataloader.dataset.type=ADE20kDataset"], "unknown dataset type 'ADE20kDataset'",
            "did you mean ADE20KDataset")
     _fails(run_eval, args + ["model.templates=clip_surgery_58"], "unknown template set 'clip_surgery_58'",

@@ -51,6 +51,10 @@ def _compatible(old: Any, new: Any) -> bool:
     return type(old) is type(new)
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def apply_cfg_options(cfg: Config, options: Dict[str, Any], source: str = "--cfg-options") -> None:
     """Merge ``KEY=VALUE`` overrides; every key must exist and every value keep its type."""
     plain = cfg.to_dict()
@@ -68,8 +72,8 @@ def apply_cfg_options(cfg: Config, options: Dict[str, Any], source: str = "--cfg
                 node = node[part]
         old = node[parts[-1]]
         if not _compatible(old, value):
-            raise ConfigError(f"{source} {key}={value!r}: expected a {type(old).__name__} like {old!r}, "
-                              f"got a {type(value).__name__}")
+            raise ConfigError(f"{source} {key}={value!r}: expected {_a(type(old).__name__)} like {old!r}, "
+                              f"got {_a(type(value).__name__)}")
         if isinstance(old, int) and not isinstance(old, bool) and isinstance(value, float):
             value = int(value)
     cfg.merge_from_dict(options)

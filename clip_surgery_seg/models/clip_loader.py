@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import os
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,10 +164,12 @@ def _read_checkpoint(path: Path) -> Tuple[dict, bool]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
+        # torch's own message for a refused pickle advises weights_only=False, which we never do
+        detail = ("not a plain tensor checkpoint" if isinstance(err, pickle.UnpicklingError)
+                  else f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}")
         raise WeightsError(
-            f"weights file {path} is not a readable CLIP checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); pass an open_clip tag such as "
-            "'openai', an OpenAI .pt file or an open_clip checkpoint") from err
+            f"weights file {path} is not a readable CLIP checkpoint ({detail}); pass an open_clip tag "
+            "such as 'openai', an OpenAI .pt file or an open_clip checkpoint") from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
