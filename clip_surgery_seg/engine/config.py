@@ -5,7 +5,7 @@ import difflib
 import inspect
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable
 
 from mmengine.config import Config
 
@@ -100,7 +100,3 @@ def check_component(cfg: dict, registry, what: str, source: str) -> type:
         if key != "type" and key not in accepted:
             raise ConfigError(f"{source}: {what} {type_name} has no option {key!r}{_suggest(key, accepted)}")
     return cls
-
-
-def config_source(cfg: Config, fallback: Optional[str] = None) -> str:
-    return cfg.filename or fallback or "the config"

@@ -34,13 +34,6 @@ def code_version() -> Dict[str, Optional[object]]:
     return info
 
 
-def code_version_string() -> str:
-    info = code_version()
-    if info["git_commit"]:
-        return f"{str(info['git_commit'])[:12]}{'+dirty' if info['git_dirty'] else ''}"
-    return f"v{info['version']}"
-
-
 def _package_versions() -> Dict[str, str]:
     versions = {}
     for name in PACKAGES:

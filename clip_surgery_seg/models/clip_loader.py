@@ -19,7 +19,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -274,9 +274,3 @@ def build_clip(name: str, pretrained: Optional[str] = None, device: Union[str, t
         force_quick_gelu = tag_cfg.get("quick_gelu", False) if quick_gelu is None else quick_gelu
         model = open_clip.create_model(name, pretrained=pretrained, force_quick_gelu=force_quick_gelu)
     return model.to(device).eval(), tokenizer
-
-
-def describe_weights(identity: WeightsIdentity) -> str:
-    """One line for logs: ``ViT-B-16 / openai``."""
-    w: Any = identity.pretrained or f"random weights (seed {identity.seed})"
-    return f"{identity.model} / {w}"
