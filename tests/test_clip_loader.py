@@ -6,7 +6,8 @@ import warnings
 import pytest
 import torch
 
-from clip_surgery_seg.models import WeightsError, build_clip, weights_identity
+from clip_surgery_seg.errors import WeightsError
+from clip_surgery_seg.models import build_clip, weights_identity
 from conftest import TINY_RN, TINY_VIT
 
 OPENAI_EXTRA = {"input_resolution": torch.tensor(64), "context_length": torch.tensor(77),

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import reference as ref
-from clip_surgery_seg.models import (SurgeryCLIP, build_clip, feature_surgery, interpolate_pos_embed,
+from clip_surgery_seg.models import (SurgeryCLIP, build_clip, feature_surgery,
                                      resolve_templates)
 from clip_surgery_seg.models.templates import CLIP_SURGERY_85, IMAGENET_80
 
@@ -116,12 +116,17 @@ def test_bad_input_size(tiny_vit):
         SurgeryCLIP(*tiny_vit, depth=8)
 
 
-def test_interpolate_pos_embed_keeps_cls_and_identity():
-    pos = torch.randn(1 + 6, 5)
-    assert interpolate_pos_embed(pos, (2, 3), (2, 3)) is pos
-    out = interpolate_pos_embed(pos, (2, 3), (4, 5))
-    assert out.shape == (21, 5) and torch.equal(out[0], pos[0])
-    assert torch.allclose(out, ref.resize_pos(pos, (2, 3), (4, 5)))
+def test_pos_embed_keeps_cls_and_matches_reference(tiny_vit):
+    model = SurgeryCLIP(*tiny_vit)
+    param = model.clip.visual.positional_embedding.detach()
+    grid = tuple(model.clip.visual.grid_size)
+    same = model._pos_embed(*grid, torch.float32, torch.device("cpu"))
+    assert torch.equal(same, param)
+    for size in ((grid[0] * 2, grid[1] + 3), (3, 5)):
+        out = model._pos_embed(*size, torch.float32, torch.device("cpu"))
+        assert out.shape == (1 + size[0] * size[1], param.shape[-1]) and torch.equal(out[0], param[0])
+        assert torch.allclose(out, ref.resize_pos(param, grid, size), atol=1e-6)
+    assert torch.equal(model.clip.visual.positional_embedding, param)  # never stored back
 
 
 # --- text ---------------------------------------------------------------------------------------

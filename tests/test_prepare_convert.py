@@ -188,7 +188,7 @@ def test_a_failed_conversion_leaves_no_output(tmp_path):
 
 
 def test_an_interrupted_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
-    from clip_surgery_seg.engine.atomic import atomic_path
+    from clip_surgery_seg.fileio import atomic_path
 
     final = tmp_path / "x_labelTrainIds.png"
     with pytest.raises(KeyboardInterrupt):

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from clip_surgery_seg.datasets.synthetic import write_synthetic
-from clip_surgery_seg.engine.atomic import atomic_write_json
+from clip_surgery_seg.fileio import atomic_write_json
 from clip_surgery_seg.segmentors.sliding import WindowBatcher
 from conftest import REPO, eval_args
 

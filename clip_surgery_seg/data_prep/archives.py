@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, List, Optional, Tuple
 
-from ..engine.atomic import atomic_path
-from .errors import ArchiveError, UnsafeArchiveError
+from ..fileio import atomic_path
+from ..errors import ArchiveError, UnsafeArchiveError
 
 # What reading a damaged or truncated archive raises (gzip's errors are OSError/EOFError).
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, OSError)

@@ -20,8 +20,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from ..engine.atomic import atomic_path
-from .errors import ConversionError
+from ..fileio import atomic_path
+from ..errors import ConversionError
 
 IGNORE = 255
 _INVALID = -1

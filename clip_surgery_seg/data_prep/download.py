@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence
 
-from .errors import ChecksumError, DownloadError
+from ..errors import ChecksumError, DownloadError
 
 USER_AGENT = "clip-surgery-seg-data-prep/1.0"
 CHUNK = 1 << 20

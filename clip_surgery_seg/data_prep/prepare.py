@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional
 
-from ..engine.atomic import atomic_write_text
+from ..fileio import atomic_write_text
 from .archives import extract
 from .convert import (CONTEXT59_CLASSES, check_context_label_names, convert_cityscapes_file,
                       convert_coco_stuff_file, convert_context_file, convert_many, label_pairs)
 from .download import download, verify_checksums
-from .errors import ConversionError, MissingArchiveError
+from ..errors import ConversionError, MissingArchiveError
 from .sources import DATASET_ARCHIVES, SOURCES, Source
 
 DEFAULT_DOWNLOADS = "downloads"  # under the data root, unless --from-archives names a folder

@@ -4,10 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple, Union
+from ..errors import ClassNamesError
 
-
-class ClassNamesError(ValueError):
-    """A class-name file that cannot be used."""
 
 
 @dataclass(frozen=True)

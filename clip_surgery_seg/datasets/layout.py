@@ -6,12 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from ..errors import DataLayoutError
 
 DATA_README = "data/README.md"
 
-
-class DataLayoutError(RuntimeError):
-    """The data folder is missing or does not have the expected layout."""
 
 
 def _class_defaults(dataset_type: str) -> Dict[str, object]:

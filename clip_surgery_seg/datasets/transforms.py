@@ -11,10 +11,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 from PIL import Image
+from ..errors import BadSampleError
 
-
-class BadSampleError(RuntimeError):
-    """One image or label file that cannot be used; the message names the file and the problem."""
 
 
 def read_image_rgb(path: str) -> np.ndarray:

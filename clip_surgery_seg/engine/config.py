@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable
 
 from mmengine.config import Config
+from ..errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used."""
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from .atomic import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 from .results import SCHEMA
+from ..errors import HistoryError
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -54,9 +55,6 @@ NUMERIC_COLUMNS = ("mIoU", "aAcc", "mAcc", "num_images", "expected_images", "wal
 
 PathLike = Union[str, Path]
 
-
-class HistoryError(ValueError):
-    """A history file or selection that cannot be used."""
 
 
 # --- writing ------------------------------------------------------------------------------------

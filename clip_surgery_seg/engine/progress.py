@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from ..errors import ResumeError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -20,9 +21,6 @@ CREATE TABLE IF NOT EXISTS images (
     key TEXT PRIMARY KEY, status TEXT NOT NULL, cells BLOB, counts BLOB, message TEXT);
 """
 
-
-class ResumeError(RuntimeError):
-    """A resume that cannot be done (different run, or an unfinished run in the way)."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ import json
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Union
+from ..errors import ResultsFileError
 
 SCHEMA = "clip-surgery-seg/metrics/v1"
 RESULTS_FILE = "metrics.json"
@@ -29,9 +30,6 @@ RESULTS_FILE = "metrics.json"
 # model keys that change speed or caching, not the numbers
 RUNTIME_MODEL_KEYS = ("window_batch_size", "text_cache_dir")
 
-
-class ResultsFileError(ValueError):
-    """A results file that is missing, unreadable, incomplete or of another schema."""
 
 
 def result_config(cfg: dict) -> Dict[str, Any]:

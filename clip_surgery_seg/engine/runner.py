@@ -23,7 +23,7 @@ from ..datasets.classnames import load_classnames
 from ..datasets.layout import DataLayoutError, DatasetLayout
 from ..datasets.transforms import BadSampleError, validate_sample
 from ..evaluation.metric import SegConfusionMetric
-from .atomic import atomic_write_bytes, atomic_write_json
+from ..fileio import atomic_write_bytes, atomic_write_json
 from .config import ConfigError, apply_cfg_options, check_component, load_config
 from .progress import ProgressJournal, ResumeError, clear_progress, decode_counts, fingerprint_diff, read_progress
 from .provenance import code_version, environment

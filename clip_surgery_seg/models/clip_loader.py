@@ -23,12 +23,10 @@ from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
+from ..errors import WeightsError
 
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
-
-class WeightsError(ValueError):
-    """A weights file that is missing, unreadable or not a CLIP checkpoint."""
 
 
 @dataclass(frozen=True)

@@ -5,26 +5,12 @@ from typing import Callable, Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from .surgery_resnet import resnet_surgery_tokens
 from .surgery_vit import NEW_PATH_ATTENTIONS, check_vit_supported, vit_surgery_tokens
 from .templates import resolve_templates
-
-
-def interpolate_pos_embed(pos: torch.Tensor, src_grid: Tuple[int, int],
-                          dst_grid: Tuple[int, int]) -> torch.Tensor:
-    """Resize a (1 + gh*gw, C) positional embedding to (1 + h*w, C).
-
-    Bilinear, ``align_corners=False``, no antialiasing (as the authors' code); the CLS position
-    is kept as is.
-    """
-    if tuple(src_grid) == tuple(dst_grid):
-        return pos
-    (gh, gw), (h, w) = src_grid, dst_grid
-    grid = pos[1:].reshape(1, gh, gw, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
-    return torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(h * w, -1)])
 
 
 class SurgeryCLIP(nn.Module):
@@ -90,7 +76,9 @@ class SurgeryCLIP(nn.Module):
         param = visual.positional_embedding if self.arch == "vit" else visual.attnpool.positional_embedding
         key = (h, w, dtype, device, param.data_ptr())
         if key not in self._pos_cache:
-            pos = interpolate_pos_embed(param.detach().float(), self._pretrain_grid, (h, w))
+            # bilinear, align_corners False, no antialiasing: as the authors' code (SPEC §1)
+            pos = resample_abs_pos_embed(param.detach().float()[None], [h, w], list(self._pretrain_grid),
+                                         num_prefix_tokens=1, interpolation="bilinear", antialias=False)[0]
             self._pos_cache[key] = pos.to(device=device, dtype=dtype)
         return self._pos_cache[key]
 

@@ -10,7 +10,8 @@
 The history file itself lives in ``clip_surgery_seg.engine.history`` (the runner appends to it).
 """
 from .compare import DatasetComparison, compare_records, pair_records
-from .errors import EXIT_MISSING_DATA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, MismatchError, ReportingError
+from ..errors import MismatchError, ReportingError
+from .errors import EXIT_MISSING_DATA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from .paper import load_paper, paper_table, to_csv, to_markdown
 from .records import ResultRecord, load_records
 

@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from .errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, MismatchError, ReportingError
+from ..errors import MismatchError, ReportingError
+from .errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 
 SELECTION_HELP = ("a metrics.json, a work dir holding one, a reproduce run folder, or a history selection "
                   "PATH.csv[:DATASET,KEY=VALUE...][@latest|@-N|@COMMIT], e.g. results/history.csv:ade20k@-2")
@@ -33,7 +34,7 @@ def _guarded(run: Callable[[], int]) -> int:
 
 def _write_or_print(text: str, out: Optional[str]) -> None:
     if out:
-        from ..engine.atomic import atomic_write_text
+        from ..fileio import atomic_write_text
 
         atomic_write_text(out, text)
         print(f"wrote {out}", file=sys.stderr)

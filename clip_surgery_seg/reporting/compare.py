@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
 from .datasets import paper_rank
-from .errors import MismatchError
+from ..errors import MismatchError
 from .records import ResultRecord
 
 SUMMARY_METRICS = ("mIoU", "mAcc", "aAcc")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from typing import Dict, Iterable, List
 
-from .errors import ReportingError
+from ..errors import ReportingError
 
 # the order of the paper's Table 6 (ADE20K came with its later version)
 PAPER_ORDER = ("pascal_context59", "coco_stuff171", "cityscapes", "ade20k")

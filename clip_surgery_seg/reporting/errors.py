@@ -6,10 +6,3 @@ EXIT_REGRESSION = 1  # compare.py: a metric dropped past its tolerance; reproduc
 EXIT_USAGE = 2  # bad input: missing or invalid file, unknown name, mismatched protocol/dataset
 EXIT_MISSING_DATA = 3  # reproduce.py: some datasets had no data; the others ran
 
-
-class ReportingError(ValueError):
-    """Input the reporting tools cannot use; the message is the one line they print."""
-
-
-class MismatchError(ReportingError):
-    """Two results that must not be compared (other protocol or dataset) unless forced."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from .datasets import PAPER_ORDER, label, paper_rank
-from .errors import ReportingError
+from ..errors import ReportingError
 from .records import ResultRecord
 
 PAPER_CSV = Path(__file__).resolve().parents[2] / "results" / "paper.csv"

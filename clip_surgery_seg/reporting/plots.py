@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Union
 
-from ..engine.atomic import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 
 def _pyplot():

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from ..engine.history import (HistoryError, history_row, looks_like_selection, parse_selection,
                               per_class_iou, read_history, select_rows)
 from ..engine.results import RESULTS_FILE, ResultsFileError, load_results
-from .errors import ReportingError
+from ..errors import ReportingError
 
 
 @dataclass

@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..engine.atomic import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text
 from ..engine.history import DEFAULT_HISTORY, append_history
 from ..engine.results import RESULTS_FILE
 from .datasets import PAPER_ORDER, paper_rank
-from .errors import EXIT_MISSING_DATA, EXIT_OK, EXIT_REGRESSION, ReportingError
+from ..errors import ReportingError
+from .errors import EXIT_MISSING_DATA, EXIT_OK, EXIT_REGRESSION
 
 logger = logging.getLogger("clip_surgery_seg")
 

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..engine.atomic import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 from ..models import SurgeryCLIP
 from ..models.templates import resolve_templates
 
