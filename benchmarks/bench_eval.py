@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     workers = args.workers if args.workers is not None else ([0, 1] if q else [0, 2])
     size = tuple(args.image_size) if args.image_size else ((96, 128) if q else None)
     if q:
-        args.cfg_options = ["model.short_side=64", "model.crop_size=32", "model.stride=16", *args.cfg_options]
+        args.cfg_options = ["protocol.short_side=64", "protocol.crop_size=32", "protocol.stride=16", *args.cfg_options]
     C.header(f"Whole evaluation: tools/eval.py on {images} synthetic {args.dataset} images "
              f"({Path(args.model).name}, random weights, {args.precision})", device)
 

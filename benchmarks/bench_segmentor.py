@@ -41,13 +41,14 @@ TINY_VIT = str(C.REPO / "tests" / "assets" / "tiny-vit.json")
 
 def synthetic_images(dataset: str, count: int, size, seed: int = 0):
     """uint8 (3, H, W) images drawn like clip_surgery_seg.datasets.synthetic's."""
-    from clip_surgery_seg.datasets.synthetic import SPECS, _image
+    from clip_surgery_seg.datasets.catalog import CATALOG
+    from clip_surgery_seg.datasets.synthetic import _image
 
     rng = np.random.default_rng(seed)
-    spec = SPECS[dataset]
+    spec = CATALOG[dataset].synthetic
     out = []
     for _ in range(count):
-        label = spec.raw_values(rng, tuple(size))
+        label = spec.stored_labels(rng, tuple(size))
         out.append(torch.from_numpy(_image(rng, tuple(size), label)).permute(2, 0, 1).contiguous())
     return out
 

@@ -7,6 +7,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+from .errors import ConfigError
+
 
 def _fsync_dir(directory: Path) -> None:
     with suppress(OSError):
@@ -58,3 +60,16 @@ def atomic_write_text(path: Union[str, Path], text: str, fsync: bool = True) -> 
 
 def atomic_write_json(path: Union[str, Path], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def check_writable(folder: Union[str, Path], what: str) -> None:
+    """Create ``folder`` if needed and check that a file can be written in it (before long work)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temp_path_for(folder / ".write-check")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{what} {folder} is not writable ({err.strerror or err}); choose another folder "
+                          "or fix its permissions") from None

@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(__file__).resolve().parent / "assets"
 TINY_VIT = ASSETS / "tiny-vit.json"
 TINY_RN = ASSETS / "tiny-rn.json"
-# ../shared/fixtures beside the checkout; CSS_SHARED_FIXTURES or /work/shared where a clone lives elsewhere
-SHARED_FIXTURES = next((p for p in (Path(os.environ.get("CSS_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures")),
-                                    Path("/work/shared/fixtures")) if p.is_dir()), REPO.parent / "shared" / "fixtures")
+# the shared real-format inputs: ../shared/fixtures beside the checkout, or CSS_SHARED_FIXTURES; tests that
+# need them skip with a reason when neither is there
+SHARED_FIXTURES = Path(os.environ.get("CSS_SHARED_FIXTURES") or REPO.parent / "shared" / "fixtures")
 MMSEG_SAMPLES = SHARED_FIXTURES / "mmseg_samples"
 REAL_FRAME = MMSEG_SAMPLES / "pseudo_cityscapes_dataset"
 # the synthetic Cityscapes split also holds the real shared frame, when the fixtures are there
@@ -71,14 +71,14 @@ def eval_args(config: str, data_root: Path, work_dir: Path, *flags, options=()) 
     extra ``--cfg-options``."""
     return [f"configs/{config}.py", "--data-root", str(data_root), "--work-dir", str(work_dir),
             "--model", str(TINY_VIT), "--pretrained", "none", "--quiet", *map(str, flags),
-            "--cfg-options", "test_dataloader.num_workers=0", "model.short_side=112",
-            "model.crop_size=64", "model.stride=32", *options]
+            "--cfg-options", "test_dataloader.num_workers=0", "protocol.short_side=112",
+            "protocol.crop_size=64", "protocol.stride=32", *options]
 
 
 @pytest.fixture
 def run_eval(monkeypatch, tmp_path):
     """Call tools/eval.py's main() in this process; returns (exit code, stdout, stderr)."""
-    from clip_surgery_seg.engine.cli import main
+    from clip_surgery_seg.cli.eval import main
 
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("CLIP_SURGERY_SEG_CACHE", str(tmp_path / "cache"))

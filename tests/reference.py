@@ -1,4 +1,4 @@
-"""Naive reference implementations of SPEC §1-4, written from the formulas for testing.
+"""Naive reference implementations of docs/method.md §1-4, written from the formulas for testing.
 
 Deliberately slow and explicit: per-block loops, per-head attention, the element-wise (B, N, K, D)
 feature-surgery tensor. Shares nothing with the library but the weights it reads.
@@ -42,7 +42,7 @@ def mlp(block, x):
 
 
 def vit_tokens(clip, image, depth, new_path="vv"):
-    """SPEC §1 for ONE image (3, H, W) -> (1 + h*w, D), explicit per-block loop."""
+    """docs/method.md §1 for ONE image (3, H, W) -> (1 + h*w, D), explicit per-block loop."""
     vis = clip.visual
     p = vis.conv1.kernel_size[0]
     patches = F.conv2d(image[None], vis.conv1.weight, stride=p)[0]  # (C, h, w)
@@ -82,7 +82,7 @@ def vit_tokens(clip, image, depth, new_path="vv"):
 
 
 def resnet_tokens(clip, image, surgery=True, resnet_norm=False):
-    """SPEC §2 for ONE image -> (1 + h*w, D)."""
+    """docs/method.md §2 for ONE image -> (1 + h*w, D)."""
     vis = clip.visual
     x = image[None]
     x = vis.stem(x)
@@ -116,7 +116,7 @@ def resnet_tokens(clip, image, surgery=True, resnet_norm=False):
 
 
 def text_embeddings(clip, tokenizer, classnames, templates):
-    """SPEC §3 with one encode_text call per prompt."""
+    """docs/method.md §3 with one encode_text call per prompt."""
     rows = []
     for name in classnames:
         embs = [F.normalize(clip.encode_text(tokenizer([t.format(name)]))[0], dim=-1) for t in templates]
@@ -125,7 +125,7 @@ def text_embeddings(clip, tokenizer, classnames, templates):
 
 
 def feature_surgery(image_feats, text_feats, mode="none", redundant=None):
-    """SPEC §4 element-wise, as the authors compute it, with per-image weights."""
+    """docs/method.md §4 element-wise, as the authors compute it, with per-image weights."""
     f = image_feats / image_feats.norm(dim=-1, keepdim=True)
     b, n, d = f.shape
     k = text_feats.shape[0]

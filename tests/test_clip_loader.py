@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from clip_surgery_seg.errors import WeightsError
+from clip_surgery_seg.errors import ConfigError, WeightsError
 from clip_surgery_seg.models import build_clip, weights_identity
 from conftest import TINY_RN, TINY_VIT
 
@@ -125,7 +125,7 @@ def test_unknown_names():
         build_clip("ViT-B-61")
     with pytest.raises(ValueError, match="unknown pretrained tag 'bogus' for ViT-B-16; known tags: openai"):
         build_clip("ViT-B-16", pretrained="bogus")
-    with pytest.raises(FileNotFoundError, match="missing.json does not exist"):
+    with pytest.raises(ConfigError, match="missing.json does not exist"):
         build_clip("configs/missing.json")
 
 

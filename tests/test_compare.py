@@ -5,8 +5,8 @@ import json
 import subprocess
 import sys
 
-from clip_surgery_seg.engine.history import append_history
-from clip_surgery_seg.reporting.cli import compare_main
+from clip_surgery_seg.reporting.history import append_history
+from clip_surgery_seg.cli.compare import main as compare_main
 from clip_surgery_seg.reporting.compare import compare_records
 from clip_surgery_seg.reporting.records import load_records
 from conftest import REPO

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from clip_surgery_seg.engine.history import (HISTORY_COLUMNS, HistoryError, append_history, parse_selection,
+from clip_surgery_seg.reporting.history import (HISTORY_COLUMNS, HistoryError, append_history, parse_selection,
                                              per_class_iou, read_history, select_rows)
-from clip_surgery_seg.reporting.cli import history_main
+from clip_surgery_seg.cli.history import main as history_main
 from conftest import eval_args
 from test_report import fake_results
 

@@ -1,4 +1,4 @@
-"""The surgery model against the naive reference of SPEC §1-4."""
+"""The surgery model against the naive reference of docs/method.md §1-4."""
 from __future__ import annotations
 
 import copy

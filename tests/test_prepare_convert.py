@@ -15,12 +15,11 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from clip_surgery_seg.data_prep import ConversionError
-from clip_surgery_seg.data_prep.convert import (CITYSCAPES_LABELS, CONTEXT59_CLASSES, COCO_STUFF_UNUSED_IDS,
-                                                check_context_label_names, cityscapes_train_ids,
-                                                coco_stuff_train_ids, context59_from_full,
-                                                convert_cityscapes_file, convert_coco_stuff_file,
-                                                convert_context_file, convert_many)
+from clip_surgery_seg.errors import ConversionError
+from clip_surgery_seg.data_prep.convert import (check_context_label_names, convert_cityscapes_file,
+                                               convert_coco_stuff_file, convert_context_file, convert_many)
+from clip_surgery_seg.datasets.encodings import (CITYSCAPES_LABELS, CONTEXT59_CLASSES, COCO_STUFF_UNUSED_IDS,
+                                                cityscapes_train_ids, coco_stuff_train_ids, context59_from_full)
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME = "pseudo_cityscapes_dataset/gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_"

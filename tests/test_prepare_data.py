@@ -20,15 +20,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clip_surgery_seg.data_prep import (ArchiveError, ChecksumError, DownloadError, MissingArchiveError,
+from clip_surgery_seg.errors import (ArchiveError, ChecksumError, DownloadError, MissingArchiveError,
                                         UnsafeArchiveError)
 from clip_surgery_seg.data_prep.archives import extract
-from clip_surgery_seg.data_prep.convert import (CONTEXT59_CLASSES, COCO_STUFF_ID_TO_TRAINID,
+from clip_surgery_seg.datasets.encodings import (CONTEXT59_CLASSES, COCO_STUFF_ID_TO_TRAINID,
                                                 cityscapes_train_ids)
 from clip_surgery_seg.data_prep.download import Checksum, download
 from clip_surgery_seg.data_prep.prepare import prepare
-from clip_surgery_seg.data_prep.sources import SOURCES, Source
-from clip_surgery_seg.data_prep.verify import check_dataset
+from clip_surgery_seg.datasets.catalog import ARCHIVES as SOURCES
+from clip_surgery_seg.datasets.catalog import Archive as Source
+from clip_surgery_seg.datasets.check import check_dataset
 from clip_surgery_seg.datasets.synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -451,7 +452,7 @@ def test_pascal_context_gets_val_images_59_class_labels_and_the_split_list(serve
 
 
 def test_pascal_context_refuses_a_labels_txt_with_other_classes(server, tmp_path):
-    from clip_surgery_seg.data_prep import ConversionError
+    from clip_surgery_seg.errors import ConversionError
 
     voc, _, _ = _context_archives(["2008_000002"], [])
     ctx = _tar({"trainval/2008_000002.mat": b"", "labels.txt": b"1: accordion\n2: airplane\n"}, mode="w:gz")

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from clip_surgery_seg.datasets.synthetic import write_synthetic
+from clip_surgery_seg.errors import UserError
 from clip_surgery_seg.fileio import atomic_write_json
 from clip_surgery_seg.segmentors.sliding import WindowBatcher
 from conftest import REPO, eval_args
@@ -196,7 +197,7 @@ def test_window_batches_shrink_on_out_of_memory(caplog):
     def never_fits(batch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    with pytest.raises(RuntimeError, match="one window does not fit in GPU memory"):
+    with pytest.raises(UserError, match="one window does not fit in GPU memory"):
         list(WindowBatcher(4).run(windows, never_fits))
 
 

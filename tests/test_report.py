@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from clip_surgery_seg.engine.results import SCHEMA
-from clip_surgery_seg.reporting.cli import report_main
-from clip_surgery_seg.reporting.errors import EXIT_USAGE
-from clip_surgery_seg.reporting.paper import PAPER_CSV, load_paper, paper_table
+from clip_surgery_seg import resources
+from clip_surgery_seg.cli import EXIT_USAGE
+from clip_surgery_seg.cli.report import main as report_main
+from clip_surgery_seg.reporting.paper import load_paper, paper_table
 from clip_surgery_seg.reporting.records import load_many
 
 EXPECTED_IMAGES = {"ade20k": 2000, "coco_stuff171": 5000, "cityscapes": 500, "pascal_context59": 5104}
@@ -68,7 +69,7 @@ def run_dir(tmp_path) -> Path:
 
 
 def test_paper_csv_holds_the_published_numbers():
-    paper = pd.read_csv(PAPER_CSV)
+    paper = pd.read_csv(resources.paper_csv())
     surgery = paper[paper["method"] == "CLIP Surgery"].set_index("dataset")["mIoU"].to_dict()
     assert surgery == {"pascal_context59": 29.3, "coco_stuff171": 21.9, "cityscapes": 31.4, "ade20k": 12.9}
     clip = paper[paper["method"] == "CLIP"].set_index("dataset")["mIoU"].to_dict()
@@ -143,7 +144,7 @@ def test_results_that_are_not_comparable_say_why(tmp_path):
 
 
 def test_same_result_from_file_and_history_counts_once(tmp_path):
-    from clip_surgery_seg.engine.history import append_history
+    from clip_surgery_seg.reporting.history import append_history
 
     path = write_results(tmp_path / "a", dataset="cityscapes", miou=30.0)
     append_history(tmp_path / "history.csv", json.loads(path.read_text()))

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from clip_surgery_seg.engine.history import read_history
-from clip_surgery_seg.reporting.cli import compare_main, report_main, reproduce_main
-from clip_surgery_seg.reporting.reproduce import available_protocols, protocol_configs
+from clip_surgery_seg.reporting.history import read_history
+from clip_surgery_seg.cli.compare import main as compare_main
+from clip_surgery_seg.cli.report import main as report_main
+from clip_surgery_seg.cli.reproduce import main as reproduce_main
+from clip_surgery_seg.engine.config import available_protocols, protocol_file
 from conftest import CITYSCAPES_IMAGES, REPO, TINY_VIT
 
 FAST = ["--model", str(TINY_VIT), "--pretrained", "none", "--quiet", "--cfg-options",
-        "test_dataloader.num_workers=0", "model.short_side=112", "model.crop_size=64", "model.stride=32"]
+        "test_dataloader.num_workers=0", "protocol.short_side=112", "protocol.crop_size=64", "protocol.stride=32"]
 
 
 @pytest.fixture
@@ -20,10 +22,11 @@ def in_repo(monkeypatch, tmp_path):
 
 
 def test_protocols_come_from_the_configs():
-    protocols = available_protocols()
-    assert protocols["sclip"] == REPO / "configs" and protocols["clearclip"] == REPO / "configs" / "clearclip"
-    assert protocol_configs("clearclip")["ade20k"] == REPO / "configs" / "clearclip" / "ade20k.py"
-    assert set(protocol_configs("sclip")) == {"ade20k", "coco_stuff171", "cityscapes", "pascal_context59"}
+    assert available_protocols() == ["clearclip", "sclip"]
+    protocols = REPO / "configs" / "_base_" / "protocols"
+    assert protocol_file("clearclip", "ade20k") == protocols / "clearclip" / "ade20k.py"
+    assert {p.stem for p in (protocols / "sclip").glob("*.py")} == {"ade20k", "coco_stuff171", "cityscapes",
+                                                                    "pascal_context59"}
 
 
 def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_root, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Test-scale resize and sliding windows against naive versions of SPEC §5."""
+"""Test-scale resize and sliding windows against naive versions of docs/method.md §5."""
 from __future__ import annotations
 
 import pytest
@@ -29,7 +29,7 @@ def test_window_grid_covers_and_aligns(h, w):
 
 
 def _naive_slide(image, fn, crop, stride, patch):
-    """One window at a time, SPEC §5.3-4 written out."""
+    """One window at a time, docs/method.md §5.3-4 written out."""
     _, h, w = image.shape
     canvas, count = None, torch.zeros(h, w)
     rows = max(h - crop + stride - 1, 0) // stride + 1

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""Reproduce the paper's table (all four datasets): python tools/reproduce.py"""
-import os
+"""Reproduce the paper's table (every dataset, one protocol): python tools/reproduce.py"""
 import sys
+from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, installed or not
 
-from clip_surgery_seg.reporting.cli import reproduce_main  # noqa: E402
+from clip_surgery_seg.cli.reproduce import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(reproduce_main())
+    sys.exit(main())

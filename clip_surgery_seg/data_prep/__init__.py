@@ -1,11 +1,7 @@
-"""Getting the four evaluation datasets ready: download, safe extraction, label conversion, checks.
+"""Getting the datasets ready: download, safe extraction, label conversion (checks: ``datasets.check``).
 
-Modules: ``sources`` (URLs, published checksums), ``download`` (resumable, verified HTTP),
-``archives`` (safe selective extraction), ``convert`` (label encodings), ``prepare`` (one recipe per
-dataset), ``verify`` (cheap and deep checks of a prepared split). Nothing heavy is imported here.
+Modules: ``download`` (resumable, verified HTTP), ``archives`` (safe selective extraction),
+``convert`` (label files to the datasets' encodings), ``prepare`` (one recipe per dataset). The
+archives, their URLs and published checksums are in the dataset catalogue
+(``clip_surgery_seg.datasets.catalog``). Nothing heavy is imported here.
 """
-from ..errors import (ArchiveError, ChecksumError, ConversionError, DataPrepError, DownloadError,
-                     MissingArchiveError, UnsafeArchiveError)
-
-__all__ = ["ArchiveError", "ChecksumError", "ConversionError", "DataPrepError", "DownloadError",
-           "MissingArchiveError", "UnsafeArchiveError"]

@@ -14,28 +14,16 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence
 
+from ..datasets.catalog import Checksum
 from ..errors import ChecksumError, DownloadError
 
 USER_AGENT = "clip-surgery-seg-data-prep/1.0"
 CHUNK = 1 << 20
 # Worth another try: the server or the network may recover; any other 4xx is final.
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-@dataclass(frozen=True)
-class Checksum:
-    """A published digest of a file; ``published`` says where the value was published."""
-
-    algorithm: str  # a hashlib name: md5, sha1, sha256
-    value: str
-    published: str = ""
-
-    def __post_init__(self) -> None:
-        hashlib.new(self.algorithm)  # unknown algorithm: fail at definition, not after a download
 
 
 def file_digests(path: Path, algorithms: Iterable[str]) -> Dict[str, str]:

@@ -1,4 +1,4 @@
-"""Get each dataset's validation split into the layout of SPEC §7: fetch, extract, convert.
+"""Get each dataset's validation split into the layout of docs/datasets.md: fetch, extract, convert.
 
 Only the members the validation split needs are extracted. Every step can be interrupted and run
 again: downloads resume, extracted and converted files are written atomically and skipped when they
@@ -14,11 +14,12 @@ from typing import Callable, Dict, Mapping, Optional
 
 from ..fileio import atomic_write_text
 from .archives import extract
-from .convert import (CONTEXT59_CLASSES, check_context_label_names, convert_cityscapes_file,
+from ..datasets.catalog import ARCHIVES, Archive, get
+from ..datasets.encodings import CONTEXT59_CLASSES
+from .convert import (check_context_label_names, convert_cityscapes_file,
                       convert_coco_stuff_file, convert_context_file, convert_many, label_pairs)
 from .download import download, verify_checksums
 from ..errors import ConversionError, MissingArchiveError
-from .sources import DATASET_ARCHIVES, SOURCES, Source
 
 DEFAULT_DOWNLOADS = "downloads"  # under the data root, unless --from-archives names a folder
 
@@ -32,7 +33,7 @@ class Fetcher:
     """
 
     directory: Path
-    sources: Mapping[str, Source]
+    sources: Mapping[str, Archive]
     allow_download: bool = True
     verify: bool = True
     progress: bool = True
@@ -173,23 +174,22 @@ PREPARERS: Dict[str, Callable[[Path, Fetcher, Optional[int]], Path]] = {
 
 
 def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
-            sources: Mapping[str, Source] = SOURCES, verify: bool = True, progress: bool = True,
+            sources: Mapping[str, Archive] = ARCHIVES, verify: bool = True, progress: bool = True,
             workers: Optional[int] = None, retries: int = 5, backoff_s: float = 2.0) -> Path:
     """Prepare dataset ``name`` under ``root``; returns its folder (``root / data_subdir``).
 
     Args:
         archives: a folder holding the archives already (``--from-archives``: nothing is downloaded);
             None downloads what is missing into ``root/downloads``.
-        sources: file name -> Source; the default is the official list in ``sources.py``.
+        sources: file name -> Archive; the default is the catalogue's official list.
         verify: check published checksums (turn off only for a file you verified yourself).
     """
-    if name not in PREPARERS:
-        raise KeyError(f"unknown dataset {name!r}; choose one of {', '.join(PREPARERS)}")
+    name = get(name).name
     root = Path(root)
     fetch = Fetcher(Path(archives) if archives else root / DEFAULT_DOWNLOADS, sources,
                     allow_download=archives is None, verify=verify, progress=progress,
                     retries=retries, backoff_s=backoff_s)
-    for filename in DATASET_ARCHIVES[name]:
+    for filename in get(name).archives:
         if filename not in sources:
             raise KeyError(f"no source for {filename}")
     return PREPARERS[name](root, fetch, workers)

@@ -1,13 +1,21 @@
-"""Verify a prepared split: layout, pairing, counts (cheap), and every file (deep)."""
+"""Verify a prepared split: layout, pairing, counts (cheap), and every file (deep).
+
+The cheap check runs before an evaluation loads any model; ``tools/check_data.py`` runs both;
+``tools/prepare_data.py`` runs the cheap one at its end.
+"""
 from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from .layout import DATA_README, DataLayoutError, DatasetLayout
-from .transforms import BadSampleError, encode_label, read_image_rgb, read_label, validate_sample
+from ..errors import BadSampleError, DataLayoutError
+from .layout import DATA_README, DatasetLayout
+from . import catalog
+from .encodings import encode_label
+from .transforms import read_image_rgb, read_label, validate_sample
 
 MISSING_LABEL = "image without its label"
 MISSING_IMAGE = "label without its image"
@@ -126,4 +134,29 @@ def check_files(report: CheckReport, num_classes: int, workers: Optional[int] = 
                 iterator = tqdm(iterator, total=len(jobs), desc=f"checking {report.name}", unit="img")
             results = list(iterator)
     report.problems.setdefault(BAD_FILE, []).extend(p for p in results if p is not None)
+    return report
+
+
+_FROM_CATALOG = object()
+
+
+def check_dataset(name: str, root: Union[str, Path], *, deep: bool = True,
+                  expected_images: Union[int, None, object] = _FROM_CATALOG, workers: Optional[int] = None,
+                  progress: bool = False) -> CheckReport:
+    """Check dataset ``name`` under the data root ``root``.
+
+    Args:
+        deep: also open every image/label pair (sizes, label values, unreadable files).
+        expected_images: the split's image count; by default the catalogue's, None to skip the
+            count check.
+
+    Raises:
+        DataLayoutError: the split cannot be used at all (a folder or the split list is missing, no
+            images); the message says what is expected and how to prepare it.
+    """
+    info = catalog.get(name)
+    expected = info.expected_images if expected_images is _FROM_CATALOG else expected_images
+    report = check_layout(info.name, info.layout(root), expected)  # type: ignore[arg-type]
+    if deep:
+        check_files(report, info.num_classes, workers=workers, progress=progress)
     return report

@@ -1,4 +1,4 @@
-"""Class-name files: one class per line, label order; comma-separated synonyms (SPEC §3)."""
+"""Class-name files: one class per line, label order; comma-separated synonyms (docs/method.md §3)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

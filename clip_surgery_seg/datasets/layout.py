@@ -1,33 +1,14 @@
-"""Where a dataset's images and labels live, read from its mmseg dataset config (SPEC §7)."""
+"""Where a dataset's images and labels live, read from its mmseg dataset config (docs/datasets.md)."""
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
-from ..errors import DataLayoutError
+from typing import List, Optional, Tuple
+from ..errors import ConfigError
 
-DATA_README = "data/README.md"
+DATA_README = "data/README.md"  # where the layouts and preparation commands are documented
 
-
-
-def _class_defaults(dataset_type: str) -> Dict[str, object]:
-    from mmseg.registry import DATASETS
-
-    import clip_surgery_seg.registry  # noqa: F401  (mmseg's modules registered)
-
-    cls = DATASETS.get(dataset_type)
-    if cls is None:
-        raise DataLayoutError(f"unknown dataset type {dataset_type!r} in the config")
-    defaults: Dict[str, object] = {}
-    for klass in reversed(cls.__mro__):
-        if klass is object:
-            continue
-        for name, param in inspect.signature(klass.__init__).parameters.items():
-            if param.default is not inspect.Parameter.empty:
-                defaults[name] = param.default
-    return defaults
 
 
 @dataclass(frozen=True)
@@ -50,21 +31,25 @@ class DatasetLayout:
 
     @classmethod
     def from_config(cls, dataset_cfg: dict) -> "DatasetLayout":
-        defaults = _class_defaults(dataset_cfg["type"])
-        get = lambda key: dataset_cfg.get(key, defaults.get(key))  # noqa: E731
-        root = Path(dataset_cfg.get("data_root") or "")
+        """The layout a ``test_dataloader.dataset`` config describes (its keys as mmseg names them)."""
+        missing = [k for k in ("data_root", "img_suffix", "seg_map_suffix", "reduce_zero_label")
+                   if k not in dataset_cfg]
+        if missing:
+            raise ConfigError(f"the dataset config ({dataset_cfg.get('type')}) needs {', '.join(missing)}; "
+                              "state them as configs/_base_/datasets/*.py do")
+        root = Path(dataset_cfg["data_root"])
         prefix = dict(dataset_cfg.get("data_prefix") or {})
-        ann_file = get("ann_file") or None
+        ann_file = dataset_cfg.get("ann_file") or None
         return cls(
-            dataset_type=dataset_cfg["type"],
+            dataset_type=str(dataset_cfg.get("type")),
             data_root=root,
             img_dir=root / prefix.get("img_path", ""),
             seg_dir=root / prefix.get("seg_map_path", ""),
-            img_suffix=str(get("img_suffix")),
-            seg_suffix=str(get("seg_map_suffix")),
+            img_suffix=str(dataset_cfg["img_suffix"]),
+            seg_suffix=str(dataset_cfg["seg_map_suffix"]),
             ann_file=root / ann_file if ann_file else None,
-            reduce_zero_label=bool(get("reduce_zero_label")),
-            ignore_index=int(get("ignore_index") or 255),
+            reduce_zero_label=bool(dataset_cfg["reduce_zero_label"]),
+            ignore_index=int(dataset_cfg.get("ignore_index", 255)),
         )
 
     def describe(self) -> str:

@@ -12,6 +12,7 @@ from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 from PIL import Image
 from ..errors import BadSampleError
+from .encodings import encode_label
 
 
 
@@ -48,16 +49,6 @@ def read_label(path: str) -> np.ndarray:
                              "re-convert it") from err
     raise BadSampleError(f"{path}: label map has image mode {mode}, expected an 8-bit single-channel "
                          "PNG (mode L or P) of class indices; was the wrong file converted?")
-
-
-def encode_label(label: np.ndarray, reduce_zero_label: bool, ignore_index: int = 255) -> np.ndarray:
-    """Dataset encoding (SPEC §7): with ``reduce_zero_label`` 0 -> ignore and v -> v - 1."""
-    if not reduce_zero_label:
-        return label
-    out = label.astype(np.int16) - 1
-    out[label == 0] = ignore_index
-    out[label == ignore_index] = ignore_index
-    return out.astype(np.uint8)
 
 
 @TRANSFORMS.register_module()

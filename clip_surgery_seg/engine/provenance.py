@@ -10,6 +10,8 @@ from typing import Dict, Optional
 
 import torch
 
+from .. import resources
+
 PACKAGES = ("torch", "torchvision", "open_clip_torch", "mmsegmentation", "mmengine", "mmcv", "mmcv-lite",
             "numpy", "pandas", "pillow")
 
@@ -19,8 +21,10 @@ def code_version() -> Dict[str, Optional[object]]:
     """Package version, and the git commit (with a dirty flag) when run from a checkout."""
     from .. import __version__
 
-    root = Path(__file__).resolve().parents[2]
     info: Dict[str, Optional[object]] = {"version": __version__, "git_commit": None, "git_dirty": None}
+    root = resources.checkout_dir()
+    if root is None:  # an installed copy: its version is all there is
+        return info
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10)

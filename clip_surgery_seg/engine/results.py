@@ -6,12 +6,13 @@ Schema ``clip-surgery-seg/metrics/v1``::
     dataset:   name, type, data_root, num_images, expected_images, num_classes, limit
     summary:   aAcc, mIoU, mAcc (percent, two decimals)
     per_class: [{class, IoU, Acc, intersect, union, pred_area, label_area}, ...]
-    protocol:  name, short_side, max_long_side, crop_size, stride, templates, feature_surgery,
-               depth, new_path_attention, similarity_normalize, precision
+    protocol:  name, short_side, max_long_side, crop_size, stride, and the model settings that
+               change the numbers (templates, feature_surgery, the method, similarity_normalize,
+               precision)
     model:     name, pretrained, sha256, seed, quick_gelu
     config:    the full config; config_file; config_hash (sha256 of what determines the numbers)
     code:      version, git_commit, git_dirty
-    environment: python, platform, packages, device, world_size
+    environment: python, platform, packages, device, world_size, window_batch_size, ...
     timing:    wall_s, images_per_s, text_s, data_s, model_s, metric_s, write_s, resumed_images
     skipped:   [{image, reason}, ...]
 """
@@ -20,23 +21,42 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Union
+
 from ..errors import ResultsFileError
+from ..fileio import atomic_write_bytes, atomic_write_json
+from ..tables import text_table
 
 SCHEMA = "clip-surgery-seg/metrics/v1"
 RESULTS_FILE = "metrics.json"
+PREVIOUS_RESULTS_FILE = "previous_metrics.json"
 
 # model keys that change speed or caching, not the numbers
 RUNTIME_MODEL_KEYS = ("window_batch_size", "text_cache_dir")
+# model keys recorded as part of the protocol: they change the numbers
+PROTOCOL_MODEL_KEYS = ("method", "depth", "new_path_attention", "templates", "feature_surgery",
+                       "similarity_normalize", "precision")
 
+
+def jsonable(obj: Any) -> Any:
+    """Config values as plain JSON types (tuples become lists)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
 
 
 def result_config(cfg: dict) -> Dict[str, Any]:
     """The part of a config that determines the numbers (not where data lives, not speed knobs)."""
     model = {k: v for k, v in cfg["model"].items() if k not in RUNTIME_MODEL_KEYS}
     dataset = {k: v for k, v in cfg["test_dataloader"]["dataset"].items() if k != "data_root"}
-    return {"model": model, "dataset": dataset, "evaluator": cfg.get("test_evaluator")}
+    return {"model": model, "protocol": cfg.get("protocol"), "dataset": dataset,
+            "evaluator": cfg.get("test_evaluator")}
 
 
 def config_hash(cfg: dict) -> str:
@@ -45,12 +65,27 @@ def config_hash(cfg: dict) -> str:
 
 
 def protocol_of(cfg: dict) -> Dict[str, Any]:
-    model = cfg["model"]
-    keys = ("short_side", "max_long_side", "crop_size", "stride", "templates", "feature_surgery", "depth",
-            "new_path_attention", "similarity_normalize", "precision")
-    protocol = {"name": cfg.get("protocol", "custom")}
-    protocol.update({k: model.get(k) for k in keys})
-    return protocol
+    """The protocol's settings and the model settings that change the numbers."""
+    protocol = {"name": "custom", **dict(cfg.get("protocol") or {})}
+    protocol.update({k: cfg["model"][k] for k in PROTOCOL_MODEL_KEYS if k in cfg["model"]})
+    return jsonable(protocol)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_results(work_dir: Path, results: Dict[str, Any]) -> Path:
+    """Write ``metrics.json`` atomically; an earlier one is kept as ``previous_metrics.json``.
+
+    Nothing is moved before the new file is complete: the old results are copied aside first, then
+    the new file replaces them in one rename.
+    """
+    path = Path(work_dir) / RESULTS_FILE
+    if path.is_file():
+        atomic_write_bytes(path.with_name(PREVIOUS_RESULTS_FILE), path.read_bytes())
+    atomic_write_json(path, results)
+    return path
 
 
 def load_results(path: Union[str, Path]) -> Dict[str, Any]:
@@ -62,7 +97,7 @@ def load_results(path: Union[str, Path]) -> Dict[str, Any]:
         results = json.loads(path.read_text())
     except FileNotFoundError:
         raise ResultsFileError(f"results file {path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ResultsFileError(f"results file {path} is not readable JSON ({err})") from err
     if not isinstance(results, dict) or results.get("schema") != SCHEMA:
         raise ResultsFileError(f"{path} is not a clip-surgery-seg results file (schema {SCHEMA})")
@@ -79,12 +114,8 @@ def format_results(results: Dict[str, Any], per_class: bool = True) -> str:
     """The per-class table and the summary, for the terminal."""
     lines: List[str] = []
     if per_class:
-        rows = results["per_class"]
-        width = max([len("class")] + [len(r["class"]) for r in rows])
-        lines.append(f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}")
-        lines.append("-" * (width + 16))
-        lines += [f"{r['class']:<{width}}  {_fmt(r['IoU']):>6}  {_fmt(r['Acc']):>6}" for r in rows]
-        lines.append("")
+        rows = [[r["class"], _fmt(r["IoU"]), _fmt(r["Acc"])] for r in results["per_class"]]
+        lines += [text_table(["class", "IoU", "Acc"], rows, numeric=["IoU", "Acc"]), ""]
     s, d, p, t = results["summary"], results["dataset"], results["protocol"], results["timing"]
     flag = "  (PARTIAL: files skipped)" if results.get("partial") else ""
     lines.append(f"{d['name']}: mIoU {_fmt(s['mIoU'])}  mAcc {_fmt(s['mAcc'])}  aAcc {_fmt(s['aAcc'])}  "

@@ -1,33 +1,36 @@
-"""One evaluation run: config -> data check -> model -> resumable loop -> metrics.json."""
+"""One evaluation run: config -> image list -> progress journal -> model -> loop -> metrics.json.
+
+:func:`evaluate` reads as the sequence of its stages; each stage is a function below it. The loop is
+a plain loop rather than an mmengine ``Runner``/``TestLoop``: resuming per image, ``--skip-bad`` and
+the per-image journal are the loop's job here, and mmengine's loop would build the dataset a second
+time from its own listing.
+"""
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from mmengine.config import Config
-from PIL import Image
 
 from .. import registry  # noqa: F401  (components registered)
-from ..datasets.check import check_layout
-from ..datasets.classnames import load_classnames
-from ..datasets.layout import DataLayoutError, DatasetLayout
-from ..datasets.transforms import BadSampleError, validate_sample
+from ..datasets.classnames import ClassNames, load_classnames
+from ..errors import BadSampleError, ConfigError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
-from ..fileio import atomic_write_bytes, atomic_write_json
-from .config import ConfigError, apply_cfg_options, check_component, load_config
-from .progress import ProgressJournal, ResumeError, clear_progress, decode_counts, fingerprint_diff, read_progress
+from ..fileio import atomic_write_bytes, check_writable
+from ..models import weights_identity
+from .config import apply_cfg_options, apply_protocol, check_component, load_config, model_settings
+from .data import CheckedSamples, ImageList, build_loader, list_images
+from .distributed import Processes, init_processes
+from .progress import ProgressJournal, clear_progress, decode_counts, fingerprint_diff, read_progress
 from .provenance import code_version, environment
-from .results import RESULTS_FILE, SCHEMA, config_hash, format_results, protocol_of, result_config
+from .results import RESULTS_FILE, SCHEMA, config_hash, jsonable, protocol_of, result_config, utc_now, write_results
 
 logger = logging.getLogger("clip_surgery_seg")
 _UNSET = object()
@@ -42,6 +45,7 @@ class EvalOptions:
     work_dir: Optional[str] = None
     model: Optional[str] = None
     pretrained: Any = _UNSET  # tag, path, "none", or unset (the config's)
+    protocol: Optional[str] = None  # None keeps the config's
     limit: Optional[int] = None
     save_preds: Optional[str] = None
     device: Optional[str] = None
@@ -50,7 +54,6 @@ class EvalOptions:
     cfg_options: Dict[str, Any] = field(default_factory=dict)
     resume: bool = False
     skip_bad: bool = False
-    history: Optional[str] = None
     progress: bool = True
 
 
@@ -62,9 +65,57 @@ class EvaluationInterrupted(RuntimeError):
         self.done, self.total, self.work_dir = done, total, work_dir
 
 
+def evaluate(opts: EvalOptions) -> Dict[str, Any]:
+    """Run one evaluation; returns the results dict (also written to ``<work_dir>/metrics.json``).
+
+    Ranks other than 0 return only the computed metrics.
+    """
+    start = time.perf_counter()
+    cfg = prepare_config(opts)
+    procs = init_processes(opts.launcher, opts.device)
+    work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
+    check_outputs(work_dir, opts.save_preds)
+    classes = load_classnames(cfg.model.classnames)
+    images = list_images(cfg, opts.skip_bad, opts.limit, procs.rank)
+    clip = cfg.model.clip
+    identity = weights_identity(clip.name, clip.get("pretrained"), clip.get("seed", 0))
+    fingerprint = jsonable({"config": result_config(cfg.to_dict()), "weights": identity.as_dict(),
+                            "data_root": str(images.layout.data_root), "device_type": procs.device.type})
+    journal, previous = open_progress(work_dir, fingerprint, opts.resume, procs)
+    metric = build_metric(cfg, classes)
+    todo, restored = restore_counts(images.keys[procs.rank::procs.world], previous, metric, journal, procs.device)
+    model = build_model(cfg, procs.device, classes.num_classes)
+    text_s = encode_text_once(model)
+    samples = CheckedSamples(images.layout, todo, cfg.test_dataloader.dataset.pipeline, classes.num_classes,
+                             metric.ignore_index)
+    loader = build_loader(samples, cfg.test_dataloader, procs.device)
+    stats = LoopStats(restored=restored)
+    try:
+        run_loop(model, loader, metric, journal, stats, opts, images, procs)
+    except KeyboardInterrupt:
+        raise EvaluationInterrupted((restored + stats.evaluated + len(stats.skipped)) * procs.world,
+                                    len(images.keys), work_dir) from None
+    finally:
+        journal.close()
+    computed = metric.compute()
+    gathered = procs.gather(stats.summary())
+    if procs.rank != 0:
+        procs.barrier()
+        return computed
+    results = assemble_results(cfg, opts, images, computed, gathered, model, procs,
+                               time.perf_counter() - start, text_s, num_workers=loader.num_workers)
+    write_results(work_dir, results)
+    finished = ProgressJournal(work_dir / "progress", procs.rank, fingerprint)
+    finished.mark_finished(results["created"])
+    finished.close()
+    procs.barrier()
+    return results
+
+
 # --- configuration ------------------------------------------------------------------------------
 
 def default_work_dir(config_path: str) -> Path:
+    """``work_dirs/<config path below configs/, without .py>``."""
     path = Path(config_path).resolve()
     parts = path.with_suffix("").parts
     if "configs" in parts:
@@ -75,14 +126,15 @@ def default_work_dir(config_path: str) -> Path:
 
 
 def prepare_config(opts: EvalOptions) -> Config:
-    """The config with command-line overrides applied and checked."""
+    """The config with the protocol and command-line overrides applied, every component checked."""
     from mmseg.registry import DATASETS, METRICS, MODELS
 
     cfg = load_config(opts.config)
-    source = opts.config
-    for key in ("model", "test_dataloader", "dataset_name"):
+    for key in ("model", "test_dataloader", "dataset_name", "protocol"):
         if key not in cfg:
-            raise ConfigError(f"config {source} has no {key!r}; start from one of the dataset configs in configs/")
+            raise ConfigError(f"config {opts.config} has no {key!r}; start from one of the dataset configs in configs/")
+    if opts.protocol is not None:
+        apply_protocol(cfg, opts.protocol)
     apply_cfg_options(cfg, dict(opts.cfg_options))
     if opts.model is not None:
         cfg.model.clip.name = opts.model
@@ -94,134 +146,26 @@ def prepare_config(opts: EvalOptions) -> Config:
     if opts.data_root is not None:
         dataset.data_root = os.path.join(opts.data_root, cfg.get("data_subdir", ""))
     dataset.data_root = os.path.abspath(dataset.data_root)
-    check_component(cfg.model, MODELS, "model", source)
-    check_component(dataset, DATASETS, "dataset", source)
-    check_component(cfg.get("test_evaluator", dict(type="SegConfusionMetric")), METRICS, "evaluator", source)
+    check_component(model_settings(cfg), MODELS, "model", opts.config)
+    check_component(dataset, DATASETS, "dataset", opts.config)
+    check_component(cfg.get("test_evaluator", dict(type="SegConfusionMetric")), METRICS, "evaluator", opts.config)
     return cfg
 
 
-# --- distributed --------------------------------------------------------------------------------
-
-def _init_distributed(launcher: str, device: Optional[str]) -> tuple:
-    if launcher == "none":
-        return 0, 1, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if launcher != "pytorch":
-        raise ConfigError(f"--launcher must be none or pytorch, got {launcher!r}")
-    if "RANK" not in os.environ:
-        raise ConfigError("--launcher pytorch needs torchrun: torchrun --nproc-per-node N tools/eval.py ...")
-    use_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+def check_outputs(work_dir: Path, save_preds: Optional[str]) -> None:
+    """Every folder the run writes to must be writable before the first image."""
+    check_writable(work_dir, "--work-dir")
+    if save_preds:
+        check_writable(Path(save_preds), "--save-preds")
 
 
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
+# --- progress -----------------------------------------------------------------------------------
 
-
-def _gather(obj: Any, world: int) -> List[Any]:
-    if world == 1:
-        return [obj]
-    out: List[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-# --- data ---------------------------------------------------------------------------------------
-
-class _CheckedSamples(torch.utils.data.Dataset):
-    """Dataset items by position, each checked; a bad one becomes ``{"key", "error"}``, not a crash."""
-
-    def __init__(self, dataset, indices: Sequence[int], keys: Sequence[str], num_classes: int,
-                 ignore_index: int) -> None:
-        self.dataset, self.indices, self.keys = dataset, list(indices), list(keys)
-        self.num_classes, self.ignore_index = num_classes, ignore_index
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict:
-        key = self.keys[i]
-        info = self.dataset.get_data_info(self.indices[i])
-        try:
-            item = self.dataset[self.indices[i]]
-            sample = item["data_samples"]
-            validate_sample(info["img_path"], info["seg_map_path"], sample.metainfo["ori_shape"],
-                            sample.gt_sem_seg.data[0].numpy(), self.num_classes, self.ignore_index)
-        except BadSampleError as err:
-            return {"key": key, "error": str(err)}
-        except Exception as err:  # noqa: BLE001 - any failure of one sample is reported with its file
-            return {"key": key, "error": f"{info['img_path']}: {type(err).__name__}: {err}"}
-        return {"key": key, "inputs": item["inputs"], "data_samples": sample}
-
-
-def _keep_list(batch: list) -> list:
-    return batch
-
-
-def _write_png(path: Path, label: np.ndarray) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    Image.fromarray(label, mode="L").save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-# --- the run ------------------------------------------------------------------------------------
-
-@dataclass
-class _ImagePlan:
-    dataset: Any  # the mmseg dataset
-    layout: DatasetLayout
-    positions: Dict[str, int]  # image key -> dataset index
-    keys: List[str]  # what this run evaluates, sorted (all ranks)
-    layout_skipped: List[Dict[str, str]]  # unpaired files left out with --skip-bad
-
-
-def _plan_images(cfg: Config, opts: EvalOptions, rank: int) -> _ImagePlan:
-    """Cheap data check (no model yet), then the sorted image keys this run evaluates."""
-    from mmseg.registry import DATASETS
-
-    name = cfg.dataset_name
-    dataset_cfg = cfg.test_dataloader.dataset
-    layout = DatasetLayout.from_config(dataset_cfg.to_dict())
-    expected = cfg.get("expected_images")
-    report = check_layout(name, layout, expected)
-    unpaired = report.unpaired()
-    if unpaired and not opts.skip_bad:
-        first = unpaired[0].message
-        raise DataLayoutError(f"{len(unpaired)} unpaired files in the {name} data, first: {first}; fix the "
-                              f"data (python tools/check_data.py {name}) or pass --skip-bad to leave them out")
-    found = len(report.pairs) + len(unpaired)
-    if rank == 0 and expected and found != expected and opts.limit is None:
-        logger.warning("%s: found %d images, the split has %d; numbers are not comparable to published ones",
-                       name, found, expected)
-    try:
-        dataset = DATASETS.build(dataset_cfg)
-    except (AssertionError, FileNotFoundError, TypeError, ValueError) as err:
-        raise DataLayoutError(f"the {name} dataset in {layout.data_root} could not be listed ({err})") from err
-    paired = set(report.pairs)
-    positions: Dict[str, int] = {}
-    for index in range(len(dataset)):
-        key = os.path.relpath(dataset.get_data_info(index)["img_path"], layout.img_dir)[: -len(layout.img_suffix)]
-        if key in paired:
-            positions[key] = index
-    keys = sorted(positions)[: opts.limit]
-    if not keys:
-        raise DataLayoutError(f"no image/label pairs to evaluate in {layout.data_root}")
-    skipped = [{"image": p.stem, "reason": p.message} for p in unpaired]
-    return _ImagePlan(dataset, layout, positions, keys, skipped)
-
-
-def _open_progress(work_dir: Path, fingerprint: dict, resume: bool, rank: int, world: int):
+def open_progress(work_dir: Path, fingerprint: dict, resume: bool,
+                  procs: Processes) -> Tuple[ProgressJournal, Optional[Any]]:
     """This rank's journal and what an earlier run of the same experiment completed (None if fresh).
 
-    A fresh run never silently replaces an unfinished one, and moves an earlier run's results file
-    aside so that no stale metrics.json sits beside a run in progress.
+    A fresh run never silently replaces an unfinished one; a resume of another run is refused.
     """
     progress_dir = work_dir / "progress"
     previous = read_progress(progress_dir) if progress_dir.is_dir() else None
@@ -237,203 +181,202 @@ def _open_progress(work_dir: Path, fingerprint: dict, resume: bool, rank: int, w
                               "continue it with --resume, or pass another --work-dir")
     if not resume or previous is None or previous.fingerprint is None:
         previous = None
-        if rank == 0:
-            if progress_dir.is_dir():
-                clear_progress(progress_dir)
-            if (work_dir / RESULTS_FILE).is_file():
-                os.replace(work_dir / RESULTS_FILE, work_dir / f"previous_{RESULTS_FILE}")
-    elif rank == 0 and resume:
+        if procs.rank == 0 and progress_dir.is_dir():
+            clear_progress(progress_dir)
+    elif procs.rank == 0:
         logger.info("resuming the run in %s: %d images done", work_dir, len(previous.done))
-    _barrier(world)
-    return ProgressJournal(progress_dir, rank, fingerprint), previous
+    procs.barrier()
+    return ProgressJournal(progress_dir, procs.rank, fingerprint), previous
 
 
-def _ignore_sigint(_: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which stops them cleanly."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def evaluate(opts: EvalOptions) -> Dict[str, Any]:
-    """Run one evaluation; returns the results dict (also written to ``<work_dir>/metrics.json``)."""
-    from mmseg.registry import MODELS
-
-    from ..models import weights_identity
-
-    start_wall = time.perf_counter()
-    cfg = prepare_config(opts)
-    rank, world, device = _init_distributed(opts.launcher, opts.device)
-    classes = load_classnames(cfg.model.classnames)
-    num_classes = classes.num_classes
-    work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
-    plan = _plan_images(cfg, opts, rank)
-    my_keys = plan.keys[rank::world]
-
-    clip_cfg = cfg.model.clip
-    identity = weights_identity(clip_cfg.name, clip_cfg.get("pretrained"), clip_cfg.get("seed", 0))
-    fingerprint = _jsonable({"config": result_config(cfg.to_dict()), "weights": identity.as_dict(),
-                             "data_root": str(plan.layout.data_root), "device_type": device.type})
-    journal, previous = _open_progress(work_dir, fingerprint, opts.resume, rank, world)
-
-    metric = SegConfusionMetric(num_classes=num_classes, ignore_index=plan.layout.ignore_index,
-                                class_names=classes.classes)
-    shape = (num_classes, num_classes + 1)
-    restored = 0
+def restore_counts(keys: Sequence[str], previous, metric: SegConfusionMetric, journal: ProgressJournal,
+                   device: torch.device) -> Tuple[List[str], int]:
+    """Add the counts an interrupted run already committed; returns (keys still to do, restored)."""
+    shape = (metric.num_classes, metric.num_classes + 1)
     todo: List[str] = []
-    for key in my_keys:
+    restored = 0
+    for key in keys:
         if previous is not None and key in previous.done:
             counts = decode_counts(*previous.done[key], shape)
-            metric.add(torch.from_numpy(counts).to(device))
+            metric.merge_state(torch.from_numpy(counts).to(device))
             journal.record(key, counts)  # this rank's file holds all it counted, whatever the old sharding
             restored += 1
         else:
             todo.append(key)
+    return todo, restored
 
-    model = MODELS.build(cfg.model.to_dict()).to(device).eval()
+
+# --- model and metric ---------------------------------------------------------------------------
+
+def build_metric(cfg: Config, classes: ClassNames) -> SegConfusionMetric:
+    from mmseg.registry import METRICS
+
+    evaluator = dict(cfg.get("test_evaluator") or dict(type="SegConfusionMetric"))
+    return METRICS.build(dict(evaluator, num_classes=classes.num_classes, class_names=classes.classes))
+
+
+def build_model(cfg: Config, device: torch.device, num_classes: int) -> torch.nn.Module:
+    from mmseg.registry import MODELS
+
+    model = MODELS.build(model_settings(cfg)).to(device).eval()
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise ConfigError(f"model has {model.num_classes} classes, the class-name file {num_classes}")
-    t0 = time.perf_counter()
+    return model
+
+
+def encode_text_once(model: torch.nn.Module) -> float:
+    """Class embeddings before the loop (or from the cache); returns the seconds it took."""
+    start = time.perf_counter()
     if hasattr(model, "text_features"):
-        model.text_features()  # once, before the loop (or from the cache)
-    text_s = time.perf_counter() - t0
+        model.text_features()
+    return time.perf_counter() - start
 
-    loader_cfg = cfg.test_dataloader
-    num_workers = min(int(loader_cfg.get("num_workers", 2)), len(todo))
-    samples = _CheckedSamples(plan.dataset, [plan.positions[k] for k in todo], todo, num_classes,
-                              plan.layout.ignore_index)
-    loader = torch.utils.data.DataLoader(
-        samples, batch_size=int(loader_cfg.get("batch_size", 1)), num_workers=num_workers,
-        collate_fn=_keep_list, pin_memory=device.type == "cuda", worker_init_fn=_ignore_sigint,
-        prefetch_factor=4 if num_workers else None)
-    save_dir = Path(opts.save_preds) if opts.save_preds else None
-    writer = ThreadPoolExecutor(max_workers=2) if save_dir else None
-    pending: List[Future] = []
-    timing = {"data_s": 0.0, "model_s": 0.0, "metric_s": 0.0, "write_s": 0.0}
-    skipped: List[Dict[str, str]] = []  # samples this rank could not read (--skip-bad)
-    evaluated = 0
 
+# --- the loop -----------------------------------------------------------------------------------
+
+@dataclass
+class LoopStats:
+    """What this rank's loop did."""
+
+    restored: int = 0
+    evaluated: int = 0
+    skipped: List[Dict[str, str]] = field(default_factory=list)  # samples that could not be read
+    timing: Dict[str, float] = field(default_factory=lambda: {"data_s": 0.0, "model_s": 0.0, "metric_s": 0.0,
+                                                              "write_s": 0.0})
+
+    def summary(self) -> Dict[str, Any]:
+        return {"skipped": self.skipped, "timing": self.timing, "evaluated": self.evaluated,
+                "restored": self.restored}
+
+
+class PredictionWriter:
+    """Writes index PNGs on background threads; a failed write is an error at :meth:`close`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._pool = ThreadPoolExecutor(max_workers=2)
+        self._pending: List[Future] = []
+
+    def write(self, img_path: str, pred: torch.Tensor) -> None:
+        self._pending.append(self._pool.submit(_write_png, self.folder / f"{Path(img_path).stem}.png",
+                                               pred.to("cpu", torch.uint8).numpy()))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for future in self._pending:
+            future.result()
+
+
+def _write_png(path: Path, label: np.ndarray) -> None:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(label, mode="L").save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue(), fsync=False)
+
+
+def _readable_items(batch: list, skip_bad: bool, journal: ProgressJournal, stats: LoopStats) -> list:
+    """The batch's good samples; a bad one stops the run, or with ``skip_bad`` is recorded and left out."""
+    good = []
+    for item in batch:
+        if "error" not in item:
+            good.append(item)
+        elif skip_bad:
+            stats.skipped.append({"image": item["key"], "reason": item["error"]})
+            journal.record_skipped(item["key"], item["error"])
+        else:
+            raise BadSampleError(f"{item['error']} (or pass --skip-bad to leave bad files out)")
+    return good
+
+
+def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal: ProgressJournal,
+             stats: LoopStats, opts: EvalOptions, images: ImageList, procs: Processes) -> None:
+    """Predict every batch, count it, commit its counts to the journal, write predictions if asked."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(my_keys), initial=restored, unit="img", dynamic_ncols=True,
-               desc=cfg.dataset_name + (f" [rank 0 of {world}]" if world > 1 else ""),
-               disable=not opts.progress or rank != 0)
+    writer = PredictionWriter(Path(opts.save_preds)) if opts.save_preds else None
+    total = len(images.keys[procs.rank::procs.world])
+    bar = tqdm(total=total, initial=stats.restored, unit="img", dynamic_ncols=True,
+               desc=images.name + (f" [rank 0 of {procs.world}]" if procs.world > 1 else ""),
+               disable=not opts.progress or procs.rank != 0)
+    timing = stats.timing
     try:
         clock = time.perf_counter()
         for batch in loader:
             now = time.perf_counter()
             timing["data_s"] += now - clock
-            good = []
-            for item in batch:
-                if "error" not in item:
-                    good.append(item)
-                elif opts.skip_bad:
-                    skipped.append({"image": item["key"], "reason": item["error"]})
-                    journal.record_skipped(item["key"], item["error"])
-                else:
-                    raise BadSampleError(f"{item['error']} (or pass --skip-bad to leave bad files out)")
+            good = _readable_items(batch, opts.skip_bad, journal, stats)
             if good:
                 data = model.data_preprocessor({"inputs": [i["inputs"] for i in good],
                                                 "data_samples": [i["data_samples"] for i in good]})
                 predictions = model.predict(**data)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
+                if procs.device.type == "cuda":
+                    torch.cuda.synchronize(procs.device)
                 t_model = time.perf_counter()
                 timing["model_s"] += t_model - now
-                preds = []
-                for item, sample in zip(good, predictions):
-                    pred = sample.pred_sem_seg.data[0]
-                    matrix = metric.image_confusion(pred, sample.gt_sem_seg.data[0].to(pred.device))
-                    metric.add(matrix)
+                preds = [sample.pred_sem_seg.data[0] for sample in predictions]
+                counts = metric.update(preds, [sample.gt_sem_seg.data[0] for sample in predictions])
+                for item, matrix in zip(good, counts):
                     journal.record(item["key"], matrix.cpu().numpy())
-                    preds.append((sample.metainfo["img_path"], pred))
-                evaluated += len(good)
+                stats.evaluated += len(good)
                 t_metric = time.perf_counter()
                 timing["metric_s"] += t_metric - t_model
                 if writer is not None:
-                    for img_path, pred in preds:
-                        pending.append(writer.submit(_write_png, save_dir / f"{Path(img_path).stem}.png",
-                                                     pred.to("cpu", torch.uint8).numpy()))
+                    for sample, pred in zip(predictions, preds):
+                        writer.write(sample.metainfo["img_path"], pred)
                     timing["write_s"] += time.perf_counter() - t_metric
             bar.update(len(batch))
             clock = time.perf_counter()
-    except KeyboardInterrupt:
-        done = restored + evaluated + len(skipped)
-        raise EvaluationInterrupted(done * world, len(plan.keys), work_dir) from None
     finally:
         bar.close()
-        journal.close()
         if writer is not None:
             t_wait = time.perf_counter()
-            writer.shutdown(wait=True)
+            writer.close()
             timing["write_s"] += time.perf_counter() - t_wait
-    for future in pending:
-        future.result()  # a failed prediction write is an error, not a silent gap
 
-    # all ranks: sum the confusion matrices, gather what was skipped and the timings
-    _barrier(world)
-    computed = metric.compute()
-    gathered = _gather({"skipped": skipped, "timing": timing, "evaluated": evaluated, "restored": restored}, world)
-    if rank != 0:
-        _barrier(world)
-        return computed
+
+# --- results ------------------------------------------------------------------------------------
+
+def assemble_results(cfg: Config, opts: EvalOptions, images: ImageList, computed: Dict[str, Any],
+                     gathered: List[Dict[str, Any]], model: torch.nn.Module, procs: Processes, wall: float,
+                     text_s: float, num_workers: int) -> Dict[str, Any]:
+    """The ``metrics.json`` content (schema in ``results.py``)."""
     sample_skipped = [s for g in gathered for s in g["skipped"]]
-    all_skipped = sorted(plan.layout_skipped + sample_skipped, key=lambda s: s["image"])
+    skipped = sorted(images.skipped + sample_skipped, key=lambda s: s["image"])
     evaluated = sum(g["evaluated"] for g in gathered)
-    wall = time.perf_counter() - start_wall
-    expected = cfg.get("expected_images")
-    results = {
+    plain = cfg.to_dict()
+    clip = cfg.model.clip
+    identity = weights_identity(clip.name, clip.get("pretrained"), clip.get("seed", 0))
+    precision = model.compute_precision(procs.device) if hasattr(model, "compute_precision") else cfg.model.get("precision")
+    timing = {k: round(max(g["timing"][k] for g in gathered), 3) for k in gathered[0]["timing"]}
+    return {
         "schema": SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
         "complete": True,
-        "partial": bool(all_skipped),
-        "dataset": {"name": cfg.dataset_name, "type": cfg.test_dataloader.dataset.type,
-                    "data_root": str(plan.layout.data_root), "num_images": len(plan.keys) - len(sample_skipped),
-                    "expected_images": expected, "num_classes": num_classes, "limit": opts.limit},
+        "partial": bool(skipped),
+        "dataset": {"name": images.name, "type": cfg.test_dataloader.dataset.type,
+                    "data_root": str(images.layout.data_root), "num_images": len(images.keys) - len(sample_skipped),
+                    "expected_images": images.expected_images, "num_classes": len(computed["per_class"]),
+                    "limit": opts.limit},
         "summary": computed["summary"],
         "per_class": computed["per_class"],
-        "protocol": {**protocol_of(cfg.to_dict()), "precision": _resolved_precision(model, cfg, device)},
-        "model": {**identity.as_dict(), "quick_gelu": clip_cfg.get("quick_gelu")},
-        "config": _jsonable(cfg.to_dict()),
-        "config_file": os.path.relpath(os.path.abspath(opts.config)),
-        "config_hash": config_hash(cfg.to_dict()),
+        "protocol": {**protocol_of(plain), "precision": precision},
+        "model": {**identity.as_dict(), "quick_gelu": clip.get("quick_gelu")},
+        "config": jsonable(plain),
+        "config_file": os.path.relpath(cfg.filename),
+        "config_hash": config_hash(plain),
         "code": code_version(),
-        "environment": {**environment(device), "world_size": world,
+        "environment": {**environment(procs.device), "world_size": procs.world,
                         "window_batch_size": getattr(getattr(model, "batcher", None), "batch_size", None),
-                        "images_per_batch": int(loader_cfg.get("batch_size", 1)), "num_workers": num_workers},
+                        "images_per_batch": int(cfg.test_dataloader.get("batch_size", 1)),
+                        "num_workers": num_workers},
         "timing": {"wall_s": round(wall, 3), "images_per_s": round(evaluated / wall, 3) if wall > 0 else None,
-                   "text_s": round(text_s, 3),
-                   **{k: round(max(g["timing"][k] for g in gathered), 3) for k in timing},
+                   "text_s": round(text_s, 3), **timing,
                    "resumed_images": sum(g["restored"] for g in gathered)},
-        "skipped": all_skipped,
+        "skipped": skipped,
     }
-    atomic_write_json(work_dir / RESULTS_FILE, results)
-    finished = ProgressJournal(work_dir / "progress", rank, fingerprint)
-    finished.mark_finished(results["created"])
-    finished.close()
-    if opts.history:
-        from .history import append_history
-
-        append_history(opts.history, results)
-    _barrier(world)
-    return results
 
 
-def _resolved_precision(model, cfg: Config, device: torch.device) -> Optional[str]:
-    """What ``precision='auto'`` became on this device."""
-    if hasattr(model, "compute_precision"):
-        return model.compute_precision(device)
-    return cfg.model.get("precision")
-
-
-def _jsonable(obj: Any) -> Any:
-    """Config values as plain JSON types (tuples become lists)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
-__all__ = ["EvalOptions", "EvaluationInterrupted", "evaluate", "prepare_config", "default_work_dir",
-           "format_results"]
+__all__ = ["EvalOptions", "EvaluationInterrupted", "evaluate", "prepare_config", "default_work_dir", "RESULTS_FILE"]

@@ -1,4 +1,4 @@
-"""Exact mIoU from a confusion matrix, accumulated on the device and summed across ranks (SPEC §6)."""
+"""Exact mIoU from a confusion matrix, accumulated on the device and summed across ranks (docs/metric.md)."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
@@ -6,7 +6,6 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-from mmengine.evaluator import BaseMetric
 from mmseg.registry import METRICS
 
 
@@ -27,7 +26,7 @@ def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
 
 
 def metrics_from_confusion(matrix: torch.Tensor, class_names: Optional[Sequence[str]] = None) -> Dict:
-    """SPEC §6 from a (K, K + 1) confusion matrix.
+    """docs/metric.md from a (K, K + 1) confusion matrix.
 
     Returns ``{"summary": {aAcc, mIoU, mAcc}, "per_class": [...]}`` in percent, rounded to two
     decimals like mmseg's ``IoUMetric``; a class with zero union (IoU) or zero label area (Acc) is
@@ -59,81 +58,57 @@ def metrics_from_confusion(matrix: torch.Tensor, class_names: Optional[Sequence[
 
 
 @METRICS.register_module()
-class SegConfusionMetric(BaseMetric):
+class SegConfusionMetric:
     """aAcc / mIoU / mAcc / per-class IoU and Acc from one confusion matrix.
 
     torchmetrics-style: :meth:`update` per batch (on the predictions' device), :meth:`compute`
-    once -- the matrix is summed over all ranks when torch.distributed is initialised. Also an
-    mmengine metric (``process`` / ``evaluate``), so it works in an mmengine ``Evaluator``.
+    once -- the matrix is summed over all ranks when torch.distributed is initialised --,
+    :meth:`merge_state` to add counts kept from elsewhere (a resumed run's), :meth:`reset`.
 
     Args:
-        num_classes: K; None takes it from ``dataset_meta['classes']``.
+        num_classes: K.
         ignore_index: label value left out of the metric.
+        class_names: the K names reported per class (default ``"0"``, ``"1"``, ...).
     """
 
-    default_prefix: Optional[str] = ""  # summary keys stay aAcc / mIoU / mAcc
-
-    def __init__(self, num_classes: Optional[int] = None, ignore_index: int = 255,
-                 class_names: Optional[Sequence[str]] = None, collect_device: str = "cpu",
-                 prefix: Optional[str] = None) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix)
-        self._num_classes = num_classes
+    def __init__(self, num_classes: int, ignore_index: int = 255,
+                 class_names: Optional[Sequence[str]] = None) -> None:
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
-        self._class_names = list(class_names) if class_names is not None else None
+        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.matrix: Optional[torch.Tensor] = None
 
-    @property
-    def num_classes(self) -> int:
-        if self._num_classes is None:
-            if not self.dataset_meta or "classes" not in self.dataset_meta:
-                raise ValueError("SegConfusionMetric needs num_classes or dataset_meta['classes']")
-            self._num_classes = len(self.dataset_meta["classes"])
-        return self._num_classes
+    def update(self, preds: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Count a batch of (H, W) predictions against their labels.
 
-    @property
-    def class_names(self) -> List[str]:
-        if self._class_names is not None:
-            return self._class_names
-        if self.dataset_meta and "classes" in self.dataset_meta:
-            return list(self.dataset_meta["classes"])
-        return [str(i) for i in range(self.num_classes)]
+        Returns:
+            Each image's (K, K + 1) counts (what was added), e.g. for a progress journal.
+        """
+        counts = [confusion_matrix(pred, label.to(pred.device), self.num_classes, self.ignore_index)
+                  for pred, label in zip(preds, labels)]
+        for matrix in counts:
+            self.merge_state(matrix)
+        return counts
 
-    def image_confusion(self, pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return confusion_matrix(pred, label, self.num_classes, self.ignore_index)
-
-    def add(self, matrix: torch.Tensor) -> None:
-        """Add a (K, K + 1) count matrix (one image's, or restored ones)."""
+    def merge_state(self, matrix: torch.Tensor) -> None:
+        """Add a (K, K + 1) count matrix."""
+        shape = (self.num_classes, self.num_classes + 1)
+        if tuple(matrix.shape) != shape:
+            raise ValueError(f"counts of shape {tuple(matrix.shape)}, expected {shape}")
         if self.matrix is None:
-            self.matrix = torch.zeros_like(matrix, dtype=torch.int64)
-        self.matrix += matrix.to(self.matrix.device)
-
-    def update(self, preds: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]) -> None:
-        for pred, label in zip(preds, labels):
-            self.add(self.image_confusion(pred, label))
+            self.matrix = torch.zeros(shape, dtype=torch.int64, device=matrix.device)
+        self.matrix += matrix.to(self.matrix.device, torch.int64)
 
     def compute(self) -> Dict:
-        if self.matrix is None:
-            self.matrix = torch.zeros(self.num_classes, self.num_classes + 1, dtype=torch.int64)
-        total = self.matrix.clone()
+        """The metrics over everything counted on every rank (see :func:`metrics_from_confusion`),
+        plus ``"confusion"``: the summed (K, K + 1) matrix on the CPU."""
+        total = (self.matrix.clone() if self.matrix is not None
+                 else torch.zeros(self.num_classes, self.num_classes + 1, dtype=torch.int64))
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(total, op=dist.ReduceOp.SUM)
-        return metrics_from_confusion(total, self.class_names)
+        return {**metrics_from_confusion(total, self.class_names), "confusion": total.cpu()}
 
     def reset(self) -> None:
         self.matrix = None
-        self.results.clear()
-
-    # mmengine's Metric API
-    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for sample in data_samples:
-            pred = sample["pred_sem_seg"]["data"].squeeze()
-            self.update([pred], [sample["gt_sem_seg"]["data"].squeeze().to(pred.device)])
-
-    def compute_metrics(self, results: list) -> Dict[str, float]:
-        return self.compute()["summary"]
-
-    def evaluate(self, size: int) -> Dict[str, float]:
-        """mmengine entry point: the summary over all ranks (no per-sample results are gathered)."""
-        metrics = self.compute()["summary"]
-        self.reset()
-        return metrics

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
-from ..errors import WeightsError
+from ..errors import ConfigError, WeightsError
 
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
@@ -96,15 +96,15 @@ def load_model_config(name: str) -> dict:
     if _is_config_file(name):
         path = Path(name)
         if not path.is_file():
-            raise FileNotFoundError(f"model config {path} does not exist; pass an open_clip model "
+            raise ConfigError(f"model config {path} does not exist; pass an open_clip model "
                                     "name (e.g. ViT-B-16) or the path of a model-config JSON file")
         try:
             cfg = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"model config {path} is not valid JSON: {err}") from err
+            raise ConfigError(f"model config {path} is not valid JSON: {err}") from err
         cfg = cfg.get("model_cfg", cfg)
         if not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
-            raise ValueError(f"model config {path} needs embed_dim, vision_cfg and text_cfg "
+            raise ConfigError(f"model config {path} needs embed_dim, vision_cfg and text_cfg "
                              "(the open_clip model-config format)")
         return cfg
     cfg = open_clip.get_model_config(name)
@@ -113,7 +113,7 @@ def load_model_config(name: str) -> dict:
 
         close = difflib.get_close_matches(name, open_clip.list_models(), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see open_clip.list_models()"
-        raise ValueError(f"unknown model name {name!r}{hint}")
+        raise ConfigError(f"unknown model name {name!r}{hint}")
     return cfg
 
 
@@ -209,7 +209,7 @@ def _load_openai_state_dict(state_dict: dict, name: str, path: Path,
     model.load_state_dict({k: v for k, v in state_dict.items() if k not in _OPENAI_EXTRA_KEYS})
     try:
         expected = _arch_signature(_build_from_config(load_model_config(name), quick_gelu=None))
-    except (ValueError, FileNotFoundError):
+    except ConfigError:
         return model
     got = _arch_signature(model)
     if expected != got:
@@ -262,12 +262,12 @@ def build_clip(name: str, pretrained: Optional[str] = None, device: Union[str, t
                                "pass the model name the checkpoint was trained with") from err
     else:
         if _is_config_file(name):
-            raise ValueError(f"pretrained tag {pretrained!r} needs a built-in open_clip model name, "
+            raise WeightsError(f"pretrained tag {pretrained!r} needs a built-in open_clip model name, "
                              f"not the config file {name}; pass a weights file instead")
         tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
         if not tag_cfg:
             tags = open_clip.list_pretrained_tags_by_model(name)
-            raise ValueError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: "
+            raise WeightsError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: "
                              f"{', '.join(tags) or 'none'} (or pass a weights file, or none)")
         force_quick_gelu = tag_cfg.get("quick_gelu", False) if quick_gelu is None else quick_gelu
         model = open_clip.create_model(name, pretrained=pretrained, force_quick_gelu=force_quick_gelu)

@@ -1,10 +1,11 @@
-"""Feature surgery: class similarities with the features shared by all classes removed (SPEC §4)."""
+"""Feature surgery: class similarities with the features shared by all classes removed (docs/method.md §4)."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from ..errors import ConfigError
 
 FEATURE_SURGERY_MODES = ("none", "redundant", "weighted")
 
@@ -42,4 +43,4 @@ def feature_surgery(image_feats: torch.Tensor, text_feats: torch.Tensor, mode: s
         prob = (2 * sim[:, :1, :]).softmax(dim=-1)  # (B, 1, K), from the CLS token
         weighted = sim * (prob / prob.mean(dim=-1, keepdim=True))
         return weighted - weighted.mean(dim=-1, keepdim=True)
-    raise ValueError(f"unknown feature-surgery mode {mode!r}; choose one of {', '.join(FEATURE_SURGERY_MODES)}")
+    raise ConfigError(f"unknown feature-surgery mode {mode!r}; choose one of {', '.join(FEATURE_SURGERY_MODES)}")

@@ -1,4 +1,4 @@
-"""SurgeryCLIP: a frozen open_clip CLIP with CLIP Surgery's inference path (SPEC §1-3)."""
+"""SurgeryCLIP: a frozen open_clip CLIP with CLIP Surgery's inference path (docs/method.md §1-3)."""
 from __future__ import annotations
 
 from typing import Callable, Dict, Sequence, Tuple, Union
@@ -76,7 +76,7 @@ class SurgeryCLIP(nn.Module):
         param = visual.positional_embedding if self.arch == "vit" else visual.attnpool.positional_embedding
         key = (h, w, dtype, device, param.data_ptr())
         if key not in self._pos_cache:
-            # bilinear, align_corners False, no antialiasing: as the authors' code (SPEC §1)
+            # bilinear, align_corners False, no antialiasing: as the authors' code (docs/method.md §1)
             pos = resample_abs_pos_embed(param.detach().float()[None], [h, w], list(self._pretrain_grid),
                                          num_prefix_tokens=1, interpolation="bilinear", antialias=False)[0]
             self._pos_cache[key] = pos.to(device=device, dtype=dtype)
@@ -133,7 +133,7 @@ class SurgeryCLIP(nn.Module):
     @torch.inference_mode()
     def encode_text(self, classnames: Sequence[str],
                     templates: Union[str, Sequence[str]] = "clip_surgery_85") -> torch.Tensor:
-        """Prompt-ensembled class embeddings (SPEC §3).
+        """Prompt-ensembled class embeddings (docs/method.md §3).
 
         Every template is formatted with every class name and encoded in batches; each prompt
         embedding is L2-normalised, averaged over templates, and the average L2-normalised.

@@ -1,4 +1,4 @@
-"""Architecture surgery for open_clip's ModifiedResNet attention pool (SPEC §2)."""
+"""Architecture surgery for open_clip's ModifiedResNet attention pool (docs/method.md §2)."""
 from __future__ import annotations
 
 from typing import Callable

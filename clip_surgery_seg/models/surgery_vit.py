@@ -1,4 +1,4 @@
-"""Architecture surgery for open_clip's VisionTransformer (SPEC §1)."""
+"""Architecture surgery for open_clip's VisionTransformer (docs/method.md §1)."""
 from __future__ import annotations
 
 from typing import Callable, Tuple

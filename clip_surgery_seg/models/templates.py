@@ -1,10 +1,11 @@
-"""Prompt-template sets for text embeddings (SPEC §3)."""
+"""Prompt-template sets for text embeddings (docs/method.md §3)."""
 from __future__ import annotations
 
 import difflib
 from typing import Dict, Sequence, Tuple, Union
 
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+from ..errors import ConfigError
 
 #: The 80 ImageNet templates of the CLIP paper, in the order of OpenAI's notebook.
 IMAGENET_80: Tuple[str, ...] = tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
@@ -30,14 +31,14 @@ def resolve_templates(templates: Union[str, Sequence[str]]) -> Tuple[str, ...]:
         if templates not in TEMPLATE_SETS:
             close = difflib.get_close_matches(templates, TEMPLATE_SETS, n=2, cutoff=0.4)
             hint = f"did you mean {' or '.join(close)}? " if close else ""
-            raise ValueError(f"unknown template set {templates!r}; {hint}known sets: "
+            raise ConfigError(f"unknown template set {templates!r}; {hint}known sets: "
                              f"{', '.join(TEMPLATE_SETS)} (or give a list of '{{}}' templates)")
         return TEMPLATE_SETS[templates]
     templates = tuple(templates)
     if not templates:
-        raise ValueError("the template list is empty; give at least one template such as 'a photo of a {}.'")
+        raise ConfigError("the template list is empty; give at least one template such as 'a photo of a {}.'")
     for template in templates:
         if not isinstance(template, str) or template.count("{}") != 1:
-            raise ValueError(f"template {template!r} must be a string with exactly one '{{}}' "
+            raise ConfigError(f"template {template!r} must be a string with exactly one '{{}}' "
                              "where the class name goes")
     return templates

@@ -9,7 +9,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
-from .datasets import paper_rank
+from ..datasets.catalog import paper_rank
+from ..tables import text_table
 from ..errors import MismatchError
 from .records import ResultRecord
 
@@ -152,13 +153,6 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.2f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    return [fmt(header), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r) for r in rows]
-
-
 def format_comparison(result: DatasetComparison) -> str:
     """The summary table, the classes that moved, and notes, for the terminal."""
     new, base = result.new, result.baseline
@@ -170,12 +164,12 @@ def format_comparison(result: DatasetComparison) -> str:
         verdict = f"REGRESSION (tolerance {result.tolerance:g})" if d.regression else ""
         rows.append([d.name, _fmt(d.baseline), _fmt(d.new), "nan" if math.isnan(d.delta) else f"{d.delta:+.2f}",
                      verdict])
-    lines += _table(["metric", "baseline", "new", "delta", ""], rows)
+    lines.append(text_table(["metric", "baseline", "new", "delta", ""], rows, numeric=("baseline", "new", "delta")))
     if result.moved_classes:
         lines.append(f"classes that moved more than {result.class_tolerance:g} IoU (drops first):")
         rows = [[d.name, _fmt(d.baseline), _fmt(d.new), f"{d.delta:+.2f}", "REGRESSION" if d.regression else ""]
                 for d in result.moved_classes]
-        lines += _table(["class", "baseline", "new", "delta", ""], rows)
+        lines.append(text_table(["class", "baseline", "new", "delta", ""], rows, numeric=("baseline", "new", "delta")))
     else:
         lines.append(f"no class moved more than {result.class_tolerance:g} IoU")
     lines += [f"note: {w}" for w in result.warnings]

@@ -10,11 +10,12 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-from .datasets import PAPER_ORDER, label, paper_rank
+from .. import resources
+from ..datasets.catalog import PAPER_ORDER, label, paper_rank
+from ..tables import markdown_table
 from ..errors import ReportingError
 from .records import ResultRecord
 
-PAPER_CSV = Path(__file__).resolve().parents[2] / "results" / "paper.csv"
 PAPER_COLUMNS = ("dataset", "method", "model", "weights", "mIoU", "protocol", "source")
 METHOD = "CLIP Surgery"
 BASELINES = ("CLIP", "MaskCLIP")
@@ -26,7 +27,7 @@ def load_paper(path: Union[str, Path, None] = None):
     """The published numbers (``results/paper.csv``) as a DataFrame."""
     import pandas as pd
 
-    path = Path(path) if path else PAPER_CSV
+    path = Path(path) if path else resources.paper_csv()
     if not path.is_file():
         raise ReportingError(f"paper numbers file {path} does not exist")
     frame = pd.read_csv(path)
@@ -106,18 +107,9 @@ def format_cells(frame) -> List[List[str]]:
 
 def to_markdown(frame) -> str:
     """A GitHub Markdown table; numbers right-aligned."""
-    columns = list(frame.columns)
-    numeric = {c for c in columns if str(frame[c].dtype).startswith(("float", "int"))}
-    cells = format_cells(frame)
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-
-    def line(values: Sequence[str]) -> str:
-        return "| " + " | ".join(v.rjust(w) if c in numeric else v.ljust(w)
-                                 for v, w, c in zip(values, widths, columns)) + " |"
-
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if c in numeric else "-" * (w + 2)
-                          for w, c in zip(widths, columns)) + "|"
-    return "\n".join([line(columns), rule] + [line(row) for row in cells]) + "\n"
+    columns = [str(c) for c in frame.columns]
+    numeric = [c for c in columns if str(frame[c].dtype).startswith(("float", "int"))]
+    return markdown_table(columns, format_cells(frame), numeric)
 
 
 def to_csv(frame) -> str:

@@ -55,7 +55,7 @@ def plot_paper_table(table, path: Union[str, Path], title: str = "CLIP Surgery, 
 def plot_history(frame, path: Union[str, Path], title: str = "mIoU over time") -> None:
     """One line per dataset and protocol: mIoU of each recorded run against its time."""
     plt = _pyplot()
-    from .datasets import label
+    from ..datasets.catalog import label
 
     figure, axes = plt.subplots(figsize=(7.0, 3.8))
     try:

@@ -4,7 +4,7 @@
 
 * a ``metrics.json`` file, or a work dir holding one (``tools/eval.py --work-dir``);
 * a reproduce run folder: every ``<dataset>/metrics.json`` in it;
-* a history selection ``PATH.csv[:FILTER,...][@REF]`` (see ``clip_surgery_seg.engine.history``).
+* a history selection ``PATH.csv[:FILTER,...][@REF]`` (see ``clip_surgery_seg.reporting.history``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ..engine.history import (HistoryError, history_row, looks_like_selection, parse_selection,
+from .history import (HistoryError, history_row, looks_like_selection, parse_selection,
                               per_class_iou, read_history, select_rows)
 from ..engine.results import RESULTS_FILE, ResultsFileError, load_results
 from ..errors import ReportingError

@@ -1,1 +1,1 @@
-"""The training-free surgery segmentor and its pieces (SPEC §5)."""
+"""The training-free surgery segmentor and its pieces (docs/method.md §5)."""

@@ -1,4 +1,4 @@
-"""Move images to the device and normalise them with CLIP's statistics (SPEC §5.2)."""
+"""Move images to the device and normalise them with CLIP's statistics (docs/method.md §5.2)."""
 from __future__ import annotations
 
 from typing import Dict, Sequence

@@ -1,4 +1,4 @@
-"""CLIPSurgerySegmentor: training-free segmentation with a frozen CLIP (SPEC §5)."""
+"""CLIPSurgerySegmentor: training-free segmentation with a frozen CLIP (docs/method.md §5)."""
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +15,7 @@ from ..models import FEATURE_SURGERY_MODES, SurgeryCLIP, build_clip, feature_sur
 from .data_preprocessor import CLIP_MEAN, CLIP_STD
 from .sliding import ScratchBuffers, WindowBatcher, keep_ratio_size, resize_bilinear, slide_logits
 from .text_embeddings import cached_text_embeddings
+from ..errors import ConfigError
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # precision="auto": per device type, else fp32. fp16 because its predictions agreed with fp32 on
@@ -35,9 +36,9 @@ class CLIPSurgerySegmentor(BaseSegmentor):
     Args:
         clip: ``dict(name=..., pretrained=..., quick_gelu=None)`` for :func:`build_clip`.
         classnames: class-name file (one class per line, comma-separated synonyms).
-        depth, new_path_attention, resnet_norm: the architecture surgery (SPEC §1-2).
-        feature_surgery: ``none`` | ``redundant`` | ``weighted`` (SPEC §4).
-        templates: named template set or list of templates (SPEC §3).
+        depth, new_path_attention, resnet_norm: the architecture surgery (docs/method.md §1-2).
+        feature_surgery: ``none`` | ``redundant`` | ``weighted`` (docs/method.md §4).
+        templates: named template set or list of templates (docs/method.md §3).
         short_side, max_long_side: keep-ratio test scale.
         crop_size, stride: sliding window.
         window_batch_size: windows per forward pass (halved on GPU out-of-memory), or ``"auto"``:
@@ -66,9 +67,9 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         _check_choice("similarity_normalize", similarity_normalize, SIMILARITY_NORMALIZE)
         _check_choice("precision", precision, (*PRECISIONS, "auto"))
         if stride < 1 or crop_size < 1 or stride > crop_size:
-            raise ValueError(f"need 1 <= stride <= crop_size, got crop_size={crop_size}, stride={stride}")
+            raise ConfigError(f"need 1 <= stride <= crop_size, got crop_size={crop_size}, stride={stride}")
         if prob_threshold is not None and background_index is None:
-            raise ValueError("prob_threshold needs background_index (the class that low-confidence "
+            raise ConfigError("prob_threshold needs background_index (the class that low-confidence "
                              "pixels become)")
 
         self.classes: ClassNames = (load_classnames(classnames) if isinstance(classnames, str)
@@ -247,4 +248,4 @@ class CLIPSurgerySegmentor(BaseSegmentor):
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")

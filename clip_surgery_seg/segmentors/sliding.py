@@ -1,4 +1,4 @@
-"""Test-scale resize and sliding-window inference with windows batched across images (SPEC §5)."""
+"""Test-scale resize and sliding-window inference with windows batched across images (docs/method.md §5)."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +8,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 
 import torch
 import torch.nn.functional as F
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class WindowBatcher:
                  bytes_per_window: Optional[Callable[[torch.Tensor], float]] = None) -> None:
         self.auto = batch_size == "auto"
         if not self.auto and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"window_batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
+            raise ConfigError(f"window_batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
         self.batch_size: Optional[int] = None if self.auto else batch_size
         self.bytes_per_window = bytes_per_window
         self._warned = False
@@ -97,7 +98,7 @@ class WindowBatcher:
                 output = fn(chunk)
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
-                    raise RuntimeError("one window does not fit in GPU memory; use a smaller "
+                    raise ConfigError("one window does not fit in GPU memory; use a smaller "
                                        "crop_size or a larger GPU") from None
                 torch.cuda.empty_cache()
                 self.batch_size = max(1, self.batch_size // 2)

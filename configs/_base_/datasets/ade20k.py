@@ -2,13 +2,12 @@
 _base_ = ['./pipeline.py']
 dataset_name = 'ade20k'
 data_subdir = 'ADEChallengeData2016'   # under --data-root (default data/)
-expected_images = 2000
 test_dataloader = dict(
     batch_size=4,      # images per forward pass (their windows are batched together)
     num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='ADE20KDataset',
-        data_root='data/ADEChallengeData2016',
+        data_root='data/' + data_subdir,
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         img_suffix='.jpg',
         seg_map_suffix='.png',

@@ -2,13 +2,12 @@
 _base_ = ['./pipeline.py']
 dataset_name = 'cityscapes'
 data_subdir = 'cityscapes'
-expected_images = 500
 test_dataloader = dict(
     batch_size=4,      # images per forward pass (their windows are batched together)
     num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='CityscapesDataset',
-        data_root='data/cityscapes',
+        data_root='data/' + data_subdir,
         data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
         img_suffix='_leftImg8bit.png',
         seg_map_suffix='_gtFine_labelTrainIds.png',

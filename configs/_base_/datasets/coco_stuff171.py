@@ -2,13 +2,12 @@
 _base_ = ['./pipeline.py']
 dataset_name = 'coco_stuff171'
 data_subdir = 'coco_stuff164k'
-expected_images = 5000
 test_dataloader = dict(
     batch_size=4,      # images per forward pass (their windows are batched together)
     num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='COCOStuffDataset',
-        data_root='data/coco_stuff164k',
+        data_root='data/' + data_subdir,
         data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
         img_suffix='.jpg',
         seg_map_suffix='_labelTrainIds.png',

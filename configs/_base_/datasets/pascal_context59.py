@@ -2,13 +2,12 @@
 _base_ = ['./pipeline.py']
 dataset_name = 'pascal_context59'
 data_subdir = 'VOCdevkit/VOC2010'
-expected_images = 5105
 test_dataloader = dict(
     batch_size=4,      # images per forward pass (their windows are batched together)
     num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='PascalContextDataset59',
-        data_root='data/VOCdevkit/VOC2010',
+        data_root='data/' + data_subdir,
         data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClassContext'),
         ann_file='ImageSets/SegmentationContext/val.txt',
         img_suffix='.jpg',

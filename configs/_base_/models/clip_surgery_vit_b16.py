@@ -1,4 +1,4 @@
-# CLIP Surgery on OpenAI's ViT-B/16, training-free (SPEC §1-5).
+# CLIP Surgery on OpenAI's ViT-B/16, training-free (docs/method.md §1-5).
 model = dict(
     type='CLIPSurgerySegmentor',
     clip=dict(name='ViT-B-16', pretrained='openai'),  # open_clip name or model-config JSON; tag, file or None
@@ -8,10 +8,6 @@ model = dict(
     feature_surgery='none',         # 'none' | 'redundant' | 'weighted'
     templates='clip_surgery_85',    # 'clip_surgery_85' | 'imagenet_80' | list of '{}' templates
     classnames=None,                # class-name file, set by each dataset config
-    short_side=336,                 # test scale: short side to this, keep ratio ...
-    max_long_side=2048,             # ... long side at most this
-    crop_size=224,                  # sliding window
-    stride=112,
     window_batch_size='auto',       # windows per forward: 8 on CPU, from free memory on GPU (halved on OOM)
     similarity_normalize='none',    # 'none' | 'minmax'
     logit_scale=None,               # with prob_threshold: softmax scale (None: CLIP's own)

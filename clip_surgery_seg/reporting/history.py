@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from ..fileio import atomic_write_bytes
-from .results import SCHEMA
+from ..engine.results import SCHEMA
 from ..errors import HistoryError
 
 logger = logging.getLogger("clip_surgery_seg")

@@ -1,0 +1,122 @@
+"""The command-line tools: ``css-eval`` (``tools/eval.py``), ``css-reproduce``, ``css-report``,
+``css-compare``, ``css-history``, ``css-prepare-data``, ``css-check-data``, ``css-make-synthetic-data``.
+
+Every tool's ``main(argv) -> int`` goes through :func:`run`: a :class:`~clip_surgery_seg.errors.UserError`
+becomes one ``error: ...`` line and the tool's usage exit code; any other exception is a bug and keeps
+its traceback. ``--debug`` (or ``CLIP_SURGERY_SEG_DEBUG=1``) shows the traceback of every error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import UserError
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # eval, data tools: bad input; compare: a regression; reproduce: a dataset failed
+EXIT_USAGE = 2  # reporting tools: bad input (missing or invalid file, unknown name, mismatch)
+EXIT_MISSING_DATA = 3  # reproduce: some datasets had no data; the others ran
+EXIT_INTERRUPTED = 130
+
+DEBUG_ENV = "CLIP_SURGERY_SEG_DEBUG"
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of every error (or set {DEBUG_ENV}=1)")
+
+
+def debugging(args: Optional[argparse.Namespace] = None) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def report_error(err: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
+    print(f"error: {one_line(err)}", file=sys.stderr)
+
+
+def run(body: Callable[[], int], args: Optional[argparse.Namespace], usage_exit: int) -> int:
+    """``body()``, with a user error printed as one line and turned into ``usage_exit``."""
+    try:
+        return body()
+    except UserError as err:
+        report_error(err, debugging(args))
+        return usage_exit
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and tools redirect it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(quiet: bool, log_file: Optional[Path] = None) -> None:
+    """The harness's notes on stderr (warnings only with ``quiet``), and all of them in ``log_file``."""
+    logger = logging.getLogger("clip_surgery_seg")
+    logger.setLevel(logging.INFO)
+    console = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if console is None:
+        console = _StderrHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(console)
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    if log_file is not None:
+        add_log_file(log_file)
+    warnings.filterwarnings("ignore", module="mmengine")
+
+
+def add_log_file(path: Path) -> logging.Handler:
+    """Also write the harness's log to ``path`` (as mmengine runs write one into their work dir)."""
+    logger = logging.getLogger("clip_surgery_seg")
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path.resolve():
+            return handler
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return handler
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def write_or_print(text: str, out: Optional[str]) -> None:
+    """``text`` to the file ``out`` (atomically), or to stdout."""
+    if out:
+        from ..fileio import atomic_write_text
+
+        try:
+            atomic_write_text(out, text)
+        except OSError as err:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--out {out} cannot be written ({err.strerror or err}); choose another path") from None
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)

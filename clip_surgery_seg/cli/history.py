@@ -1,0 +1,84 @@
+"""``css-history`` / ``tools/history.py``: the evaluation history as a table, and mIoU over time."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from ..errors import ConfigError
+from . import EXIT_OK, EXIT_USAGE, add_debug_flag, positive_int, run
+
+HISTORY_VIEW = ("time", "dataset", "protocol", "mIoU", "aAcc", "mAcc", "num_images", "model", "pretrained",
+                "code_version", "config_hash", "wall_s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..reporting.history import DEFAULT_HISTORY
+
+    parser = argparse.ArgumentParser(
+        prog="tools/history.py", description="The evaluation history as a table, and mIoU over time.")
+    parser.add_argument("--history", default=DEFAULT_HISTORY, metavar="CSV",
+                        help=f"history file (default {DEFAULT_HISTORY})")
+    parser.add_argument("--dataset", nargs="+", metavar="NAME", help="only these datasets")
+    parser.add_argument("--protocol", help="only this protocol")
+    parser.add_argument("--last", type=positive_int, metavar="N", help="only the newest N rows (after filtering)")
+    parser.add_argument("--format", choices=("text", "md", "csv"), default="text")
+    parser.add_argument("--plot", metavar="FILE.png", help="also plot mIoU over time per dataset")
+    add_debug_flag(parser)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from ..datasets.catalog import PAPER_ORDER, resolve_many
+        from ..reporting.history import read_history
+        from ..tables import markdown_table, text_table
+
+        frame = read_history(args.history)
+        if args.dataset:
+            known = sorted(set(PAPER_ORDER) | set(frame["dataset"]))
+            frame = frame[frame["dataset"].isin(resolve_many(args.dataset, known))]
+        if args.protocol:
+            if args.protocol not in set(frame["protocol"]):
+                raise ConfigError(f"no rows of protocol {args.protocol!r} (protocols: "
+                                  f"{', '.join(sorted(set(frame['protocol'])) or ['none'])})")
+            frame = frame[frame["protocol"] == args.protocol]
+        if args.last:
+            frame = frame.tail(args.last)
+        if frame.empty:
+            print(f"no rows in {args.history} match", file=sys.stderr)
+            return EXIT_OK
+        if args.format == "csv":
+            sys.stdout.write(frame.drop(columns=["per_class_iou"], errors="ignore").to_csv(index=False,
+                                                                                         lineterminator="\n"))
+        else:
+            view = frame[[c for c in HISTORY_VIEW if c in frame.columns]].copy()
+            view["time"] = view["time"].dt.strftime("%Y-%m-%d %H:%M")
+            view["config_hash"] = view["config_hash"].astype("str").str[:8]
+            view = view.rename(columns={"num_images": "images", "code_version": "code", "config_hash": "config"})
+            numeric = [c for c in view.columns if str(view[c].dtype).startswith(("float", "int"))]
+            rows = [[_cell(v) for v in row] for row in view.itertuples(index=False)]
+            if args.format == "md":
+                sys.stdout.write(markdown_table(list(view.columns), rows, numeric))
+            else:
+                sys.stdout.write(text_table(list(view.columns), rows, numeric, rule=False) + "\n")
+        if args.plot:
+            from ..reporting.plots import plot_history
+
+            plot_history(frame, args.plot)
+            print(f"wrote {args.plot}", file=sys.stderr)
+        return EXIT_OK
+
+    return run(body, args, EXIT_USAGE)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.2f}"
+    return "" if value is None else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``css-reproduce`` / ``tools/reproduce.py``: the paper's table, every dataset under one protocol."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_DATA, EXIT_OK, EXIT_USAGE, add_debug_flag, run, setup_logging
+
+EXIT_CODES = {"ran": EXIT_OK, "missing_data": EXIT_MISSING_DATA, "failed": EXIT_FAILED}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..reporting.history import DEFAULT_HISTORY
+
+    parser = argparse.ArgumentParser(
+        prog="tools/reproduce.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reproduce the paper's table: evaluate the datasets under one protocol into one run\n"
+                    "folder (<dataset>/metrics.json, summary.json, table.md, table.csv, table.png).\n"
+                    "Exit 0: all chosen datasets ran; 3: some had missing or unusable data (the others\n"
+                    "ran); 1: some failed; 2: bad arguments.",
+        epilog="examples:\n  python tools/reproduce.py\n"
+               "  python tools/reproduce.py --datasets ade20k cityscapes --protocol clearclip --device cuda\n"
+               "  python tools/reproduce.py --data-root /datasets --history none")
+    parser.add_argument("--datasets", nargs="+", metavar="NAME",
+                        help="default: all (pascal_context59 coco_stuff171 cityscapes ade20k)")
+    parser.add_argument("--protocol", default="sclip", help="sclip (default) or clearclip")
+    parser.add_argument("--data-root", help="folder holding the datasets (default: data/)")
+    parser.add_argument("--out", "--work-dir", dest="out", metavar="DIR",
+                        help="run folder (default: work_dirs/reproduce/<UTC time>_<protocol>)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "auto"),
+                        help="image-encoder autocast (default: the configs')")
+    parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the configs)")
+    parser.add_argument("--pretrained", help="open_clip tag, weights file, or none for random weights")
+    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override settings of every config, e.g. test_dataloader.num_workers=8")
+    parser.add_argument("--limit", type=int, help="only the first N images per dataset (smoke run; "
+                        "such results are not recorded in the history)")
+    parser.add_argument("--history", default=DEFAULT_HISTORY, metavar="CSV",
+                        help=f"record results here (default {DEFAULT_HISTORY}); none: do not record")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_debug_flag(parser)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.quiet)
+    return run(lambda: _reproduce(args), args, EXIT_USAGE)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from ..datasets.catalog import DATASETS, resolve_many
+    from ..engine.config import parse_cfg_options
+    from ..engine.runner import EvalOptions, EvaluationInterrupted
+    from ..errors import ConfigError
+    from ..reporting.reproduce import ReproduceOptions, check_protocol, run_reproduction, write_summary
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit must be a positive number of images")
+    evaluation = EvalOptions(config="", data_root=args.data_root, model=args.model, device=args.device,
+                             precision=args.precision, cfg_options=parse_cfg_options(args.cfg_options),
+                             limit=args.limit, progress=not args.quiet)
+    if args.pretrained is not None:
+        evaluation.pretrained = args.pretrained
+    opts = ReproduceOptions(evaluation=evaluation, protocol=check_protocol(args.protocol),
+                            datasets=resolve_many(args.datasets) if args.datasets else list(DATASETS), out=args.out,
+                            history=None if str(args.history).lower() == "none" else args.history)
+    try:
+        summary = run_reproduction(opts)
+    except EvaluationInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    run_dir = Path(summary["run_dir"])
+    code = EXIT_CODES[summary["status"]]
+    summary["exit_code"] = code
+    write_summary(run_dir, summary)
+    for name, entry in summary["datasets"].items():
+        if entry["status"] == "ran":
+            recorded = " (recorded in the history)" if entry.get("recorded") else ""
+            print(f"{name}: mIoU {entry['mIoU']:.2f} on {entry['num_images']} images{recorded}")
+        else:
+            print(f"{name}: {entry['status'].replace('_', ' ').upper()}: {entry['reason']}")
+    table = run_dir / "table.md"
+    if table.is_file():
+        print()
+        print(table.read_text(), end="")
+    print(f"\nrun folder: {run_dir}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The exact mIoU metric (docs/metric.md)."""

@@ -1,4 +1,0 @@
-# The ClearCLIP-style protocol: short side 448, window 448/224.
-_base_ = ['../cityscapes.py']
-protocol = 'clearclip'
-model = dict(short_side=448, crop_size=448, stride=224)
