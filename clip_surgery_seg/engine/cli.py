@@ -14,7 +14,7 @@ from mmengine.config import DictAction
 USAGE_EXAMPLES = """examples:
   python tools/eval.py configs/ade20k.py
   python tools/eval.py configs/cityscapes.py --data-root /datasets --device cuda
-  python tools/eval.py configs/ade20k.py --model ViT-L-14 --pretrained openai --cfg-options model.depth=8
+  python tools/eval.py configs/ade20k.py --model ViT-L-14 --pretrained openai --cfg-options model.method.depth=8
   torchrun --nproc-per-node 8 tools/eval.py configs/coco_stuff171.py --launcher pytorch
 """
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
                         help="pytorch: one process per GPU under torchrun; images are sharded")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
-                        help="override config settings, e.g. model.depth=4 test_dataloader.num_workers=8")
+                        help="override config settings, e.g. model.method.depth=4 test_dataloader.num_workers=8")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in the work dir (same config, model and data)")
     parser.add_argument("--skip-bad", action="store_true",

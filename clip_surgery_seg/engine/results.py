@@ -7,7 +7,7 @@ Schema ``clip-surgery-seg/metrics/v1``::
     summary:   aAcc, mIoU, mAcc (percent, two decimals)
     per_class: [{class, IoU, Acc, intersect, union, pred_area, label_area}, ...]
     protocol:  name, short_side, max_long_side, crop_size, stride, templates, feature_surgery,
-               depth, new_path_attention, similarity_normalize, precision
+               method (its dict: type and parameters), similarity_normalize, precision
     model:     name, pretrained, sha256, seed, quick_gelu
     config:    the full config; config_file; config_hash (sha256 of what determines the numbers)
     code:      version, git_commit, git_dirty
@@ -46,10 +46,14 @@ def config_hash(cfg: dict) -> str:
 
 def protocol_of(cfg: dict) -> Dict[str, Any]:
     model = cfg["model"]
-    keys = ("short_side", "max_long_side", "crop_size", "stride", "templates", "feature_surgery", "depth",
-            "new_path_attention", "similarity_normalize", "precision")
+    keys = ("short_side", "max_long_side", "crop_size", "stride", "templates", "feature_surgery", "method",
+            "similarity_normalize", "precision")
     protocol = {"name": cfg.get("protocol", "custom")}
     protocol.update({k: model.get(k) for k in keys})
+    if protocol["method"] is not None:  # every default filled in: the record says exactly what ran
+        from ..models.methods import build_method
+
+        protocol["method"] = build_method(protocol["method"]).config()
     return protocol
 
 
