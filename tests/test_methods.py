@@ -97,6 +97,20 @@ def test_methods_differ(tiny_vit):
             assert (outs[a] - outs[b]).abs().max() > 1e-3, (a, b)
 
 
+@pytest.mark.parametrize("name", list(METHODS))
+def test_methods_run_under_autocast(tiny_vit, tiny_rn, name):
+    """The segmentor's fp16/bf16 precision runs the image tower under autocast (here CPU bf16)."""
+    for clip, tok in (tiny_vit, tiny_rn):
+        if clip is tiny_rn[0] and not METHODS[name].supports_resnet:
+            continue
+        model = SurgeryCLIP(clip, tok, method=name)
+        images = torch.randn(2, 3, 96, 128)
+        exact = model.encode_image_tokens(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model.encode_image_tokens(images).float()
+        assert torch.isfinite(low).all() and (low - exact).abs().max() < 0.05 * exact.abs().max()
+
+
 @pytest.fixture(scope="module")
 def vit_b16():
     return build_clip("ViT-B-16")
