@@ -66,6 +66,7 @@ class ImageTokenMethod:
         check_vit_supported(visual)
 
     def __call__(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, 1 + h*w, D) tokens, CLS first (see the class doc)."""
         if is_resnet(visual):
             return self.resnet_tokens(visual, images, pos_embed)
         return self.vit_tokens(visual, images, pos_embed)
