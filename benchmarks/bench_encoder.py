@@ -77,13 +77,10 @@ def counted_reference_flops(surgery, height: int, width: int) -> int:
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from clip_surgery_seg.models.surgery_vit import vit_surgery_tokens
-
     visual = surgery.clip.visual
     images = torch.randn(1, 3, height, width, device=visual.conv1.weight.device)
     with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
-        return counted_flops(lambda: vit_surgery_tokens(visual, images, surgery.depth, surgery._pos_embed,
-                                                        surgery.new_path_attention))
+        return counted_flops(lambda: surgery.method(visual, images, surgery._pos_embed))
 
 
 def matmul_peak(device: torch.device, precision: str, quick: bool, warmup: int = 1, repeats: int = 3) -> dict:
@@ -135,7 +132,7 @@ def main(argv=None) -> int:
     batches = (batches * len(sizes))[: len(sizes)] if len(batches) == 1 else batches
     precisions = args.precisions or (["fp32", "fp16"] if device.type == "cuda" else ["fp32"])
     clip, tokenizer = build_clip(model_name, pretrained=None, device=device)
-    surgery = SurgeryCLIP(clip, tokenizer, depth=args.depth)
+    surgery = SurgeryCLIP(clip, tokenizer, method=dict(type="clip_surgery", depth=args.depth))
     shapes = vit_shapes(clip.visual)
     C.header(f"Image encoder: surgery forward vs open_clip forward ({Path(model_name).name}, random weights, "
              f"depth {args.depth})", device)
@@ -146,9 +143,9 @@ def main(argv=None) -> int:
         images = torch.randn(batch, 3, size, size, device=device)
         flops = vit_flops(shapes, size, size, args.depth)
         vanilla = vanilla_visual(clip.visual, size, size, surgery._pos_embed)
+        depth0 = SurgeryCLIP(clip, tokenizer, method=dict(type="clip_surgery", depth=0))
         with torch.inference_mode():
-            check = float((vanilla(images) - SurgeryCLIP(clip, tokenizer, depth=0).encode_image_tokens(images)[:, 0]
-                           ).abs().max())
+            check = float((vanilla(images) - depth0.encode_image_tokens(images)[:, 0]).abs().max())
         counted = counted_reference_flops(surgery, size, size)
         for prec in precisions:
             def run_surgery():

@@ -1,10 +1,12 @@
-"""Naive reference implementations of docs/method.md §1-4, written from the formulas for testing.
+"""Naive reference implementations of docs/method.md §1-4 and docs/methods.md, written from the formulas for testing.
 
-Deliberately slow and explicit: per-block loops, per-head attention, the element-wise (B, N, K, D)
-feature-surgery tensor. Shares nothing with the library but the weights it reads.
+Deliberately slow and explicit: per-block loops, per-head attention (per query token for the
+training-free methods of §9), the element-wise (B, N, K, D) feature-surgery tensor, a tap-by-tap
+bicubic resize. Shares nothing with the library but the weights it reads.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -81,8 +83,8 @@ def vit_tokens(clip, image, depth, new_path="vv"):
     return layer_norm(x, vis.ln_post) @ vis.proj
 
 
-def resnet_tokens(clip, image, surgery=True, resnet_norm=False):
-    """docs/method.md §2 for ONE image -> (1 + h*w, D)."""
+def resnet_tokens(clip, image, surgery=True, resnet_norm=False, pos_mode="bilinear"):
+    """docs/method.md §2 for ONE image -> (1 + h*w, D); ``pos_mode`` as :func:`resize_pos_as`."""
     vis = clip.visual
     x = image[None]
     x = vis.stem(x)
@@ -94,7 +96,7 @@ def resnet_tokens(clip, image, surgery=True, resnet_norm=False):
     x = x.reshape(c, h * w).t()
     x = torch.cat([x.mean(0, keepdim=True), x])
     side = round((pool.positional_embedding.shape[0] - 1) ** 0.5)
-    x = x + resize_pos(pool.positional_embedding, (side, side), (h, w))
+    x = x + resize_pos_as(pool.positional_embedding, (side, side), (h, w), pos_mode)
     heads = pool.num_heads
     v = F.linear(x, pool.v_proj.weight, pool.v_proj.bias)
     if not surgery:
@@ -142,3 +144,188 @@ def feature_surgery(image_feats, text_feats, mode="none", redundant=None):
         feats = feats - feats.mean(dim=1, keepdim=True)
         out[i] = feats.sum(-1)
     return out
+
+
+# --- docs/methods.md: the field's other training-free methods, as their released code computes them ---------
+
+def _cubic(t, a=-0.75):
+    """The cubic convolution kernel torch's bicubic mode uses (Keys, a = -0.75)."""
+    t = abs(t)
+    if t <= 1:
+        return ((a + 2) * t - (a + 3)) * t * t + 1
+    if t < 2:
+        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return 0.0
+
+
+def _bicubic_1d(x, dim, out_len, in_per_out):
+    """Resize ``x`` along ``dim`` tap by tap: output i reads input coordinate (i + 0.5) * in_per_out - 0.5,
+    four taps around it, indices clamped to the border."""
+    n = x.shape[dim]
+    rows = []
+    for i in range(out_len):
+        src = (i + 0.5) * in_per_out - 0.5
+        base = math.floor(src)
+        t = src - base
+        acc = 0
+        for tap in range(-1, 3):
+            index = min(max(base + tap, 0), n - 1)
+            acc = acc + _cubic(tap - t) * x.select(dim, index)
+        rows.append(acc)
+    return torch.stack(rows, dim=dim)
+
+
+def resize_pos_as(pos, src, dst, mode):
+    """(1 + src_h*src_w, C) positional embedding -> (1 + h*w, C), CLS kept, unchanged for equal grids.
+
+    ``bilinear``: to the size, as CLIP Surgery; ``bicubic``: to the size, bicubic (MaskCLIP, mmseg's
+    resize); ``bicubic_offset``: bicubic with scale factor (n + 0.1) / n0, the factor itself (not the
+    size ratio) mapping output to input coordinates (SCLIP, ClearCLIP, NACLIP).
+    """
+    src, dst = tuple(src), tuple(dst)
+    if src == dst:
+        return pos
+    if mode == "bilinear":
+        return resize_pos(pos, src, dst)
+    grid = pos[1:].reshape(src[0], src[1], -1).double()
+    if mode == "bicubic":
+        ratios = (src[0] / dst[0], src[1] / dst[1])
+    elif mode == "bicubic_offset":
+        ratios = (src[0] / (dst[0] + 0.1), src[1] / (dst[1] + 0.1))
+    else:
+        raise ValueError(mode)
+    grid = _bicubic_1d(_bicubic_1d(grid, 0, dst[0], ratios[0]), 1, dst[1], ratios[1])
+    return torch.cat([pos[:1], grid.reshape(dst[0] * dst[1], -1).to(pos.dtype)])
+
+
+def vit_stream(clip, image, skip_last, pos_mode):
+    """ONE image through patch embedding and all blocks but the last ``skip_last`` (plain CLIP).
+
+    Returns (x (1 + h*w, C) entering the first skipped block, (h, w)).
+    """
+    vis = clip.visual
+    p = vis.conv1.kernel_size[0]
+    patches = F.conv2d(image[None], vis.conv1.weight, stride=p)[0]  # (C, h, w)
+    c, h, w = patches.shape
+    x = torch.cat([vis.class_embedding[None], patches.reshape(c, h * w).t()])
+    x = x + resize_pos_as(vis.positional_embedding, tuple(vis.grid_size), (h, w), pos_mode)
+    x = layer_norm(x, vis.ln_pre)
+    blocks = list(vis.transformer.resblocks)
+    for block in blocks[:len(blocks) - skip_last]:
+        q, k, v = qkv(block, x)
+        x = x + out_proj(block, multi_head(q, k, v, block.attn.num_heads))
+        x = x + mlp(block, layer_norm(x, block.ln_2))
+    return x, (h, w)
+
+
+def qkv(block, x):
+    """q, k, v (N, C) each, from ln_1(x) with the block's packed in-projection split in three."""
+    c = x.shape[-1]
+    W, bias = block.attn.in_proj_weight, block.attn.in_proj_bias
+    hx = layer_norm(x, block.ln_1)
+    return tuple(F.linear(hx, W[i * c:(i + 1) * c], bias[i * c:(i + 1) * c]) for i in range(3))
+
+
+def out_proj(block, a):
+    return F.linear(a, block.attn.out_proj.weight, block.attn.out_proj.bias)
+
+
+def project(clip, x):
+    return layer_norm(x, clip.visual.ln_post) @ clip.visual.proj
+
+
+def per_token_attention(queries, keys, values, heads, logit_bias=None):
+    """For every head and every query token t: softmax(q_t · k_j / √d + bias[t, j]) over j, times v.
+
+    queries (N, C), keys/values (M, C), logit_bias (N, M) or None -> (N, C)."""
+    n, c = queries.shape
+    d = c // heads
+    out = torch.empty(n, c, dtype=values.dtype)
+    for head in range(heads):
+        cols = slice(head * d, (head + 1) * d)
+        for t in range(n):
+            logits = keys[:, cols] @ queries[t, cols] / math.sqrt(d)
+            if logit_bias is not None:
+                logits = logits + logit_bias[t]
+            weights = torch.exp(logits - logits.max())
+            out[t, cols] = (weights / weights.sum()) @ values[:, cols]
+    return out
+
+
+def vanilla_tokens(clip, image, pos_mode="bicubic_offset"):
+    """Plain CLIP: every block unchanged, ln_post and proj on every token."""
+    x, _ = vit_stream(clip, image, 0, pos_mode)
+    return project(clip, x)
+
+
+def maskclip_tokens(clip, image, pos_mode="bicubic"):
+    """MaskCLIP's code: last block, patch t -> z = x_t + P(v_t), then z + MLP(ln_2(z)); CLS from the
+    unchanged block."""
+    x, _ = vit_stream(clip, image, 1, pos_mode)
+    block = clip.visual.transformer.resblocks[-1]
+    q, k, v = qkv(block, x)
+    out = torch.empty_like(x)
+    for t in range(x.shape[0]):
+        if t == 0:
+            a = per_token_attention(q[:1], k, v, block.attn.num_heads)[0]
+        else:
+            a = v[t]
+        z = x[t] + out_proj(block, a)
+        out[t] = z + mlp(block, layer_norm(z, block.ln_2))
+    return project(clip, out)
+
+
+def sclip_tokens(clip, image, pos_mode="bicubic_offset"):
+    """SCLIP's code: last block attention (softmax(q qᵀ s) + softmax(k kᵀ s)) v, residual and MLP kept."""
+    x, _ = vit_stream(clip, image, 1, pos_mode)
+    block = clip.visual.transformer.resblocks[-1]
+    heads = block.attn.num_heads
+    q, k, v = qkv(block, x)
+    a = per_token_attention(q, q, v, heads) + per_token_attention(k, k, v, heads)
+    x = x + out_proj(block, a)
+    return project(clip, x + mlp(block, layer_norm(x, block.ln_2)))
+
+
+def clearclip_tokens(clip, image, pos_mode="bicubic_offset"):
+    """ClearCLIP's code: last block output P(softmax(q qᵀ s) v) alone."""
+    x, _ = vit_stream(clip, image, 1, pos_mode)
+    block = clip.visual.transformer.resblocks[-1]
+    q, _, v = qkv(block, x)
+    return project(clip, out_proj(block, per_token_attention(q, q, v, block.attn.num_heads)))
+
+
+def naclip_tokens(clip, image, std=5.0, pos_mode="bicubic_offset"):
+    """NACLIP's code: last block output P(softmax(k kᵀ s + G) v) alone; G[t, j] the Gaussian of the
+    grid distance between patches t and j (peak 1), 0 where t or j is the CLS token."""
+    x, (h, w) = vit_stream(clip, image, 1, pos_mode)
+    block = clip.visual.transformer.resblocks[-1]
+    _, k, v = qkv(block, x)
+    bias = _neighbourhood_bias(h, w, std)
+    return project(clip, out_proj(block, per_token_attention(k, k, v, block.attn.num_heads, bias)))
+
+
+@functools.lru_cache(maxsize=8)
+def _neighbourhood_bias(h, w, std):
+    n = 1 + h * w
+    bias = torch.zeros(n, n)
+    for t in range(1, n):
+        rt, ct = divmod(t - 1, w)
+        for j in range(1, n):
+            rj, cj = divmod(j - 1, w)
+            bias[t, j] = math.exp(-((rt - rj) ** 2 + (ct - cj) ** 2) / (2 * std ** 2))
+    return bias
+
+
+def maskclip_resnet_tokens(clip, image, pos_mode="bicubic"):
+    """MaskCLIP's ResNet head: spatial token t -> c_proj(v_proj(f_t)) of the layer-4 feature, no
+    positional embedding; CLS: the attention pool's ordinary output."""
+    vis = clip.visual
+    x = vis.stem(image[None])
+    for layer in (vis.layer1, vis.layer2, vis.layer3, vis.layer4):
+        x = layer(x)
+    feats = x[0].flatten(1).t()  # (h*w, C)
+    pool = vis.attnpool
+    cls = resnet_tokens(clip, image, surgery=False, pos_mode=pos_mode)[0]
+    dense = [F.linear(F.linear(f, pool.v_proj.weight, pool.v_proj.bias), pool.c_proj.weight, pool.c_proj.bias)
+             for f in feats]
+    return torch.stack([cls, *dense])

@@ -64,7 +64,7 @@ def test_bench_encoder_flops_formula_matches_counted():
 
     clip, tok = build_clip(str(TINY_VIT))
     for depth in (0, 3, 6):
-        surgery = SurgeryCLIP(clip, tok, depth=depth)
+        surgery = SurgeryCLIP(clip, tok, method=dict(type="clip_surgery", depth=depth))
         formula = vit_flops(vit_shapes(clip.visual), 64, 96, depth)["surgery"]
         counted = counted_reference_flops(surgery, 64, 96)
         assert formula == counted, (depth, formula, counted)

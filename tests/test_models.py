@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import reference as ref
+from clip_surgery_seg.errors import ConfigError
 from clip_surgery_seg.models import (SurgeryCLIP, build_clip, feature_surgery,
                                      resolve_templates)
 from clip_surgery_seg.models.templates import CLIP_SURGERY_85, IMAGENET_80
@@ -23,7 +24,7 @@ def _state(model):
 @pytest.mark.parametrize("batch", [1, 3])
 def test_vit_tokens_match_reference(tiny_vit, size, batch):
     clip, tok = tiny_vit
-    model = SurgeryCLIP(clip, tok, depth=2)
+    model = SurgeryCLIP(clip, tok, method=dict(type="clip_surgery", depth=2))
     images = torch.randn(batch, 3, *size)
     out = model.encode_image_tokens(images)
     h, w = size[0] // 16, size[1] // 16
@@ -37,7 +38,7 @@ def test_vit_tokens_match_reference(tiny_vit, size, batch):
 @pytest.mark.parametrize("new_path", ["vv", "identity"])
 def test_vit_depths_and_variants(tiny_vit, depth, new_path):
     clip, tok = tiny_vit
-    model = SurgeryCLIP(clip, tok, depth=depth, new_path_attention=new_path)
+    model = SurgeryCLIP(clip, tok, method=dict(type="clip_surgery", depth=depth, new_path_attention=new_path))
     images = torch.randn(2, 3, 96, 64)
     with torch.no_grad():
         expected = torch.stack([ref.vit_tokens(clip, im, depth=depth, new_path=new_path) for im in images])
@@ -49,7 +50,7 @@ def test_vit_depths_and_variants(tiny_vit, depth, new_path):
 @pytest.mark.parametrize("resnet_norm", [False, True])
 def test_resnet_tokens_match_reference(tiny_rn, size, batch, resnet_norm):
     clip, tok = tiny_rn
-    model = SurgeryCLIP(clip, tok, resnet_norm=resnet_norm)
+    model = SurgeryCLIP(clip, tok, method=dict(type="clip_surgery", resnet_norm=resnet_norm))
     images = torch.randn(batch, 3, *size)
     out = model.encode_image_tokens(images)
     assert out.shape == (batch, 1 + (size[0] // 32) * (size[1] // 32), 32)
@@ -58,20 +59,20 @@ def test_resnet_tokens_match_reference(tiny_rn, size, batch, resnet_norm):
     assert (out - expected).abs().max() < 1e-4
 
 
-def test_depth_zero_is_vanilla_clip(tiny_vit, tiny_rn):
+def test_vanilla_is_plain_clip(tiny_vit, tiny_rn):
     images = torch.randn(2, 3, 64, 64)  # the models' pretraining size: no position resizing
     for clip, tok in (tiny_vit, tiny_rn):
-        tokens = SurgeryCLIP(clip, tok, depth=0).encode_image_tokens(images)
+        tokens = SurgeryCLIP(clip, tok, method="vanilla").encode_image_tokens(images)
         with torch.no_grad():
             assert torch.allclose(tokens[:, 0], clip.encode_image(images), atol=1e-5)
     clip, tok = tiny_vit
     with torch.no_grad():
         vanilla = clip.visual.forward_intermediates(images, indices=1, normalize_intermediates=True,
                                                     output_fmt="NLC")["image_intermediates"][-1]
-    tokens = SurgeryCLIP(clip, tok, depth=0).encode_image_tokens(images)
+    tokens = SurgeryCLIP(clip, tok, method="vanilla").encode_image_tokens(images)
     assert torch.allclose(tokens[:, 1:], vanilla @ clip.visual.proj, atol=1e-5)
     clip, tok = tiny_rn
-    tokens = SurgeryCLIP(clip, tok, depth=0).encode_image_tokens(images)
+    tokens = SurgeryCLIP(clip, tok, method="vanilla").encode_image_tokens(images)
     with torch.no_grad():
         expected = torch.stack([ref.resnet_tokens(clip, im, surgery=False) for im in images])
     assert torch.allclose(tokens, expected, atol=1e-5)
@@ -83,7 +84,7 @@ def test_wrapped_clip_is_unchanged(tiny_vit):
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         embedding = clip.encode_image(images)
-    model = SurgeryCLIP(clip, tok, depth=3)
+    model = SurgeryCLIP(clip, tok, method=dict(type="clip_surgery", depth=3))
     model.encode_image_tokens(torch.randn(2, 3, 128, 96))  # resized positions are cached, not stored
     model.encode_text(["cat"])
     after = clip.state_dict()
@@ -112,8 +113,8 @@ def test_bad_input_size(tiny_vit):
     model = SurgeryCLIP(*tiny_vit)
     with pytest.raises(ValueError, match="multiple of the patch size"):
         model.encode_image_tokens(torch.randn(1, 3, 100, 64))
-    with pytest.raises(ValueError, match="surgery depth"):
-        SurgeryCLIP(*tiny_vit, depth=8)
+    with pytest.raises(ConfigError, match="surgery depth"):
+        SurgeryCLIP(*tiny_vit, method=dict(type="clip_surgery", depth=8))
 
 
 def test_pos_embed_keeps_cls_and_matches_reference(tiny_vit):

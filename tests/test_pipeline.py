@@ -34,7 +34,9 @@ def test_eval_writes_complete_results(run_eval, synthetic_root, tmp_path, name):
     assert 0 <= results["summary"]["mIoU"] <= 100
     assert results["model"]["name"] == str(TINY_VIT) and results["model"]["seed"] == 0
     assert results["protocol"]["name"] == "sclip" and results["protocol"]["crop_size"] == 64
-    assert results["config"]["model"]["depth"] == 6 and results["config_hash"]
+    assert results["config"]["model"]["method"]["depth"] == 6 and results["config_hash"]
+    assert results["protocol"]["method"] == {"type": "clip_surgery", "depth": 6, "new_path_attention": "vv",
+                                             "resnet_norm": False, "pos_interp": "bilinear"}
     assert results["code"]["version"] and "torch" in results["environment"]["packages"]
     assert results["timing"]["images_per_s"] > 0
     assert f"{name}: mIoU" in out

@@ -133,8 +133,10 @@ def test_config_errors(run_eval, tmp_path, ade_root):
     args = eval_args("ade20k", ade_root, tmp_path / "w")
     _fails(run_eval, ["configs/ade2k.py"] + args[1:], "config file configs/ade2k.py does not exist",
            "did you mean configs/ade20k.py")
-    _fails(run_eval, args + ["model.dept=4"], "unknown key 'dept' in model", "did you mean depth")
-    _fails(run_eval, args + ["model.depth=deep"], "model.depth='deep'", "expected an int like 6, got a str")
+    _fails(run_eval, args + ["model.method.dept=4"], "unknown key 'dept' in model.method", "did you mean depth")
+    _fails(run_eval, args + ["model.method.depth=deep"], "model.method.depth='deep'",
+           "expected an int like 6, got a str")
+    _fails(run_eval, args + ["model.method.type=sclp"], "unknown method 'sclp'", "did you mean sclip")
     _fails(run_eval, args + ["test_dataloader.dataset.type=ADE20kDataset"], "unknown dataset type 'ADE20kDataset'",
            "did you mean ADE20KDataset")
     _fails(run_eval, args + ["model.templates=clip_surgery_58"], "unknown template set 'clip_surgery_58'",
@@ -144,9 +146,9 @@ def test_config_errors(run_eval, tmp_path, ade_root):
 
 def test_config_file_with_unknown_model_option(run_eval, tmp_path, ade_root):
     config = tmp_path / "typo.py"
-    config.write_text(f"_base_ = ['{REPO}/configs/ade20k.py']\nmodel = dict(dept=4)\n")
+    config.write_text(f"_base_ = ['{REPO}/configs/ade20k.py']\nmodel = dict(method=dict(dept=4))\n")
     args = eval_args("ade20k", ade_root, tmp_path / "w")
-    _fails(run_eval, [str(config)] + args[1:], "model CLIPSurgerySegmentor has no option 'dept'",
+    _fails(run_eval, [str(config)] + args[1:], "method 'clip_surgery' has no parameter 'dept'",
            "did you mean depth")
 
 
@@ -266,8 +268,8 @@ def _with_flag(args, flag):
 def test_resume_with_a_different_run_is_refused(run_eval, tmp_path, ade_root):
     work = tmp_path / "w"
     assert run_eval(eval_args("ade20k", ade_root, work))[0] == 0
-    _fails(run_eval, _with_flag(eval_args("ade20k", ade_root, work, options=["model.depth=5"]), "--resume"),
-           "cannot resume", "config.model.depth: 6 -> 5")
+    _fails(run_eval, _with_flag(eval_args("ade20k", ade_root, work, options=["model.method.depth=5"]), "--resume"),
+           "cannot resume", "config.model.method.depth: 6 -> 5")
     other = tmp_path / "other"
     write_synthetic("ade20k", other, num_images=3, image_size=(96, 128), seed=1)
     _fails(run_eval, _with_flag(eval_args("ade20k", other, work), "--resume"), "cannot resume", "data_root")

@@ -19,7 +19,7 @@ USAGE_EXAMPLES = """examples:
   python tools/eval.py configs/ade20k.py
   python tools/eval.py configs/cityscapes.py --data-root /datasets --device cuda
   python tools/eval.py configs/ade20k.py --protocol clearclip --precision fp32
-  python tools/eval.py configs/ade20k.py --model ViT-L-14 --pretrained openai --cfg-options model.depth=8
+  python tools/eval.py configs/ade20k.py --model ViT-L-14 --pretrained openai --cfg-options model.method.depth=8
   torchrun --nproc-per-node 8 tools/eval.py configs/coco_stuff171.py --launcher pytorch
 """
 
@@ -43,7 +43,7 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
     parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
                         help="pytorch: one process per GPU under torchrun; images are sharded")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config settings, e.g. model.feature_surgery=weighted protocol.short_side=448 "
+                        help="override config settings, e.g. model.feature_surgery=weighted model.method.depth=4 protocol.short_side=448 "
                              "'model.templates=[\"a photo of a {}.\"]'")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in the work dir (same config, model and data)")

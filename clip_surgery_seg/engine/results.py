@@ -7,8 +7,8 @@ Schema ``clip-surgery-seg/metrics/v1``::
     summary:   aAcc, mIoU, mAcc (percent, two decimals)
     per_class: [{class, IoU, Acc, intersect, union, pred_area, label_area}, ...]
     protocol:  name, short_side, max_long_side, crop_size, stride, and the model settings that
-               change the numbers (templates, feature_surgery, the method, similarity_normalize,
-               precision)
+               change the numbers: method (its dict, every default filled in), templates,
+               feature_surgery, similarity_normalize, precision
     model:     name, pretrained, sha256, seed, quick_gelu
     config:    the full config; config_file; config_hash (sha256 of what determines the numbers)
     code:      version, git_commit, git_dirty
@@ -36,8 +36,7 @@ PREVIOUS_RESULTS_FILE = "previous_metrics.json"
 # model keys that change speed or caching, not the numbers
 RUNTIME_MODEL_KEYS = ("window_batch_size", "text_cache_dir")
 # model keys recorded as part of the protocol: they change the numbers
-PROTOCOL_MODEL_KEYS = ("method", "depth", "new_path_attention", "templates", "feature_surgery",
-                       "similarity_normalize", "precision")
+PROTOCOL_MODEL_KEYS = ("method", "templates", "feature_surgery", "similarity_normalize", "precision")
 
 
 def jsonable(obj: Any) -> Any:
@@ -68,6 +67,10 @@ def protocol_of(cfg: dict) -> Dict[str, Any]:
     """The protocol's settings and the model settings that change the numbers."""
     protocol = {"name": "custom", **dict(cfg.get("protocol") or {})}
     protocol.update({k: cfg["model"][k] for k in PROTOCOL_MODEL_KEYS if k in cfg["model"]})
+    if protocol.get("method") is not None:  # every default filled in: the record says exactly what ran
+        from ..models.methods import build_method
+
+        protocol["method"] = build_method(protocol["method"]).config()
     return jsonable(protocol)
 
 

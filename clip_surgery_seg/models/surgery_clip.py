@@ -1,20 +1,20 @@
-"""SurgeryCLIP: a frozen open_clip CLIP with CLIP Surgery's inference path (docs/method.md §1-3)."""
+"""SurgeryCLIP: a frozen open_clip CLIP with a training-free method's inference path (docs/method.md §1-3, docs/methods.md)."""
 from __future__ import annotations
 
 from typing import Callable, Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from .surgery_resnet import resnet_surgery_tokens
-from .surgery_vit import NEW_PATH_ATTENTIONS, check_vit_supported, vit_surgery_tokens
+from .methods import ImageTokenMethod, MethodSpec, build_method
+from .methods.base import is_resnet
+from .pos_embed import resize_pos_embed
 from .templates import resolve_templates
 
 
 class SurgeryCLIP(nn.Module):
-    """CLIP Surgery on a wrapped open_clip CLIP; inference only.
+    """A wrapped open_clip CLIP whose image tokens come from a training-free method; inference only.
 
     The wrapped model's weights are shared, never changed, and its own ``encode_image`` keeps giving
     the ordinary CLIP embedding.
@@ -22,46 +22,34 @@ class SurgeryCLIP(nn.Module):
     Args:
         clip_model: an open_clip ``CLIP`` with an OpenAI-style ViT or ModifiedResNet image tower.
         tokenizer: its tokenizer (list of strings -> (n, context) token ids).
-        depth: number of final ViT blocks on the two-path forward (0 gives vanilla CLIP tokens).
-            For ResNets any depth > 0 applies the attention-pool surgery.
-        new_path_attention: ``vv`` (default) or ``identity`` (MaskCLIP-style ``P(v)``).
-        resnet_norm: the paper's ResNet variant (normalised ``v``, scale x8).
+        method: the image-token method: a name (``"sclip"``), a dict ``{"type": name, **params}``
+            or a method object (:mod:`clip_surgery_seg.models.methods`); default CLIP Surgery at
+            depth 6.
         text_batch_size: prompts encoded per forward pass.
     """
 
-    def __init__(self, clip_model: nn.Module, tokenizer: Callable, depth: int = 6,
-                 new_path_attention: str = "vv", resnet_norm: bool = False,
-                 text_batch_size: int = 1024) -> None:
+    def __init__(self, clip_model: nn.Module, tokenizer: Callable,
+                 method: MethodSpec = "clip_surgery", text_batch_size: int = 1024) -> None:
         super().__init__()
-        from open_clip.modified_resnet import ModifiedResNet
         from open_clip.transformer import VisionTransformer
 
         visual = clip_model.visual
-        if isinstance(visual, VisionTransformer):
-            check_vit_supported(visual)
-            self.arch = "vit"
-            self.patch_size: Tuple[int, int] = tuple(visual.patch_size)
-            self._pretrain_grid = tuple(visual.grid_size)
-            n_blocks = len(visual.transformer.resblocks)
-        elif isinstance(visual, ModifiedResNet):
+        if not isinstance(visual, VisionTransformer) and not is_resnet(visual):
+            raise NotImplementedError(f"these methods support open_clip ViT and ModifiedResNet image "
+                                      f"towers, not {type(visual).__name__}")
+        self.method: ImageTokenMethod = build_method(method)
+        self.method.check(visual)
+        if is_resnet(visual):
             self.arch = "resnet"
-            self.patch_size = (32, 32)
+            self.patch_size: Tuple[int, int] = (32, 32)
             side = round((visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5)
             self._pretrain_grid = (side, side)
-            n_blocks = None  # one attention only: any depth > 0 means surgery
         else:
-            raise NotImplementedError(f"CLIP Surgery supports open_clip ViT and ModifiedResNet image "
-                                      f"towers, not {type(visual).__name__}")
-        if depth < 0 or (n_blocks is not None and depth > n_blocks):
-            raise ValueError(f"surgery depth must be in [0, {n_blocks}] for this model, got {depth}")
-        if new_path_attention not in NEW_PATH_ATTENTIONS:
-            raise ValueError(f"new_path_attention must be one of {NEW_PATH_ATTENTIONS}, "
-                             f"got {new_path_attention!r}")
+            self.arch = "vit"
+            self.patch_size = tuple(visual.patch_size)
+            self._pretrain_grid = tuple(visual.grid_size)
         self.clip = clip_model
         self.tokenizer = tokenizer
-        self.depth = depth
-        self.new_path_attention = new_path_attention
-        self.resnet_norm = resnet_norm
         self.text_batch_size = text_batch_size
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
         self.eval()
@@ -74,11 +62,11 @@ class SurgeryCLIP(nn.Module):
         """(1 + h*w, C) positional embedding for an h x w grid; cached per grid, never stored back."""
         visual = self.clip.visual
         param = visual.positional_embedding if self.arch == "vit" else visual.attnpool.positional_embedding
-        key = (h, w, dtype, device, param.data_ptr())
+        mode = self.method.pos_interp
+        key = (h, w, dtype, device, param.data_ptr(), mode)
         if key not in self._pos_cache:
-            # bilinear, align_corners False, no antialiasing: as the authors' code (docs/method.md §1)
-            pos = resample_abs_pos_embed(param.detach().float()[None], [h, w], list(self._pretrain_grid),
-                                         num_prefix_tokens=1, interpolation="bilinear", antialias=False)[0]
+            # interpolated as the method's released code does (docs/method.md §1, docs/methods.md)
+            pos = resize_pos_embed(param.detach().float(), self._pretrain_grid, (h, w), mode)
             self._pos_cache[key] = pos.to(device=device, dtype=dtype)
         return self._pos_cache[key]
 
@@ -94,11 +82,7 @@ class SurgeryCLIP(nn.Module):
         if images.shape[-2] % ph or images.shape[-1] % pw:
             raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of the patch "
                              f"size {self.patch_size}; pad it first")
-        if self.arch == "vit":
-            return vit_surgery_tokens(self.clip.visual, images, self.depth, self._pos_embed,
-                                      self.new_path_attention)
-        return resnet_surgery_tokens(self.clip.visual, images, self.depth > 0, self._pos_embed,
-                                     self.resnet_norm)
+        return self.method(self.clip.visual, images, self._pos_embed)
 
     @torch.inference_mode()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:

@@ -36,7 +36,9 @@ class CLIPSurgerySegmentor(BaseSegmentor):
     Args:
         clip: ``dict(name=..., pretrained=..., quick_gelu=None)`` for :func:`build_clip`.
         classnames: class-name file (one class per line, comma-separated synonyms).
-        depth, new_path_attention, resnet_norm: the architecture surgery (docs/method.md §1-2).
+        method: the image-token method, ``dict(type=name, **params)`` (docs/method.md §1-2, docs/methods.md): ``clip_surgery``
+            (default, ``depth``, ``new_path_attention``, ``resnet_norm``), ``vanilla``, ``maskclip``,
+            ``sclip``, ``clearclip``, ``naclip``; see :mod:`clip_surgery_seg.models.methods`.
         feature_surgery: ``none`` | ``redundant`` | ``weighted`` (docs/method.md §4).
         templates: named template set or list of templates (docs/method.md §3).
         short_side, max_long_side: keep-ratio test scale.
@@ -50,8 +52,8 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         text_cache_dir: where text embeddings are cached (None: the user cache).
     """
 
-    def __init__(self, clip: dict, classnames: Union[str, Sequence[str]], depth: int = 6,
-                 new_path_attention: str = "vv", resnet_norm: bool = False, feature_surgery: str = "none",
+    def __init__(self, clip: dict, classnames: Union[str, Sequence[str]],
+                 method: Union[str, dict] = "clip_surgery", feature_surgery: str = "none",
                  templates: Union[str, Sequence[str]] = "clip_surgery_85", short_side: int = 336,
                  max_long_side: int = 2048, crop_size: int = 224, stride: int = 112,
                  window_batch_size: Union[int, str] = 32, similarity_normalize: str = "none",
@@ -76,8 +78,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
                                     else ClassNames.from_lines(list(classnames)))
         clip_cfg = dict(clip)
         clip_model, tokenizer = build_clip(**clip_cfg)
-        self.surgery = SurgeryCLIP(clip_model, tokenizer, depth=depth, new_path_attention=new_path_attention,
-                                   resnet_norm=resnet_norm)
+        self.surgery = SurgeryCLIP(clip_model, tokenizer, method=method)
         identity = weights_identity(clip_cfg["name"], clip_cfg.get("pretrained"), clip_cfg.get("seed", 0))
         self.weights = identity
         self._weights_key = f"{identity.key()}:quick_gelu={clip_cfg.get('quick_gelu')}"

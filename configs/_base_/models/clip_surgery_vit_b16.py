@@ -2,9 +2,11 @@
 model = dict(
     type='CLIPSurgerySegmentor',
     clip=dict(name='ViT-B-16', pretrained='openai'),  # open_clip name or model-config JSON; tag, file or None
-    depth=6,                        # blocks on the two-path (surgery) forward
-    new_path_attention='vv',        # 'vv' | 'identity' (MaskCLIP-style)
-    resnet_norm=False,              # ResNet CLIPs: the paper's normalised-v variant
+    method=dict(                    # the image-token method (docs/methods.md)
+        type='clip_surgery',
+        depth=6,                    # blocks on the two-path (surgery) forward
+        new_path_attention='vv',    # 'vv' | 'identity' (MaskCLIP-style)
+        resnet_norm=False),         # ResNet CLIPs: the paper's normalised-v variant
     feature_surgery='none',         # 'none' | 'redundant' | 'weighted'
     templates='clip_surgery_85',    # 'clip_surgery_85' | 'imagenet_80' | list of '{}' templates
     classnames=None,                # class-name file, set by each dataset config

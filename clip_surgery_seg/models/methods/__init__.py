@@ -1,0 +1,19 @@
+"""Training-free image-token methods on a frozen CLIP, one per module, built by name.
+
+``build_method({"type": "sclip"})`` or ``build_method("naclip")``; see :data:`METHODS`.
+"""
+from .base import ImageTokenMethod, PosEmbed
+from .registry import METHODS, MethodSpec, build_method, register_method
+
+# importing a method module registers it
+from .vanilla import Vanilla  # noqa: E402  (first: the others reuse its ResNet path)
+from .clip_surgery import ClipSurgery  # noqa: E402
+from .maskclip import MaskCLIP  # noqa: E402
+from .sclip import SCLIP  # noqa: E402
+from .clearclip import ClearCLIP  # noqa: E402
+from .naclip import NACLIP  # noqa: E402
+
+__all__ = [
+    "ImageTokenMethod", "PosEmbed", "METHODS", "MethodSpec", "build_method", "register_method",
+    "Vanilla", "ClipSurgery", "MaskCLIP", "SCLIP", "ClearCLIP", "NACLIP",
+]

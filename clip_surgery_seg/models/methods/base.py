@@ -1,0 +1,216 @@
+"""The seam shared by every training-free method: the image-token strategy and its ViT building blocks."""
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ConfigError
+from ..pos_embed import check_pos_interp
+
+#: ``(h, w, dtype, device) -> (1 + h*w, C)``: the image tower's positional embedding for an h x w grid.
+PosEmbed = Callable[[int, int, torch.dtype, torch.device], torch.Tensor]
+
+
+class ImageTokenMethod:
+    """How a frozen CLIP image tower turns images into dense tokens.
+
+    A method is called as ``method(visual, images, pos_embed)`` with ``visual`` an open_clip
+    ``VisionTransformer`` (or ``ModifiedResNet`` where :attr:`supports_resnet`), ``images``
+    (B, 3, H, W) normalised, H and W multiples of the patch size (not necessarily equal), and
+    ``pos_embed`` the positional embedding resized the way :attr:`pos_interp` says. It returns
+    (B, 1 + h*w, D): the CLS token first, then the patch tokens row-major, after ``ln_post`` and the
+    projection, not L2-normalised. It never changes the wrapped weights.
+
+    Subclasses set :attr:`name` (the registry key), :attr:`default_templates` (the prompt templates
+    the method's released code uses), :attr:`default_postprocess` (post-processing its code applies
+    by default, or None) and :attr:`supports_resnet`, and implement :meth:`vit_tokens` (and
+    :meth:`resnet_tokens` where the method's code supports ResNet CLIPs).
+
+    Args:
+        pos_interp: how the positional embedding is resized for grids other than the pretraining
+            one (:data:`~clip_surgery_seg.models.pos_embed.POS_INTERPOLATIONS`); each method
+            defaults to what its released code does.
+    """
+
+    name: ClassVar[str] = ""
+    default_templates: ClassVar[str] = "imagenet_80"
+    default_postprocess: ClassVar[Optional[Dict[str, Any]]] = None
+    supports_resnet: ClassVar[bool] = False
+    default_pos_interp: ClassVar[str] = "bicubic_offset"
+
+    def __init__(self, pos_interp: Optional[str] = None) -> None:
+        self.pos_interp = check_pos_interp(pos_interp or self.default_pos_interp)
+
+    def params(self) -> Dict[str, Any]:
+        """The method's parameters, as its config dict takes them (without ``type``)."""
+        return {"pos_interp": self.pos_interp}
+
+    def config(self) -> Dict[str, Any]:
+        """``{"type": name, **params}``: builds an equal method, and is what results record."""
+        return {"type": self.name, **self.params()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    def check(self, visual: nn.Module) -> None:
+        """Raise :class:`ConfigError` if the method cannot run on this image tower."""
+        if is_resnet(visual):
+            if not self.supports_resnet:
+                raise ConfigError(f"method {self.name!r} supports ViT CLIPs only (its released code has no "
+                                  "ResNet path); use a ViT model or method vanilla, maskclip or clip_surgery")
+            return
+        check_vit_supported(visual)
+
+    def __call__(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, 1 + h*w, D) tokens, CLS first (see the class doc)."""
+        if is_resnet(visual):
+            return self.resnet_tokens(visual, images, pos_embed)
+        return self.vit_tokens(visual, images, pos_embed)
+
+    def vit_tokens(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 1 + h*w, D) for an open_clip ``VisionTransformer``."""
+        raise NotImplementedError
+
+    def resnet_tokens(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 1 + h*w, D) for an open_clip ``ModifiedResNet`` (H, W multiples of 32)."""
+        raise ConfigError(f"method {self.name!r} does not support ResNet CLIPs")
+
+
+# --- ViT building blocks ------------------------------------------------------------------------
+
+def is_resnet(visual: nn.Module) -> bool:
+    from open_clip.modified_resnet import ModifiedResNet
+
+    return isinstance(visual, ModifiedResNet)
+
+
+def attention_weights(attn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor, nn.Linear, int]:
+    """(packed in-proj weight (3C, C), its bias (3C,), out-proj, heads) of a CLIP attention layer."""
+    from open_clip.transformer import Attention
+
+    if isinstance(attn, nn.MultiheadAttention):
+        if not attn._qkv_same_embed_dim or attn.bias_k is not None:
+            raise NotImplementedError("these methods need an attention with one packed q/k/v projection")
+        return attn.in_proj_weight, attn.in_proj_bias, attn.out_proj, attn.num_heads
+    if isinstance(attn, Attention):
+        plain = (attn.logit_scale is None and attn.head_scale is None
+                 and all(isinstance(m, nn.Identity) for m in (attn.ln_q, attn.ln_k, attn.ln_inner)))
+        if not plain:
+            raise NotImplementedError("these methods support plain softmax attention only (no qk-norm, "
+                                      "scaled-cosine, head-scale or inner-norm attention)")
+        return attn.in_proj_weight, attn.in_proj_bias, attn.out_proj, attn.num_heads
+    raise NotImplementedError(f"unsupported attention layer {type(attn).__name__}")
+
+
+def check_vit_supported(visual: nn.Module) -> None:
+    """Raise NotImplementedError naming the feature if ``visual`` is not an OpenAI-style ViT."""
+    if getattr(visual, "attn_pool", None) is not None:
+        raise NotImplementedError("these methods do not support ViTs with an attentional pooler")
+    if getattr(visual, "pool_type", "tok") != "tok":
+        raise NotImplementedError(f"these methods need CLS-token pooling, not pool_type={visual.pool_type!r}")
+    for block in visual.transformer.resblocks:
+        attention_weights(block.attn)
+        if not isinstance(getattr(block, "ln_attn", nn.Identity()), nn.Identity):
+            raise NotImplementedError("these methods do not support a norm after attention (scale_attn)")
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, N, C) -> (B, heads, N, C // heads)."""
+    b, n, c = x.shape
+    return x.view(b, n, heads, c // heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, d) -> (B, N, heads * d)."""
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def block_qkv(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-head ``q, k, v`` of ``ln_1(x)`` through a block's packed in-projection.
+
+    Args:
+        block: an open_clip residual attention block; x: (B, N, C) residual stream entering it.
+
+    Returns:
+        ``(q, k, v)``, each (B, heads, N, C // heads).
+    """
+    in_w, in_b, _, heads = attention_weights(block.attn)
+    q, k, v = F.linear(block.ln_1(x), in_w, in_b).chunk(3, dim=-1)
+    return split_heads(q, heads), split_heads(k, heads), split_heads(v, heads)
+
+
+def attention_out(block: nn.Module, heads_out: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, d) per-head attention outputs -> (B, N, C) after the out-projection (and the
+    block's layer scale, an identity for OpenAI weights)."""
+    out_proj = attention_weights(block.attn)[2]
+    return block.ls_1(out_proj(merge_heads(heads_out)))
+
+
+def mlp_residual(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x + MLP(ln_2(x))``: the second half of a block; x (B, N, C)."""
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def vit_stream(visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed,
+               skip_last: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """Embed ``images`` and run all blocks but the last ``skip_last`` unchanged.
+
+    Args:
+        visual: open_clip ``VisionTransformer``; images: (B, 3, H, W).
+        skip_last: number of final blocks left for the method (0: run them all).
+
+    Returns:
+        ``(x, (h, w))``: x (B, 1 + h*w, C) the residual stream entering block ``L - skip_last``,
+        CLS first, patches row-major; ``(h, w)`` the patch grid.
+    """
+    x = visual.conv1(images)  # (B, width, h, w)
+    b, width, h, w = x.shape
+    x = x.flatten(2).transpose(1, 2)  # (B, h*w, width)
+    cls = visual.class_embedding.to(x.dtype).view(1, 1, width).expand(b, 1, width)
+    x = torch.cat([cls, x], dim=1) + pos_embed(h, w, x.dtype, x.device)
+    x = visual.ln_pre(x)
+
+    transformer = visual.transformer
+    blocks = transformer.resblocks
+    batch_first = getattr(transformer, "batch_first", True)
+    if not batch_first:
+        x = x.transpose(0, 1)
+    for block in blocks[:len(blocks) - skip_last]:
+        x = block(x)
+    if not batch_first:
+        x = x.transpose(0, 1)
+    return x, (h, w)
+
+
+def vit_project(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) final stream -> (B, N, D): ``ln_post`` then the projection, for every token."""
+    x = visual.ln_post(x)
+    return x @ visual.proj if visual.proj is not None else x
+
+
+# --- ResNet building blocks ---------------------------------------------------------------------
+
+def resnet_stream(visual: nn.Module, images: torch.Tensor,
+                  pos_embed: PosEmbed) -> Tuple[torch.Tensor, torch.Tensor, Tuple[int, int]]:
+    """The attention pool's input of a ``ModifiedResNet``.
+
+    Returns:
+        ``(feats, x, (h, w))``: feats (B, h*w, C) the layer-4 features row-major; x (B, 1 + h*w, C)
+        their mean prepended and the positional embedding added (what the pool attends over).
+    """
+    x = visual.stem(images)
+    x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))  # (B, C, h, w)
+    b, c, h, w = x.shape
+    feats = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
+    x = torch.cat([feats.mean(dim=1, keepdim=True), feats], dim=1) + pos_embed(h, w, feats.dtype, feats.device)
+    return feats, x, (h, w)
+
+
+def attnpool_out(pool: nn.Module, heads_out: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, d) -> (B, N, D) through the pool's ``c_proj``."""
+    return pool.c_proj(merge_heads(heads_out))
