@@ -1,0 +1,27 @@
+"""Pictures: class palettes, the authors' explanation heat maps, prediction overlays and panels,
+and a background PNG writer.
+
+A ground-floor package: numpy, PIL, matplotlib (colour maps only) and mmseg's dataset palettes;
+nothing from the engine, the segmentors or the reporting tools.
+
+* ``palettes``: ``palette_for(num_classes, dataset_type)``, ``colorize``, ``IGNORE_COLOR``;
+* ``heatmap``: ``normalize_maps``, ``jet_colors``, ``explanation_maps``, ``render_explanations``;
+* ``panels``: ``render_overlay`` (one image + legend), ``render_panel`` (image | ground truth /
+  prediction | errors + legend);
+* ``writer``: ``PngWriter`` (bounded background encoder, atomic writes, errors at ``close()``);
+* ``drawing``: the PIL helpers underneath (text, legends, grids, ``Panel``/``Box``).
+"""
+from .drawing import Box, LegendEntry, Panel, classes_present, draw_legend, legend_entries
+from .heatmap import HEATMAP_ALPHA, explanation_maps, jet_colors, normalize_maps, render_explanations
+from .palettes import (DATASET_CLASS_COUNTS, IGNORE_COLOR, colorize, dataset_palette, duplicate_colors,
+                       fallback_palette, palette_for)
+from .panels import ERROR_COLOR, OVERLAY_ALPHA, error_map, render_overlay, render_panel
+from .writer import DEFAULT_COMPRESS_LEVEL, ImageWriteError, PngWriter, encode_png
+
+__all__ = [
+    "Box", "DATASET_CLASS_COUNTS", "DEFAULT_COMPRESS_LEVEL", "ERROR_COLOR", "HEATMAP_ALPHA", "IGNORE_COLOR",
+    "ImageWriteError", "LegendEntry", "OVERLAY_ALPHA", "Panel", "PngWriter", "classes_present", "colorize",
+    "dataset_palette", "draw_legend", "duplicate_colors", "encode_png", "error_map", "explanation_maps",
+    "fallback_palette", "jet_colors", "legend_entries", "normalize_maps", "palette_for", "render_explanations",
+    "render_overlay", "render_panel",
+]
