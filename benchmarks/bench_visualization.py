@@ -36,11 +36,9 @@ QUICK_SIZES = {"small 96x128": (96, 128, 150, "ADE20KDataset"), "small 128x256":
 
 
 def _fixtures() -> Path:
-    env = os.environ.get("CSS_SHARED_FIXTURES")
-    for folder in ([Path(env)] if env else []) + [C.REPO.parent / "shared" / "fixtures", Path("/work/shared/fixtures")]:
-        if (folder / "mmseg_samples").is_dir():
-            return folder / "mmseg_samples"
-    return Path("/nonexistent")
+    """The shared real-format inputs: CSS_SHARED_FIXTURES, or ../shared/fixtures beside the checkout."""
+    folder = Path(os.environ.get("CSS_SHARED_FIXTURES") or C.REPO.parent / "shared" / "fixtures")
+    return folder / "mmseg_samples"
 
 
 def make_inputs(height: int, width: int, num_classes: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray, str]:

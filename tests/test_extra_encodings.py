@@ -15,11 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from clip_surgery_seg.data_prep import ConversionError
+from clip_surgery_seg.errors import ConversionError
 from clip_surgery_seg.data_prep.extra_encodings import (COCO_OBJECT_ID_TO_LABEL, EXTRA_ENCODINGS,
                                                         coco_object_labels, convert_coco_object_file)
 from clip_surgery_seg.datasets.classnames import load_classnames
-from clip_surgery_seg.datasets.transforms import encode_label, read_label
+from clip_surgery_seg.datasets.encodings import encode_label
+from clip_surgery_seg.datasets.transforms import read_label
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSNAMES = REPO / "configs" / "classnames"

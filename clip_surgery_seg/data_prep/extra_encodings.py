@@ -22,8 +22,8 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .convert import (COCO_STUFF_NUM_IDS, COCO_STUFF_UNUSED_IDS, IGNORE, _lut, apply_lut,
-                      read_label_png, write_label_png)
+from ..datasets.encodings import COCO_STUFF_NUM_IDS, COCO_STUFF_UNUSED_IDS, IGNORE, _lut, apply_lut
+from .convert import read_label_png, write_label_png
 
 # --------------------------------------------------------------------------- COCO-Object
 

@@ -31,8 +31,8 @@ import numpy as np
 from ..errors import ReportingError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..visualization.palettes import palette_for
-from .datasets import label as dataset_label
-from .datasets import paper_rank
+from ..datasets.catalog import label as dataset_label
+from ..datasets.catalog import paper_rank
 
 REPORT_FILE = "report.html"
 ASSETS_DIR = "report_files"
