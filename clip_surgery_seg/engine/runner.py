@@ -10,12 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from mmengine.config import Config
 
@@ -23,7 +21,7 @@ from .. import registry  # noqa: F401  (components registered)
 from ..datasets.classnames import ClassNames, load_classnames
 from ..errors import BadSampleError, ConfigError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
-from ..fileio import atomic_write_bytes, check_writable
+from ..fileio import check_writable
 from ..models import weights_identity
 from .config import apply_cfg_options, apply_protocol, check_component, load_config, model_settings
 from .data import CheckedSamples, ImageList, build_loader, list_images
@@ -249,32 +247,40 @@ class LoopStats:
                 "restored": self.restored}
 
 
-class PredictionWriter:
-    """Writes index PNGs on background threads; a failed write is an error at :meth:`close`."""
+class ImageObserver:
+    """Sees every image the loop evaluates, after it is counted (writes pictures, keeps examples).
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._pool = ThreadPoolExecutor(max_workers=2)
-        self._pending: List[Future] = []
+    ``close`` waits for any background work and raises what failed: nothing is dropped silently.
+    """
 
-    def write(self, img_path: str, pred: torch.Tensor) -> None:
-        self._pending.append(self._pool.submit(_write_png, self.folder / f"{Path(img_path).stem}.png",
-                                               pred.to("cpu", torch.uint8).numpy()))
+    def on_image(self, key: str, sample: Any, counts: torch.Tensor) -> None:
+        """``sample``: the mmseg data sample (``pred_sem_seg``, ``gt_sem_seg``, ``metainfo``);
+        ``counts``: the image's (K, K + 1) confusion counts."""
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        for future in self._pending:
-            future.result()
+        pass
 
 
-def _write_png(path: Path, label: np.ndarray) -> None:
-    import io
+class PredictionWriter(ImageObserver):
+    """``--save-preds``: each prediction as ``<folder>/<image stem>.png`` (uint8 class indices)."""
 
-    from PIL import Image
+    def __init__(self, folder: Path) -> None:
+        from ..visualization import PngWriter
 
-    buffer = io.BytesIO()
-    Image.fromarray(label, mode="L").save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue(), fsync=False)
+        self.folder = folder
+        self._writer = PngWriter()
+
+    def on_image(self, key: str, sample: Any, counts: torch.Tensor) -> None:
+        pred = sample.pred_sem_seg.data[0].to("cpu", torch.uint8).numpy()
+        self._writer.submit(self.folder / f"{Path(sample.metainfo['img_path']).stem}.png", pred, compress_level=6)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def build_observers(opts: EvalOptions) -> List[ImageObserver]:
+    """What the loop reports each image to, from the run's options."""
+    return [PredictionWriter(Path(opts.save_preds))] if opts.save_preds else []
 
 
 def _readable_items(batch: list, skip_bad: bool, journal: ProgressJournal, stats: LoopStats) -> list:
@@ -293,10 +299,10 @@ def _readable_items(batch: list, skip_bad: bool, journal: ProgressJournal, stats
 
 def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal: ProgressJournal,
              stats: LoopStats, opts: EvalOptions, images: ImageList, procs: Processes) -> None:
-    """Predict every batch, count it, commit its counts to the journal, write predictions if asked."""
+    """Predict every batch, count it, commit its counts to the journal, show it to the observers."""
     from tqdm import tqdm
 
-    writer = PredictionWriter(Path(opts.save_preds)) if opts.save_preds else None
+    observers = build_observers(opts)
     total = len(images.keys[procs.rank::procs.world])
     bar = tqdm(total=total, initial=stats.restored, unit="img", dynamic_ncols=True,
                desc=images.name + (f" [rank 0 of {procs.world}]" if procs.world > 1 else ""),
@@ -316,25 +322,25 @@ def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal
                     torch.cuda.synchronize(procs.device)
                 t_model = time.perf_counter()
                 timing["model_s"] += t_model - now
-                preds = [sample.pred_sem_seg.data[0] for sample in predictions]
-                counts = metric.update(preds, [sample.gt_sem_seg.data[0] for sample in predictions])
+                counts = metric.update([s.pred_sem_seg.data[0] for s in predictions],
+                                       [s.gt_sem_seg.data[0] for s in predictions])
                 for item, matrix in zip(good, counts):
                     journal.record(item["key"], matrix.cpu().numpy())
                 stats.evaluated += len(good)
                 t_metric = time.perf_counter()
                 timing["metric_s"] += t_metric - t_model
-                if writer is not None:
-                    for sample, pred in zip(predictions, preds):
-                        writer.write(sample.metainfo["img_path"], pred)
-                    timing["write_s"] += time.perf_counter() - t_metric
+                for item, sample, matrix in zip(good, predictions, counts):
+                    for observer in observers:
+                        observer.on_image(item["key"], sample, matrix)
+                timing["write_s"] += time.perf_counter() - t_metric
             bar.update(len(batch))
             clock = time.perf_counter()
     finally:
         bar.close()
-        if writer is not None:
-            t_wait = time.perf_counter()
-            writer.close()
-            timing["write_s"] += time.perf_counter() - t_wait
+        t_wait = time.perf_counter()
+        for observer in observers:
+            observer.close()
+        timing["write_s"] += time.perf_counter() - t_wait
 
 
 # --- results ------------------------------------------------------------------------------------
