@@ -73,6 +73,10 @@ class ResumeError(UserError):
     """A resume that cannot be done: another run, a run in the way, or damaged progress files."""
 
 
+class NumericalError(UserError):
+    """A number came out non-finite (NaN/Inf): the result would be meaningless, so none is reported."""
+
+
 class ReportingError(UserError, ValueError):
     """Results, history rows or published numbers that the reporting tools cannot use."""
 
@@ -92,6 +96,6 @@ class MismatchError(ReportingError):
 __all__ = [
     "UserError", "ConfigError", "WeightsError", "ClassNamesError", "DataLayoutError", "BadSampleError",
     "DataPrepError", "DownloadError", "ChecksumError", "MissingArchiveError", "ArchiveError",
-    "UnsafeArchiveError", "ConversionError", "ResumeError", "ReportingError", "ResultsFileError",
+    "UnsafeArchiveError", "ConversionError", "ResumeError", "NumericalError", "ReportingError", "ResultsFileError",
     "HistoryError", "MismatchError",
 ]

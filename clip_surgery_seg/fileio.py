@@ -1,11 +1,16 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a half-written one."""
+"""Files that are never seen half-written, and locks that keep two writers apart.
+
+Atomic writes: a reader sees the old file or the new one, never a half-written one. Locks: an
+exclusive ``flock`` on a lock file beside what it protects (Linux and macOS; on a network file
+system check that it supports ``flock``).
+"""
 from __future__ import annotations
 
 import json
 import os
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
 from .errors import ConfigError
 
@@ -73,3 +78,40 @@ def check_writable(folder: Union[str, Path], what: str) -> None:
     except OSError as err:
         raise ConfigError(f"{what} {folder} is not writable ({err.strerror or err}); choose another folder "
                           "or fix its permissions") from None
+
+
+class LockHeld(Exception):
+    """:func:`file_lock` with ``wait=False`` found the lock taken; ``holder`` is what its holder wrote."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path} is held by {holder or 'another process'}")
+        self.path, self.holder = path, holder
+
+
+@contextmanager
+def file_lock(path: Union[str, Path], wait: bool = True, holder: Optional[str] = None) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created if needed) for the ``with`` block.
+
+    ``wait=False`` raises :class:`LockHeld` at once when another process holds it; ``holder`` (who
+    holds the lock: pid, command, time) is written into the file for that message. The lock goes
+    with the process: a killed holder never leaves a stale lock.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            raise LockHeld(path, handle.read().strip()) from None
+        try:
+            if holder is not None:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(holder)
+                handle.flush()
+            yield path
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -156,10 +156,11 @@ def test_history_tool_errors(tmp_path, capsys):
 
 def test_eval_records_full_runs_only(run_eval, synthetic_root, tmp_path):
     history = tmp_path / "history.csv"
-    code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w1", "--history", history))
+    code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w1", "--history", history,
+                                      "--record-any-run"))
     assert code == 0, err
     code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w2", "--history", history,
-                                      "--limit", "1"))
+                                      "--limit", "1", "--record-any-run"))
     assert code == 0, err
     frame = read_history(history)
     assert len(frame) == 1
@@ -168,3 +169,15 @@ def test_eval_records_full_runs_only(run_eval, synthetic_root, tmp_path):
     assert row["mIoU"] == results["summary"]["mIoU"] and row["num_images"] == results["dataset"]["num_images"]
     assert row["config_hash"] == results["config_hash"] and row["protocol"] == "sclip"
     assert per_class_iou(row) == pytest.approx({r["class"]: r["IoU"] for r in results["per_class"]}, nan_ok=True)
+
+
+def test_runs_that_do_not_measure_the_benchmark_stay_out_by_default(run_eval, synthetic_root, tmp_path):
+    # random weights on a few synthetic images: a complete run, but not the benchmark
+    history = tmp_path / "history.csv"
+    code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w", "--history", history))
+    assert code == 0, err
+    assert not history.exists()
+    assert "not recorded in the history" in err and "random weights" in err and "--record-any-run" in err
+    real = fake_results(dataset="cityscapes", num_images=3)  # real weights, 3 of 500 images
+    assert append_history(history, real) is False and not history.exists()
+    assert append_history(history, real, any_run=True) is True

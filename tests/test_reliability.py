@@ -18,7 +18,7 @@ from clip_surgery_seg.datasets.synthetic import write_synthetic
 from clip_surgery_seg.errors import UserError
 from clip_surgery_seg.fileio import atomic_write_json
 from clip_surgery_seg.segmentors.sliding import WindowBatcher
-from conftest import REPO, eval_args
+from conftest import REPO, TINY_VIT, eval_args
 
 ADE = "ADEChallengeData2016"
 
@@ -310,3 +310,145 @@ def test_two_runs_give_identical_numbers(run_eval, tmp_path, ade_root):
     a, b = _results(tmp_path / "a"), _results(tmp_path / "b")
     assert a["per_class"] == b["per_class"] and a["summary"] == b["summary"]
     assert a["config_hash"] == b["config_hash"]
+
+
+# --- never a silent wrong number: the engine's edges ----------------------------------------------
+
+def test_a_dangling_symlink_image_is_an_error_or_a_listed_skip(run_eval, tmp_path, ade_root):
+    # the layout lists it; it must be evaluated or reported, never silently left out of a complete run
+    _image(ade_root, 2).unlink()
+    _image(ade_root, 2).symlink_to(tmp_path / "gone.jpg")
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w"), str(_image(ade_root, 2)), "missing",
+           "--skip-bad")
+    code, _, err = run_eval(eval_args("ade20k", ade_root, tmp_path / "w2", "--skip-bad"))
+    assert code == 0, err
+    results = _results(tmp_path / "w2")
+    assert results["partial"] and [s["image"] for s in results["skipped"]] == ["ADE_val_00000002"]
+
+
+def _interrupted(run_eval, tmp_path, root, work, options=()):
+    """A run of 24 images stopped after some were committed."""
+    args = eval_args("ade20k", root, work, options=["model.window_batch_size=1", *options])
+    proc = _spawn(args, tmp_path)
+    _wait_for_rows(work, 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    return args
+
+
+def test_resume_refuses_changed_class_names_and_changed_data(run_eval, tmp_path, many_images):
+    names = tmp_path / "classes.txt"
+    names.write_text((REPO / "configs" / "classnames" / "ade20k.txt").read_text())
+    work = tmp_path / "w"
+    args = _interrupted(run_eval, tmp_path, many_images, work, options=[f"model.classnames={names}"])
+    names.write_text(names.read_text().replace("wall\n", "walls\n", 1))  # same path, other content
+    _fails(run_eval, _with_flag(args, "--resume"), "cannot resume", "classnames_sha256")
+    names.write_text((REPO / "configs" / "classnames" / "ade20k.txt").read_text())
+    label = _label(many_images, 20)
+    Image.fromarray(np.zeros((96, 128), np.uint8)).save(label)  # a data file changed under the resume
+    _fails(run_eval, _with_flag(args, "--resume"), "cannot resume", "data_listing")
+
+
+def test_two_runs_in_one_work_dir_are_refused(run_eval, tmp_path, ade_root):
+    from clip_surgery_seg.fileio import file_lock
+
+    work = tmp_path / "w"
+    with file_lock(work / ".lock", wait=False, holder="pid 4242 on testhost: tools/eval.py configs/ade20k.py"):
+        line = _fails(run_eval, eval_args("ade20k", ade_root, work), f"{work} is in use by another run",
+                      "pid 4242 on testhost", "--work-dir")
+    assert "pid 4242" in line and not (work / "metrics.json").exists()
+    assert run_eval(eval_args("ade20k", ade_root, work))[0] == 0  # free again once the holder is gone
+
+
+def test_non_finite_weights_are_an_error_not_a_number(run_eval, tmp_path, ade_root):
+    from clip_surgery_seg.models import build_clip
+
+    model, _ = build_clip(str(TINY_VIT))
+    state = model.state_dict()
+    state["visual.proj"][0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    args = eval_args("ade20k", ade_root, tmp_path / "w")
+    args[args.index("--pretrained") + 1] = str(tmp_path / "nan.pt")
+    _fails(run_eval, args, "non-finite similarities", "--precision fp32", "ADE_val_0000000")
+    assert not (tmp_path / "w" / "metrics.json").exists()
+
+
+def test_a_split_whose_labels_are_all_ignored_reports_no_number(run_eval, tmp_path, ade_root):
+    for i in (1, 2, 3):  # ADE: 0 = other -> ignored
+        Image.fromarray(np.zeros((96, 128), np.uint8)).save(_label(ade_root, i))
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w"), "mIoU", "is not a number",
+           "no labelled pixel")
+    assert not (tmp_path / "w" / "metrics.json").exists()
+
+
+def test_a_damaged_progress_file_is_one_line(run_eval, tmp_path, many_images):
+    work = tmp_path / "w"
+    args = _interrupted(run_eval, tmp_path, many_images, work)
+    db = work / "progress" / "rank0.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE images SET counts = X'0102' WHERE rowid = (SELECT MIN(rowid) FROM images)")
+    _fails(run_eval, _with_flag(args, "--resume"), "progress files", "are damaged", "delete that folder")
+
+
+def test_a_resumed_run_writes_every_prediction(run_eval, tmp_path, many_images):
+    preds = tmp_path / "preds"
+    work = tmp_path / "w"
+    args = _with_flag(_interrupted(run_eval, tmp_path, many_images, work), "--save-preds")
+    args.insert(args.index("--save-preds") + 1, str(preds))
+    for png in preds.glob("*.png"):  # as if the first run died before writing its pictures
+        png.unlink()
+    code, _, err = run_eval(_with_flag(args, "--resume"))
+    assert code == 0, err
+    assert len(list(preds.glob("*.png"))) == 24
+    assert _results(work)["dataset"]["num_images"] == 24
+
+
+def test_outputs_are_checked_before_the_first_image(run_eval, tmp_path, ade_root):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where a folder should be")
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w", "--save-preds", blocked / "preds"),
+           "--save-preds", "is not writable")
+    assert not (tmp_path / "w" / "progress").exists()  # refused before any image was evaluated
+    _fails(run_eval, eval_args("ade20k", ade_root, blocked / "w"), "--work-dir", "is not writable")
+
+
+@pytest.mark.parametrize("option, message", [
+    ("protocol.short_side=0", "short_side >= 1"),
+    ("protocol.stride=500", "stride <= crop_size"),
+])
+def test_impossible_protocol_settings_are_one_line(run_eval, tmp_path, ade_root, option, message):
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w", options=[option]), message)
+
+
+def test_cuda_without_a_gpu_is_one_line(run_eval, tmp_path, ade_root):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w", "--device", "cuda"), "--device cuda",
+           "--device cpu")
+
+
+def test_unreachable_default_weights_are_one_line_with_the_offline_route(run_eval, tmp_path, ade_root, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as without network: nothing in the cache, no download
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    args = eval_args("ade20k", ade_root, tmp_path / "w")
+    for flag in ("--model", "--pretrained"):
+        at = args.index(flag)
+        del args[at:at + 2]
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "metrics.json").write_text('{"last": "good"}')
+    line = _fails(run_eval, args + ["--model", "ViT-B/16"], "'openai' weights of ViT-B-16 could not be downloaded",
+                  "--pretrained PATH", "HF_HUB_OFFLINE")
+    assert json.loads((tmp_path / "w" / "metrics.json").read_text()) == {"last": "good"}  # nothing moved
+    assert "Traceback" not in line
+
+
+def test_cfg_options_keep_spaces_and_config_is_an_option_too(run_eval, tmp_path, ade_root):
+    args = eval_args("ade20k", ade_root, tmp_path / "w", options=['model.templates=["a photo of a {}."]'])
+    args = ["--config", *args]
+    code, _, err = run_eval(args)
+    assert code == 0, err
+    results = _results(tmp_path / "w")
+    assert results["protocol"]["templates"] == ["a photo of a {}."]
+    logs = list((tmp_path / "w" / "logs").glob("*.log"))
+    assert len(logs) == 1 and "tools/eval.py --config" in logs[0].read_text()
+    assert results["environment"]["num_workers"] <= (os.cpu_count() or 1)

@@ -50,7 +50,9 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave unreadable or unpaired files out, list them, and mark the results partial")
     parser.add_argument("--history", metavar="CSV", help="also record the result in this history file "
-                        "(e.g. results/history.csv)")
+                        "(e.g. results/history.csv) if it measured the full split with real weights")
+    parser.add_argument("--record-any-run", action="store_true",
+                        help="with --history: record even a run with random weights or fewer images than the split")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-class table")
     add_debug_flag(parser)
     return parser
@@ -116,7 +118,7 @@ def _evaluate(args: argparse.Namespace, argv: List[str]) -> int:
         if args.history:
             from ..reporting.history import append_history
 
-            append_history(args.history, results)
+            append_history(args.history, results, any_run=args.record_any_run)
     return EXIT_OK
 
 

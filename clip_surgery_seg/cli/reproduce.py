@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "such results are not recorded in the history)")
     parser.add_argument("--history", default=DEFAULT_HISTORY, metavar="CSV",
                         help=f"record results here (default {DEFAULT_HISTORY}); none: do not record")
+    parser.add_argument("--record-any-run", action="store_true",
+                        help="record even runs with random weights or fewer images than the split")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug_flag(parser)
     return parser
@@ -67,7 +69,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         evaluation.pretrained = args.pretrained
     opts = ReproduceOptions(evaluation=evaluation, protocol=check_protocol(args.protocol),
                             datasets=resolve_many(args.datasets) if args.datasets else list(DATASETS), out=args.out,
-                            history=None if str(args.history).lower() == "none" else args.history)
+                            history=None if str(args.history).lower() == "none" else args.history,
+                            record_any_run=args.record_any_run)
     try:
         summary = run_reproduction(opts)
     except EvaluationInterrupted as stop:

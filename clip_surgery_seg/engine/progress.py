@@ -44,8 +44,15 @@ def encode_counts(matrix: np.ndarray) -> Tuple[bytes, bytes]:
 
 
 def decode_counts(cells: bytes, counts: bytes, shape: Tuple[int, int]) -> np.ndarray:
-    flat = np.zeros(shape[0] * shape[1], dtype=np.int64)
-    flat[np.frombuffer(cells, dtype=np.int32)] = np.frombuffer(counts, dtype=np.int64)
+    """The (K, K + 1) matrix :func:`encode_counts` stored; ValueError when the blobs cannot be it."""
+    size = shape[0] * shape[1]
+    if not isinstance(cells, bytes) or not isinstance(counts, bytes) or len(cells) % 4 or len(counts) % 8:
+        raise ValueError("count blobs of a wrong length")
+    index, values = np.frombuffer(cells, dtype=np.int32), np.frombuffer(counts, dtype=np.int64)
+    if len(index) != len(values) or (len(index) and (index.min() < 0 or index.max() >= size)) or (values < 0).any():
+        raise ValueError(f"counts that do not fit a {shape[0]} x {shape[1]} confusion matrix")
+    flat = np.zeros(size, dtype=np.int64)
+    flat[index] = values
     return flat.reshape(shape)
 
 

@@ -7,22 +7,29 @@ time from its own listing.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import math
 import os
+import shlex
+import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
 
 from .. import registry  # noqa: F401  (components registered)
 from ..datasets.classnames import ClassNames, load_classnames
-from ..errors import BadSampleError, ConfigError, ResumeError
+from ..errors import BadSampleError, ConfigError, NumericalError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
-from ..fileio import check_writable
+from ..fileio import LockHeld, check_writable, file_lock
 from ..models import weights_identity
+from ..models.clip_loader import canonical_model_name
 from .config import apply_cfg_options, apply_protocol, check_component, load_config, model_settings
 from .data import CheckedSamples, ImageList, build_loader, list_images
 from .distributed import Processes, init_processes
@@ -66,22 +73,26 @@ class EvaluationInterrupted(RuntimeError):
 def evaluate(opts: EvalOptions) -> Dict[str, Any]:
     """Run one evaluation; returns the results dict (also written to ``<work_dir>/metrics.json``).
 
-    Ranks other than 0 return only the computed metrics.
+    Ranks other than 0 return only the computed metrics. The work dir is locked for the run.
     """
     start = time.perf_counter()
     cfg = prepare_config(opts)
     procs = init_processes(opts.launcher, opts.device)
     work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
     check_outputs(work_dir, opts.save_preds)
+    with lock_work_dir(work_dir, procs):
+        return _evaluate(cfg, opts, procs, work_dir, start)
+
+
+def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, start: float) -> Dict[str, Any]:
     classes = load_classnames(cfg.model.classnames)
     images = list_images(cfg, opts.skip_bad, opts.limit, procs.rank)
-    clip = cfg.model.clip
-    identity = weights_identity(clip.name, clip.get("pretrained"), clip.get("seed", 0))
-    fingerprint = jsonable({"config": result_config(cfg.to_dict()), "weights": identity.as_dict(),
-                            "data_root": str(images.layout.data_root), "device_type": procs.device.type})
+    fingerprint = run_fingerprint(cfg, classes, images, procs)
     journal, previous = open_progress(work_dir, fingerprint, opts.resume, procs)
     metric = build_metric(cfg, classes)
-    todo, restored = restore_counts(images.keys[procs.rank::procs.world], previous, metric, journal, procs.device)
+    observers = build_observers(opts, cfg, classes)
+    todo, restored = restore_counts(images, images.keys[procs.rank::procs.world], previous, metric, journal,
+                                    observers, procs.device)
     model = build_model(cfg, procs.device, classes.num_classes)
     text_s = encode_text_once(model)
     samples = CheckedSamples(images.layout, todo, cfg.test_dataloader.dataset.pipeline, classes.num_classes,
@@ -89,13 +100,13 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
     loader = build_loader(samples, cfg.test_dataloader, procs.device)
     stats = LoopStats(restored=restored)
     try:
-        run_loop(model, loader, metric, journal, stats, opts, images, procs)
+        run_loop(model, loader, metric, journal, stats, opts, images, procs, observers)
     except KeyboardInterrupt:
         raise EvaluationInterrupted((restored + stats.evaluated + len(stats.skipped)) * procs.world,
                                     len(images.keys), work_dir) from None
     finally:
         journal.close()
-    computed = metric.compute()
+    computed = checked_metrics(metric.compute(), images)
     gathered = procs.gather(stats.summary())
     if procs.rank != 0:
         procs.barrier()
@@ -136,6 +147,7 @@ def prepare_config(opts: EvalOptions) -> Config:
     apply_cfg_options(cfg, dict(opts.cfg_options))
     if opts.model is not None:
         cfg.model.clip.name = opts.model
+    cfg.model.clip.name = canonical_model_name(cfg.model.clip.name)
     if opts.precision is not None:
         cfg.model.precision = opts.precision
     if opts.pretrained is not _UNSET:
@@ -187,20 +199,72 @@ def open_progress(work_dir: Path, fingerprint: dict, resume: bool,
     return ProgressJournal(progress_dir, procs.rank, fingerprint), previous
 
 
-def restore_counts(keys: Sequence[str], previous, metric: SegConfusionMetric, journal: ProgressJournal,
+@contextlib.contextmanager
+def lock_work_dir(work_dir: Path, procs: Processes) -> Iterator[None]:
+    """A work dir holds one run at a time: rank 0 holds ``<work_dir>/.lock`` for the whole run, and a
+    second run there is refused, naming the one that holds it."""
+    if procs.rank != 0:
+        yield
+        return
+    holder = (f"pid {os.getpid()} on {socket.gethostname()}, started {utc_now()}: "
+              f"{' '.join(shlex.quote(a) for a in sys.argv)}")
+    try:
+        with file_lock(work_dir / ".lock", wait=False, holder=holder):
+            yield
+    except LockHeld as held:
+        raise ResumeError(f"{work_dir} is in use by another run ({held.holder}); wait for it to finish, "
+                          "or pass another --work-dir") from None
+
+
+def run_fingerprint(cfg: Config, classes: ClassNames, images: ImageList, procs: Processes) -> Dict[str, Any]:
+    """Everything a resume must find unchanged: the settings, the weights, and the content of every
+    input a path stands for (the class names, the listed image and label files)."""
+    clip = cfg.model.clip
+    identity = weights_identity(clip.name, clip.get("pretrained"), clip.get("seed", 0))
+    return jsonable({"config": result_config(cfg.to_dict()), "weights": identity.as_dict(),
+                     "classnames_sha256": hashlib.sha256("\n".join(classes.rows).encode()).hexdigest(),
+                     "data_root": str(images.layout.data_root), "data_listing": listing_digest(images),
+                     "device_type": procs.device.type})
+
+
+def listing_digest(images: ImageList) -> str:
+    """sha256 of every listed pair's name, sizes and modification times (a changed file changes it)."""
+    digest = hashlib.sha256()
+    for key in images.keys:
+        digest.update(key.encode("utf-8", "surrogateescape"))
+        for path in (images.layout.image_path(key), images.layout.label_path(key)):
+            try:
+                st = path.stat()
+                digest.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(b"|missing")
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def restore_counts(images: ImageList, keys: Sequence[str], previous, metric: SegConfusionMetric,
+                   journal: ProgressJournal, observers: Sequence["ImageObserver"],
                    device: torch.device) -> Tuple[List[str], int]:
-    """Add the counts an interrupted run already committed; returns (keys still to do, restored)."""
+    """Add the counts an interrupted run already committed; returns (keys still to do, restored).
+
+    An image an observer still needs (e.g. its ``--save-preds`` file is missing) is evaluated again.
+    """
     shape = (metric.num_classes, metric.num_classes + 1)
     todo: List[str] = []
     restored = 0
     for key in keys:
-        if previous is not None and key in previous.done:
-            counts = decode_counts(*previous.done[key], shape)
-            metric.merge_state(torch.from_numpy(counts).to(device))
-            journal.record(key, counts)  # this rank's file holds all it counted, whatever the old sharding
-            restored += 1
-        else:
+        img_path = str(images.layout.image_path(key))
+        if previous is None or key not in previous.done or any(o.needs(key, img_path) for o in observers):
             todo.append(key)
+            continue
+        try:
+            counts = decode_counts(*previous.done[key], shape)
+        except ValueError as err:
+            raise ResumeError(f"the progress files in {journal.path.parent} are damaged (image {key}: {err}); "
+                              "delete that folder to start over, or pass another --work-dir") from None
+        metric.merge_state(torch.from_numpy(counts).to(device))
+        journal.record(key, counts)  # this rank's file holds all it counted, whatever the old sharding
+        restored += 1
     return todo, restored
 
 
@@ -253,6 +317,11 @@ class ImageObserver:
     ``close`` waits for any background work and raises what failed: nothing is dropped silently.
     """
 
+    def needs(self, key: str, img_path: str) -> bool:
+        """Whether a resumed run must evaluate this already-counted image again for this observer
+        (e.g. its output file is missing)."""
+        return False
+
     def on_image(self, key: str, sample: Any, counts: torch.Tensor) -> None:
         """``sample``: the mmseg data sample (``pred_sem_seg``, ``gt_sem_seg``, ``metainfo``);
         ``counts``: the image's (K, K + 1) confusion counts."""
@@ -270,15 +339,21 @@ class PredictionWriter(ImageObserver):
         self.folder = folder
         self._writer = PngWriter()
 
+    def _path(self, img_path: str) -> Path:
+        return self.folder / f"{Path(img_path).stem}.png"
+
+    def needs(self, key: str, img_path: str) -> bool:
+        return not self._path(img_path).is_file()
+
     def on_image(self, key: str, sample: Any, counts: torch.Tensor) -> None:
         pred = sample.pred_sem_seg.data[0].to("cpu", torch.uint8).numpy()
-        self._writer.submit(self.folder / f"{Path(sample.metainfo['img_path']).stem}.png", pred, compress_level=6)
+        self._writer.submit(self._path(sample.metainfo["img_path"]), pred, compress_level=6)
 
     def close(self) -> None:
         self._writer.close()
 
 
-def build_observers(opts: EvalOptions) -> List[ImageObserver]:
+def build_observers(opts: EvalOptions, cfg: Config, classes: ClassNames) -> List[ImageObserver]:
     """What the loop reports each image to, from the run's options."""
     return [PredictionWriter(Path(opts.save_preds))] if opts.save_preds else []
 
@@ -297,12 +372,32 @@ def _readable_items(batch: list, skip_bad: bool, journal: ProgressJournal, stats
     return good
 
 
+def _predict(model: torch.nn.Module, data: dict, items: Sequence[dict]) -> list:
+    """``model.predict``; a non-finite result names the images it came from."""
+    try:
+        return model.predict(**data)
+    except NumericalError as err:
+        names = ", ".join(str(item["data_samples"].metainfo["img_path"]) for item in items)
+        raise NumericalError(f"{names}: {err}") from None
+
+
+def checked_metrics(computed: Dict[str, Any], images: ImageList) -> Dict[str, Any]:
+    """The metrics, refused when a summary number is not finite (no labelled pixel was counted)."""
+    bad = [k for k, v in computed["summary"].items() if not math.isfinite(v)]
+    if bad:
+        raise NumericalError(f"{', '.join(bad)} of {images.name} is not a number: no labelled pixel was counted "
+                             f"in the {len(images.keys)} images under {images.layout.seg_dir} (every label is the "
+                             "ignore index 255 after the dataset's encoding); check the label files and the "
+                             "config's reduce_zero_label")
+    return computed
+
+
 def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal: ProgressJournal,
-             stats: LoopStats, opts: EvalOptions, images: ImageList, procs: Processes) -> None:
+             stats: LoopStats, opts: EvalOptions, images: ImageList, procs: Processes,
+             observers: Sequence[ImageObserver]) -> None:
     """Predict every batch, count it, commit its counts to the journal, show it to the observers."""
     from tqdm import tqdm
 
-    observers = build_observers(opts)
     total = len(images.keys[procs.rank::procs.world])
     bar = tqdm(total=total, initial=stats.restored, unit="img", dynamic_ncols=True,
                desc=images.name + (f" [rank 0 of {procs.world}]" if procs.world > 1 else ""),
@@ -317,7 +412,7 @@ def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal
             if good:
                 data = model.data_preprocessor({"inputs": [i["inputs"] for i in good],
                                                 "data_samples": [i["data_samples"] for i in good]})
-                predictions = model.predict(**data)
+                predictions = _predict(model, data, good)
                 if procs.device.type == "cuda":
                     torch.cuda.synchronize(procs.device)
                 t_model = time.perf_counter()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 from ..errors import ConfigError, WeightsError
 
+logger = logging.getLogger("clip_surgery_seg")
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
@@ -87,6 +89,21 @@ def weights_identity(name: str, pretrained: Optional[str], seed: int = 0) -> Wei
 
 def _is_config_file(name: str) -> bool:
     return str(name).endswith(".json")
+
+
+def canonical_model_name(name: str) -> str:
+    """open_clip's spelling of a model name: OpenAI's ``ViT-B/16`` and ``ViT-L/14@336px`` are
+    open_clip's ``ViT-B-16`` and ``ViT-L-14-336`` (logged once when it differs)."""
+    import open_clip
+
+    name = str(name)
+    if _is_config_file(name) or open_clip.get_model_config(name) is not None:
+        return name
+    spelled = name.replace("/", "-").replace("@336px", "-336")
+    if spelled != name and open_clip.get_model_config(spelled) is not None:
+        logger.info("model %s is open_clip's %s", name, spelled)
+        return spelled
+    return name
 
 
 def load_model_config(name: str) -> dict:
@@ -236,7 +253,7 @@ def build_clip(name: str, pretrained: Optional[str] = None, device: Union[str, t
     """
     import open_clip
 
-    name = str(name)
+    name = canonical_model_name(name)
     cfg = load_model_config(name)
     tokenizer = _tokenizer_for(name, cfg)
 
@@ -270,5 +287,20 @@ def build_clip(name: str, pretrained: Optional[str] = None, device: Union[str, t
             raise WeightsError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: "
                              f"{', '.join(tags) or 'none'} (or pass a weights file, or none)")
         force_quick_gelu = tag_cfg.get("quick_gelu", False) if quick_gelu is None else quick_gelu
-        model = open_clip.create_model(name, pretrained=pretrained, force_quick_gelu=force_quick_gelu)
+        model = _create_pretrained(open_clip, name, pretrained, force_quick_gelu)
     return model.to(device).eval(), tokenizer
+
+
+def _create_pretrained(open_clip, name: str, tag: str, force_quick_gelu: bool) -> nn.Module:
+    """open_clip's model with the weights of ``tag``, downloaded on first use; a download that fails
+    (no network, a firewall, the hub's offline mode with an empty cache) is one line with the way out."""
+    try:
+        return open_clip.create_model(name, pretrained=tag, force_quick_gelu=force_quick_gelu)
+    except (OSError, RuntimeError) as err:
+        text = " ".join(str(err).split())
+        if isinstance(err, RuntimeError) and not text.startswith("Failed to download"):
+            raise
+        raise WeightsError(f"the {tag!r} weights of {name} could not be downloaded ({text[:200]}); without "
+                           f"network access pass --pretrained PATH to a downloaded weights file (e.g. OpenAI's "
+                           f"{name}.pt, or an open_clip checkpoint), or fill the open_clip / Hugging Face cache "
+                           "on a connected machine and set HF_HUB_OFFLINE=1") from None

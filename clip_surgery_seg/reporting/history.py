@@ -33,12 +33,11 @@ import logging
 import math
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, file_lock
 from ..engine.results import SCHEMA
 from ..errors import HistoryError
 
@@ -59,17 +58,30 @@ PathLike = Union[str, Path]
 
 # --- writing ------------------------------------------------------------------------------------
 
-def refusal_reason(results: Mapping[str, Any]) -> Optional[str]:
-    """Why a results dict must not enter the history, or None when it may."""
+def refusal_reason(results: Mapping[str, Any], any_run: bool = False) -> Optional[str]:
+    """Why a results dict must not enter the history, or None when it may.
+
+    The history tracks the real benchmark: a run is recorded when it completed, skipped no file, and
+    -- unless ``any_run`` -- measured the split's published image count with real (not random)
+    weights. Partial and ``--limit`` runs are never recorded.
+    """
     if results.get("schema") != SCHEMA:
         raise HistoryError(f"not a clip-surgery-seg results dict (schema {SCHEMA})")
+    dataset = results.get("dataset") or {}
     if not results.get("complete"):
         return "the run did not complete"
     if results.get("partial"):
         return f"the run is partial ({len(results.get('skipped') or [])} files skipped)"
-    limit = (results.get("dataset") or {}).get("limit")
-    if limit is not None:
-        return f"it is a --limit {limit} smoke run"
+    if dataset.get("limit") is not None:
+        return f"it is a --limit {dataset['limit']} smoke run"
+    if any_run:
+        return None
+    if (results.get("model") or {}).get("pretrained") is None:
+        return "it ran with random weights (--pretrained none); pass --record-any-run to record it anyway"
+    expected, found = dataset.get("expected_images"), dataset.get("num_images")
+    if not expected or found != expected:
+        return (f"it covers {found} images, not the split's published {expected or 'unknown'}; pass "
+                "--record-any-run to record it anyway")
     return None
 
 
@@ -125,29 +137,12 @@ def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], header:
     return buffer.getvalue()
 
 
-@contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``<path>.lock`` (other writers wait)."""
-    try:
-        import fcntl
-    except ImportError as err:  # pragma: no cover - Windows
-        raise HistoryError("appending to the history needs fcntl (Linux or macOS)") from err
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
 def append_rows(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
     """Append history rows atomically, under the history's lock."""
     path = Path(path)
     if not rows:
         return
-    with _exclusive_lock(path):
+    with file_lock(path.with_name(path.name + ".lock")):
         old = path.read_bytes() if path.exists() else b""
         first_line = old.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
         if not old.strip():
@@ -169,9 +164,10 @@ def _merge_other_header(path: Path, old: bytes, rows: Sequence[Mapping[str, Any]
     return _csv_text(existing + list(rows), columns, header=True).encode()
 
 
-def append_history(path: PathLike, results: Mapping[str, Any]) -> bool:
-    """Record one complete evaluation in the history; False (and a logged reason) when refused."""
-    reason = refusal_reason(results)
+def append_history(path: PathLike, results: Mapping[str, Any], any_run: bool = False) -> bool:
+    """Record one evaluation in the history; False (and a logged reason) when refused
+    (see :func:`refusal_reason`)."""
+    reason = refusal_reason(results, any_run)
     name = (results.get("dataset") or {}).get("name", "?")
     if reason is not None:
         logger.warning("not recorded in the history %s: %s", path, reason)

@@ -46,6 +46,7 @@ class ReproduceOptions:
     protocol: str = DEFAULT_PROTOCOL
     out: Optional[str] = None
     history: Optional[str] = DEFAULT_HISTORY  # None: do not record
+    record_any_run: bool = False  # also record random-weight or incomplete-split runs
 
 
 def check_protocol(protocol: str) -> str:
@@ -121,15 +122,16 @@ def _evaluate_one(opts: ReproduceOptions, protocol: str, run_dir: Path, name: st
     else:
         entry.update(status=RAN, metrics=str(run_dir / name / RESULTS_FILE), mIoU=results["summary"]["mIoU"],
                      num_images=results["dataset"]["num_images"], wall_s=results["timing"]["wall_s"])
-        entry["recorded"] = _record(opts.history, results, entry)
+        entry["recorded"] = _record(opts, results, entry)
 
 
-def _record(history: Optional[str], results: Dict[str, Any], entry: Dict[str, Any]) -> bool:
+def _record(opts: ReproduceOptions, results: Dict[str, Any], entry: Dict[str, Any]) -> bool:
     """Append to the history; a history that cannot be written is noted, not fatal to the run."""
+    history = opts.history
     if not history:
         return False
     try:
-        return append_history(history, results)
+        return append_history(history, results, any_run=opts.record_any_run)
     except (OSError, UserError) as err:
         entry["history_error"] = _one_line(err)
         logger.error("%s: not recorded in the history %s: %s", results["dataset"]["name"], history, _one_line(err))

@@ -15,7 +15,7 @@ from ..models import FEATURE_SURGERY_MODES, SurgeryCLIP, build_clip, feature_sur
 from .data_preprocessor import CLIP_MEAN, CLIP_STD
 from .sliding import ScratchBuffers, WindowBatcher, keep_ratio_size, resize_bilinear, slide_logits
 from .text_embeddings import cached_text_embeddings
-from ..errors import ConfigError
+from ..errors import ConfigError, NumericalError
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # precision="auto": per device type, else fp32. fp16 because its predictions agreed with fp32 on
@@ -68,6 +68,9 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         _check_choice("feature_surgery", feature_surgery, FEATURE_SURGERY_MODES)
         _check_choice("similarity_normalize", similarity_normalize, SIMILARITY_NORMALIZE)
         _check_choice("precision", precision, (*PRECISIONS, "auto"))
+        if short_side < 1 or max_long_side < 1:
+            raise ConfigError(f"the test scale needs short_side >= 1 and max_long_side >= 1, got short_side="
+                              f"{short_side}, max_long_side={max_long_side} (set them in the protocol)")
         if stride < 1 or crop_size < 1 or stride > crop_size:
             raise ConfigError(f"need 1 <= stride <= crop_size, got crop_size={crop_size}, stride={stride}")
         if prob_threshold is not None and background_index is None:
@@ -96,6 +99,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         self.text_cache_dir = text_cache_dir
         self._text: Optional[torch.Tensor] = None
         self._redundant: Optional[torch.Tensor] = None
+        self._finite: Optional[torch.Tensor] = None  # while a call runs: all similarities so far finite
 
     @property
     def num_classes(self) -> int:
@@ -140,6 +144,8 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         with self._autocast(windows.device):
             tokens = self.surgery.encode_image_tokens(windows)
         sim = feature_surgery(tokens.float(), text, self.feature_surgery_mode, self._redundant)[:, 1:]
+        if self._finite is not None:
+            self._finite &= torch.isfinite(sim).all()
         if self.similarity_normalize == "minmax":
             low, high = sim.amin(dim=1, keepdim=True), sim.amax(dim=1, keepdim=True)
             sim = (sim - low) / (high - low).clamp_min(1e-12)
@@ -178,8 +184,15 @@ class CLIPSurgerySegmentor(BaseSegmentor):
 
     def _canvases(self, inputs: List[torch.Tensor], scratch: Optional[ScratchBuffers]) -> List[torch.Tensor]:
         images = [self._resize(image) for image in inputs]
-        return slide_logits(images, self.window_maps, self.crop_size, self.stride, self.batcher,
-                            self.surgery.patch_size, scratch=scratch)
+        self._finite = torch.ones((), dtype=torch.bool, device=images[0].device)
+        canvases = slide_logits(images, self.window_maps, self.crop_size, self.stride, self.batcher,
+                                self.surgery.patch_size, scratch=scratch)
+        finite, self._finite = bool(self._finite), None  # one device sync per call, not one per window batch
+        if not finite:
+            raise NumericalError("the model gave non-finite similarities (NaN or Inf): the weights hold NaN/Inf "
+                                 "values, or reduced precision overflowed; check the weights file, or run "
+                                 "with --precision fp32")
+        return canvases
 
     @torch.inference_mode()
     def seg_logits(self, inputs: List[torch.Tensor], ori_shapes: Sequence[Sequence[int]]) -> List[torch.Tensor]:
