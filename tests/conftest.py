@@ -49,14 +49,18 @@ def mmseg_samples() -> Path:
     return MMSEG_SAMPLES
 
 
-DATASETS = ("ade20k", "coco_stuff171", "cityscapes", "pascal_context59")
-SMALL_SIZE = {"ade20k": (96, 128), "coco_stuff171": (120, 160), "cityscapes": (64, 128),
-              "pascal_context59": (75, 100)}
+# every catalogue dataset, in the catalogue's (the tables') order
+DATASETS = ("voc21", "pascal_context60", "coco_object", "voc20", "pascal_context59", "coco_stuff171",
+            "cityscapes", "ade20k")
+# datasets that read the same files get the same size (the later one rewrites the shared files)
+SMALL_SIZE = {"voc21": (60, 80), "voc20": (60, 80), "pascal_context60": (75, 100), "pascal_context59": (75, 100),
+              "coco_object": (120, 160), "coco_stuff171": (120, 160), "cityscapes": (64, 128),
+              "ade20k": (96, 128)}
 
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    """All four datasets, 3 small images each (Cityscapes also holds the real shared frame)."""
+    """Every dataset, 3 small images each (Cityscapes also holds the real shared frame)."""
     from clip_surgery_seg.datasets.synthetic import write_synthetic
 
     root = tmp_path_factory.mktemp("data")

@@ -123,18 +123,23 @@ def _tiny_segmentor(tmp_path, **kwargs):
                              **kwargs))
 
 
-@pytest.mark.parametrize("window_batch_size", [1, 5, "auto"])
-def test_seg_labels_equal_argmax_of_seg_logits(tmp_path, window_batch_size):
-    """predict()'s path (per-window upsampling, reused buffers) gives labels_from_logits(seg_logits)."""
+@pytest.mark.parametrize("window_batch_size, background", [(1, {}), (5, {}), ("auto", {}),
+                                                         (5, dict(prob_threshold=0.26, background_index=0,
+                                                                  logit_scale=40.0))])
+def test_seg_labels_equal_argmax_of_seg_logits(tmp_path, window_batch_size, background):
+    """predict()'s path (per-window upsampling, reused buffers) gives labels_from_logits(row_logits),
+    which is the argmax of seg_logits (the class logits) without a threshold."""
     import torch
 
-    seg = _tiny_segmentor(tmp_path, window_batch_size=window_batch_size)
+    seg = _tiny_segmentor(tmp_path, window_batch_size=window_batch_size, **background)
     torch.manual_seed(0)
     calls = [[torch.randn(3, 70, 90), torch.randn(3, 40, 33)], [torch.randn(3, 50, 120)],
              [torch.randn(3, 70, 90)]]  # sizes change between calls: buffers are re-viewed, not stale
     for inputs in calls:
         shapes = [im.shape[-2:] for im in inputs]
-        expected = [seg.labels_from_logits(logits) for logits in seg.seg_logits(inputs, shapes)]
+        expected = [seg.labels_from_logits(logits) for logits in seg.row_logits(inputs, shapes)]
+        if not background:
+            assert all(torch.equal(e, c.argmax(dim=0)) for e, c in zip(expected, seg.seg_logits(inputs, shapes)))
         got = seg.seg_labels(inputs, shapes)
         assert all(torch.equal(a, b) for a, b in zip(got, expected))
         samples = seg.predict(inputs)

@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 SIZE = (24, 32)
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("tool_check_data", REPO / "tools" / "check_data.py")
+def _tool(name: str = "check_data"):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -137,6 +137,49 @@ def test_context_label_above_59_after_the_encoding_is_caught(capsys, tmp_path):
     Image.fromarray(np.full(SIZE, 60, np.uint8)).save(label)  # 60 -> 59 after reduce-zero-label
     code, out, _ = _run(capsys, "pascal_context59", "--root", tmp_path, "--expected-images", 2)
     assert code == 1 and "values 59 are outside [0, 59)" in out and label.name in out
+
+
+def test_make_synthetic_data_writes_every_layout_and_check_data_accepts_each(capsys, tmp_path):
+    from clip_surgery_seg.datasets.catalog import DATASETS
+
+    # all eight into one root: the datasets that share files rewrite them consistently
+    assert _tool("make_synthetic_data").main([*DATASETS, "--root", str(tmp_path), "--num-images", "2",
+                                              "--size", *map(str, SIZE)]) == 0
+    capsys.readouterr()
+    for name in DATASETS:
+        code, out, err = _run(capsys, name, "--root", tmp_path, "--expected-images", 2)
+        assert code == 0, out + err
+
+
+@pytest.mark.parametrize("name", ["voc21", "voc20", "pascal_context60", "coco_object"])
+def test_each_layout_sharing_files_passes(capsys, tmp_path, name):
+    write_synthetic(name, tmp_path, num_images=3, image_size=SIZE)
+    code, out, err = _run(capsys, name, "--root", tmp_path, "--expected-images", 3)
+    assert code == 0, out + err
+    assert f"{name}: 3 image/label pairs" in out and "OK" in out
+
+
+@pytest.mark.parametrize("name, bad, message", [
+    ("voc21", 21, "values 21 are outside [0, 21)"),
+    ("voc20", 21, "values 20 are outside [0, 20)"),       # after 0 -> ignore, v -> v - 1
+    ("coco_object", 81, "values 81 are outside [0, 81)"),
+])
+def test_a_label_value_beyond_the_classes_is_caught(capsys, tmp_path, name, bad, message):
+    from clip_surgery_seg.datasets.catalog import CATALOG
+
+    write_synthetic(name, tmp_path, num_images=2, image_size=SIZE)
+    layout = CATALOG[name].layout(tmp_path)
+    label = layout.label_path(layout.list_pairs()[0][0])
+    with Image.open(label) as image:
+        values = np.array(image)
+        palette = image.getpalette() if image.mode == "P" else None
+    values[0, 0] = bad
+    replacement = Image.fromarray(values)
+    if palette:
+        replacement.putpalette(palette)  # a palette PNG still, as VOC's are
+    replacement.save(label)
+    code, out, _ = _run(capsys, name, "--root", tmp_path, "--expected-images", 2)
+    assert code == 1 and message in out and label.name in out
 
 
 def test_cityscapes_with_the_real_frame_passes(capsys, tmp_path, mmseg_samples):

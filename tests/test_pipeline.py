@@ -37,6 +37,10 @@ def test_eval_writes_complete_results(run_eval, synthetic_root, tmp_path, name):
     assert results["config"]["model"]["method"]["depth"] == 6 and results["config_hash"]
     assert results["protocol"]["method"] == {"type": "clip_surgery", "depth": 6, "new_path_attention": "vv",
                                              "resnet_norm": False, "pos_interp": "bilinear"}
+    background = name in ("voc21", "pascal_context60", "coco_object")
+    assert results["protocol"]["background_index"] == (0 if background else None)
+    assert (results["protocol"]["prob_threshold"] is not None) == background  # SCLIP's threshold where it had one
+    assert (results["protocol"]["logit_scale"] is not None) == background
     assert results["code"]["version"] and "torch" in results["environment"]["packages"]
     assert results["timing"]["images_per_s"] > 0
     assert f"{name}: mIoU" in out
@@ -74,9 +78,13 @@ def _encoded_labels(root, name):
 
     pattern = {"ade20k": "ADEChallengeData2016/annotations/validation/*.png",
                "coco_stuff171": "coco_stuff164k/annotations/val2017/*_labelTrainIds.png",
+               "coco_object": "coco_stuff164k/annotations/val2017/*_instanceTrainIds.png",
                "cityscapes": "cityscapes/gtFine/val/*/*_labelTrainIds.png",
-               "pascal_context59": "VOCdevkit/VOC2010/SegmentationClassContext/*.png"}[name]
-    reduce = name in ("ade20k", "pascal_context59")
+               "pascal_context59": "VOCdevkit/VOC2010/SegmentationClassContext/*.png",
+               "pascal_context60": "VOCdevkit/VOC2010/SegmentationClassContext/*.png",
+               "voc21": "VOCdevkit/VOC2012/SegmentationClass/*.png",
+               "voc20": "VOCdevkit/VOC2012/SegmentationClass/*.png"}[name]
+    reduce = name in ("ade20k", "pascal_context59", "voc20")
     return [encode_label(read_label(str(p)), reduce) for p in sorted(root.glob(pattern))]
 
 
@@ -116,7 +124,7 @@ def test_synonyms_take_the_max_over_rows(tmp_path):
                               text_cache_dir=str(tmp_path / "cache")))
     assert model.classes.rows == ("road", "street", "sky", "car", "automobile", "vehicle")
     logits = torch.randn(6, 5, 7)
-    merged = model._max_over_synonyms(logits)
+    merged = model.class_logits(logits)
     assert torch.equal(merged[0], logits[0:2].amax(0)) and torch.equal(merged[1], logits[2])
     assert torch.equal(merged[2], logits[3:6].amax(0))
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clip_surgery_seg.errors import (ArchiveError, ChecksumError, DownloadError, MissingArchiveError,
-                                        UnsafeArchiveError)
+from clip_surgery_seg.errors import (ArchiveError, ChecksumError, ConversionError, DownloadError,
+                                     MissingArchiveError, UnsafeArchiveError)
 from clip_surgery_seg.data_prep.archives import extract
 from clip_surgery_seg.datasets.encodings import (CONTEXT59_CLASSES, COCO_STUFF_ID_TO_TRAINID,
                                                 cityscapes_train_ids)
@@ -460,6 +460,162 @@ def test_pascal_context_refuses_a_labels_txt_with_other_classes(server, tmp_path
     with pytest.raises(ConversionError, match=r"2='airplane' \(expected 'aeroplane'\)"):
         prepare("pascal_context59", tmp_path / "data", sources=sources, progress=False)
     assert not (tmp_path / "data" / "VOCdevkit" / "VOC2010" / "SegmentationClassContext").exists()
+
+
+def test_pascal_context60_reads_the_context59_files_and_prepares_nothing_more(server, tmp_path):
+    val_ids = ["2008_000002", "2008_000008"]
+    voc, ctx, full = _context_archives(val_ids, [])
+    sources = _sources(server, {"VOCtrainval_03-May-2010.tar": voc, "trainval.tar.gz": ctx})
+    root = tmp_path / "data"
+    prepare("pascal_context59", root, sources=sources, progress=False, workers=1)
+    requests = len(server.log)
+    assert check_dataset("pascal_context60", root, expected_images=2).ok
+    before = {p: p.stat().st_mtime_ns for p in (root / "VOCdevkit").rglob("*") if p.is_file()}
+    prepare("pascal_context60", root, sources=sources, progress=False, workers=1)  # everything in place
+    assert len(server.log) == requests
+    assert {p: p.stat().st_mtime_ns for p in (root / "VOCdevkit").rglob("*") if p.is_file()} == before
+
+
+# --------------------------------------------------------------------------- VOC 2012 (voc21, voc20)
+
+def _palette_png(indices: np.ndarray) -> bytes:
+    from clip_surgery_seg.datasets.encodings import voc_palette
+
+    image = Image.fromarray(indices.astype(np.uint8))
+    image.putpalette(voc_palette().reshape(-1).tolist())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _voc2012_tar(val_ids: List[str], train_ids: List[str], drop: Tuple[str, ...] = ()) -> Dict[str, bytes]:
+    """The members of a small VOCtrainval_11-May-2012.tar: images and palette labels of both splits,
+    the split lists, and files the preparation must leave out."""
+    rng = np.random.default_rng(7)
+    base = "VOCdevkit/VOC2012"
+    members = {f"{base}/ImageSets/Segmentation/val.txt": ("\n".join(val_ids) + "\n").encode(),
+               f"{base}/ImageSets/Segmentation/train.txt": ("\n".join(train_ids) + "\n").encode(),
+               f"{base}/ImageSets/Main/val.txt": b"2012_999999\n",
+               f"{base}/Annotations/{val_ids[0]}.xml": b"<annotation/>",
+               f"{base}/SegmentationObject/{val_ids[0]}.png": _png_bytes(np.ones((18, 20)))}
+    for k, i in enumerate(val_ids + train_ids):
+        label = rng.choice(np.array(list(range(21)) + [255]), size=(18, 20))
+        members[f"{base}/JPEGImages/{i}.jpg"] = _jpeg_bytes((18, 20), k)
+        members[f"{base}/SegmentationClass/{i}.png"] = _palette_png(label)
+    for name in drop:
+        del members[f"{base}/{name}"]
+    return members
+
+
+def test_voc2012_gets_the_val_split_as_released_for_voc21_and_voc20(server, tmp_path):
+    val_ids, train_ids = ["2007_000033", "2007_000042", "2011_003276"], ["2007_000032"]
+    members = _voc2012_tar(val_ids, train_ids)
+    tar = _tar(members)
+    sources = _sources(server, {"VOCtrainval_11-May-2012.tar": tar})
+    server.cuts["/VOCtrainval_11-May-2012.tar"] = [len(tar) // 3]  # a cut connection on the way
+    root = tmp_path / "data"
+    folder = prepare("voc21", root, sources=sources, progress=False, workers=1)
+    assert folder == root / "VOCdevkit" / "VOC2012"
+    assert server.requests_for("VOCtrainval_11-May-2012.tar") == [None, f"bytes={len(tar) // 3}-"]
+    assert (folder / "ImageSets" / "Segmentation" / "val.txt").read_text().split() == val_ids
+    assert sorted(p.stem for p in (folder / "JPEGImages").glob("*.jpg")) == val_ids
+    for i in val_ids:  # the palette PNGs are the released bytes, read as their indices
+        png = folder / "SegmentationClass" / f"{i}.png"
+        assert png.read_bytes() == members[f"VOCdevkit/VOC2012/SegmentationClass/{i}.png"]
+        assert Image.open(png).mode == "P"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == sorted(
+        [f"JPEGImages/{i}.jpg" for i in val_ids] + [f"SegmentationClass/{i}.png" for i in val_ids]
+        + ["ImageSets/Segmentation/val.txt"])
+    for name in ("voc21", "voc20"):
+        report = check_dataset(name, root, expected_images=3)
+        assert report.ok, report.format()
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    prepare("voc20", root, sources=sources, progress=False)  # the same files: nothing fetched or rewritten
+    assert len(server.requests_for("VOCtrainval_11-May-2012.tar")) == 2
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_voc2012_with_a_val_label_missing_writes_no_split_list(server, tmp_path):
+    val_ids = ["2007_000033", "2007_000042"]
+    tar = _tar(_voc2012_tar(val_ids, [], drop=("SegmentationClass/2007_000042.png",)))
+    sources = _sources(server, {"VOCtrainval_11-May-2012.tar": tar})
+    with pytest.raises(ConversionError, match=r"1 of the 2 images .* \(first: 2007_000042\)"):
+        prepare("voc21", tmp_path / "data", sources=sources, progress=False)
+    assert not (tmp_path / "data" / "VOCdevkit" / "VOC2012" / "ImageSets").exists()
+
+
+def test_an_archive_without_the_voc2012_split_list_is_refused(server, tmp_path):
+    tar = _tar(_voc2012_tar(["2007_000033"], [], drop=("ImageSets/Segmentation/val.txt",)))
+    sources = _sources(server, {"VOCtrainval_11-May-2012.tar": tar})
+    with pytest.raises(ArchiveError, match=r"has no file VOCdevkit/VOC2012/ImageSets/Segmentation/val\.txt"):
+        prepare("voc21", tmp_path / "data", sources=sources, progress=False)
+    assert not (tmp_path / "data" / "VOCdevkit").exists()
+
+
+# --------------------------------------------------------------------------- COCO-Object
+
+def _coco_archives(stems: List[str]) -> Tuple[bytes, bytes, Dict[str, np.ndarray]]:
+    """val2017.zip and stuffthingmaps_trainval2017.zip; the first map holds every value a map can."""
+    rng = np.random.default_rng(11)
+    raw_values = np.array(sorted(set(range(182)) | {255}))
+    raw = {s: rng.choice(raw_values, size=(20, 30)).astype(np.uint8) for s in stems}
+    raw[stems[0]].ravel()[: len(raw_values)] = raw_values
+    images = _zip({f"val2017/{s}.jpg": _jpeg_bytes((20, 30), i) for i, s in enumerate(stems)})
+    maps = _zip({**{f"val2017/{s}.png": _png_bytes(raw[s]) for s in stems},
+                 "train2017/000000000009.png": _png_bytes(np.zeros((20, 30)))})
+    return images, maps, raw
+
+
+def _coco_object_lut() -> np.ndarray:
+    """stuffthingmap value -> COCO-Object label, re-stated: things in id order, everything else 0."""
+    from clip_surgery_seg.datasets.encodings import COCO_STUFF_UNUSED_IDS
+
+    lut = np.zeros(256, dtype=np.uint8)  # stuff ids 91..181 and 255 (unlabeled): background
+    things = [i for i in range(91) if i not in COCO_STUFF_UNUSED_IDS]
+    lut[things] = np.arange(1, 81)
+    lut[list(COCO_STUFF_UNUSED_IDS)] = 255
+    return lut
+
+
+def test_coco_object_after_coco_stuff_converts_the_same_maps_without_any_download(server, tmp_path):
+    stems = [f"{139 + 146 * i:012d}" for i in range(3)]
+    images, maps, raw = _coco_archives(stems)
+    names = ("val2017.zip", "stuffthingmaps_trainval2017.zip")
+    sources = _sources(server, dict(zip(names, (images, maps))))
+    root = tmp_path / "data"
+    prepare("coco_stuff171", root, sources=sources, progress=False, workers=1)
+    requests = len(server.log)
+    import shutil
+
+    shutil.rmtree(root / "downloads")  # as data/README.md allows once a split checks out
+    folder = prepare("coco_object", root, sources=sources, progress=False, workers=1)
+    assert len(server.log) == requests  # nothing fetched again
+    for s in stems:
+        converted = np.asarray(Image.open(folder / "annotations" / "val2017" / f"{s}_instanceTrainIds.png"))
+        assert np.array_equal(converted, _coco_object_lut()[raw[s]])
+    for name in ("coco_object", "coco_stuff171"):
+        report = check_dataset(name, root, expected_images=3)
+        assert report.ok, report.format()
+
+
+def test_coco_object_first_fetches_each_archive_once_and_coco_stuff_then_nothing(server, tmp_path):
+    stems = [f"{139 + 146 * i:012d}" for i in range(2)]
+    images, maps, raw = _coco_archives(stems)
+    sources = _sources(server, {"val2017.zip": images, "stuffthingmaps_trainval2017.zip": maps})
+    root = tmp_path / "data"
+    folder = prepare("coco_object", root, sources=sources, progress=False, workers=1)
+    assert [path for path, _ in server.log] == ["/val2017.zip", "/stuffthingmaps_trainval2017.zip"]
+    assert (folder / "val2017.txt").read_text().split() == stems
+    prepare("coco_stuff171", root, sources=sources, progress=False, workers=1)
+    assert len(server.log) == 2
+    # each conversion reads the stuffthingmaps only, never the other one's output
+    made = sorted(p.name for p in (folder / "annotations" / "val2017").iterdir())
+    assert made == sorted(f"{s}{suffix}" for s in stems for suffix in (".png", "_instanceTrainIds.png",
+                                                                        "_labelTrainIds.png"))
+    assert not (folder / "annotations" / "train2017").exists()
+    for name in ("coco_object", "coco_stuff171"):
+        report = check_dataset(name, root, expected_images=2)
+        assert report.ok, report.format()
 
 
 # --------------------------------------------------------------------------- the CLI, Cityscapes

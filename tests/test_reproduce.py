@@ -25,8 +25,10 @@ def test_protocols_come_from_the_configs():
     assert available_protocols() == ["clearclip", "sclip"]
     protocols = REPO / "configs" / "_base_" / "protocols"
     assert protocol_file("clearclip", "ade20k") == protocols / "clearclip" / "ade20k.py"
-    assert {p.stem for p in (protocols / "sclip").glob("*.py")} == {"ade20k", "coco_stuff171", "cityscapes",
-                                                                    "pascal_context59"}
+    from clip_surgery_seg.datasets.catalog import DATASETS
+
+    for name in available_protocols():  # every protocol has settings for every catalogue dataset
+        assert {p.stem for p in (protocols / name).glob("*.py")} == set(DATASETS)
 
 
 def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_root, tmp_path, capsys):

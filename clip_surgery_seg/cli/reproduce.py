@@ -12,6 +12,7 @@ EXIT_CODES = {"ran": EXIT_OK, "missing_data": EXIT_MISSING_DATA, "failed": EXIT_
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..datasets.catalog import DATASETS
     from ..reporting.history import DEFAULT_HISTORY
 
     parser = argparse.ArgumentParser(
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python tools/reproduce.py --datasets ade20k cityscapes --protocol clearclip --device cuda\n"
                "  python tools/reproduce.py --data-root /datasets --history none")
     parser.add_argument("--datasets", nargs="+", metavar="NAME",
-                        help="default: all (pascal_context59 coco_stuff171 cityscapes ade20k)")
+                        help=f"default: all, in the tables' order ({' '.join(DATASETS)})")
     parser.add_argument("--protocol", default="sclip", help="sclip (default) or clearclip")
     parser.add_argument("--data-root", help="folder holding the datasets (default: data/)")
     parser.add_argument("--out", "--work-dir", dest="out", metavar="DIR",

@@ -248,3 +248,31 @@ def extract(archive: Path, dest: Path, select: Selector = keep_all, *, progress:
     finally:
         reader.close()
     return stats
+
+
+def read_member(archive: Path, name: str, limit: int = 1 << 24) -> bytes:
+    """The bytes of the file member ``name`` (a small one, e.g. a split list), without writing it.
+
+    The whole archive is checked as :func:`extract` checks it first. Raises ArchiveError when the
+    member is absent or larger than ``limit`` bytes.
+    """
+    archive = Path(archive)
+    if not archive.is_file():
+        raise ArchiveError(f"{archive} does not exist")
+    reader = _Reader(archive)
+    try:
+        member = next((m for m in reader.members if m.name == normalise_name(name)), None)
+        source = reader.resolve(member) if member is not None else None
+        if source is None or source.kind != "file":
+            raise ArchiveError(f"{archive} has no file {name}; is it the right archive?")
+        if source.size > limit:
+            raise ArchiveError(f"{archive}: {name} is {source.size} bytes, more than the {limit} expected; "
+                               "is it the right archive?")
+        try:
+            with reader.open(source) as stream:
+                return stream.read()
+        except _READ_ERRORS as err:
+            raise ArchiveError(f"{archive}: member {name!r} is damaged or truncated ({_one_line(err)}); "
+                               "delete the archive and download it again") from None
+    finally:
+        reader.close()

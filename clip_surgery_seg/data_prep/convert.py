@@ -1,8 +1,9 @@
 """Label-file conversions to the datasets' encodings, written atomically and skipped when up to date.
 
 The tables themselves live in ``clip_surgery_seg.datasets.encodings``: Cityscapes ``*_labelIds.png``
--> ``*_labelTrainIds.png``, COCO-Stuff stuffthingmaps -> ``*_labelTrainIds.png`` (171 classes),
-PASCAL Context's 459-class ``trainval/*.mat`` -> ``SegmentationClassContext/*.png``.
+-> ``*_labelTrainIds.png``, COCO-Stuff stuffthingmaps -> ``*_labelTrainIds.png`` (171 classes) and
+``*_instanceTrainIds.png`` (COCO-Object, 81 classes), PASCAL Context's 459-class ``trainval/*.mat``
+-> ``SegmentationClassContext/*.png``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from ..datasets.encodings import CONTEXT59_CLASSES, cityscapes_train_ids, coco_stuff_train_ids, context59_from_full
+from ..datasets.encodings import (CONTEXT59_CLASSES, cityscapes_train_ids, coco_object_labels, coco_stuff_train_ids,
+                                  context59_from_full)
 from ..errors import ConversionError
 from ..fileio import atomic_path
 
@@ -67,6 +69,10 @@ def convert_cityscapes_file(src: Path, dst: Path) -> None:
 
 def convert_coco_stuff_file(src: Path, dst: Path) -> None:
     write_label_png(dst, coco_stuff_train_ids(read_label_png(src), str(src)))
+
+
+def convert_coco_object_file(src: Path, dst: Path) -> None:
+    write_label_png(dst, coco_object_labels(read_label_png(src), str(src)))
 
 
 def convert_context_file(src: Path, dst: Path) -> None:
@@ -130,11 +136,13 @@ def convert_many(fn: Callable[[Path, Path], None], pairs: Sequence[Tuple[Path, P
 
 
 def label_pairs(folder: Path, source_suffix: str, target_suffix: str,
-                exclude_suffix: Optional[str] = None) -> List[Tuple[Path, Path]]:
-    """(source, target) for every ``*<source_suffix>`` file under ``folder`` (recursively)."""
+                stem_pattern: str = r".+") -> List[Tuple[Path, Path]]:
+    """(source, target) for every ``<stem><source_suffix>`` file under ``folder`` (recursively)
+    whose stem matches ``stem_pattern`` (e.g. ``\d+``: the COCO maps, not what was made from them)."""
     pairs = []
     for src in sorted(folder.rglob(f"*{source_suffix}")):
-        if src.name.startswith(".") or (exclude_suffix and src.name.endswith(exclude_suffix)):
+        stem = src.name[: -len(source_suffix)]
+        if src.name.startswith(".") or not re.fullmatch(stem_pattern, stem):
             continue
-        pairs.append((src, src.with_name(src.name[: -len(source_suffix)] + target_suffix)))
+        pairs.append((src, src.with_name(stem + target_suffix)))
     return pairs

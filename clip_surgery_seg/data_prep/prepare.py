@@ -2,7 +2,12 @@
 
 Only the members the validation split needs are extracted. Every step can be interrupted and run
 again: downloads resume, extracted and converted files are written atomically and skipped when they
-are already in place, and each dataset's last file (the Context split list) is written last.
+are already in place, and a split list (VOC, Context, COCO) is written last, once every file it
+lists is in place.
+
+Datasets read from the same files share them: ``voc20`` is ``voc21``'s files, ``pascal_context60``
+Context-59's, and ``coco_object`` is converted from the COCO-Stuff maps that ``coco_stuff171`` also
+uses; an archive is fetched once, and not at all when what it provides is already extracted.
 """
 from __future__ import annotations
 
@@ -10,13 +15,13 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 from ..fileio import atomic_write_text
-from .archives import extract
+from .archives import extract, read_member
 from ..datasets.catalog import ARCHIVES, Archive, get
 from ..datasets.encodings import CONTEXT59_CLASSES
-from .convert import (check_context_label_names, convert_cityscapes_file,
+from .convert import (check_context_label_names, convert_cityscapes_file, convert_coco_object_file,
                       convert_coco_stuff_file, convert_context_file, convert_many, label_pairs)
 from .download import download, verify_checksums
 from ..errors import ConversionError, MissingArchiveError
@@ -62,6 +67,13 @@ class Fetcher:
                         progress=self.progress)
 
 
+def write_split_list(path: Path, ids: List[str]) -> None:
+    """The list of a split's ids, written atomically -- and not rewritten when it is already there."""
+    text = "\n".join(ids) + "\n"
+    if not (path.is_file() and path.read_text() == text):
+        atomic_write_text(path, text)
+
+
 def _matcher(pattern: str, output: Callable[[re.Match], str]) -> Callable[[str], Optional[str]]:
     compiled = re.compile(pattern)
 
@@ -81,19 +93,64 @@ def prepare_ade20k(root: Path, fetch: Fetcher, workers: Optional[int] = None) ->
     return root / "ADEChallengeData2016"
 
 
+COCO_SPLIT_LIST = "val2017.txt"  # under coco_stuff164k/: the ids whose image and map are extracted
+COCO_MAP_STEM = r"\d+"  # stuffthingmaps are <image id>.png; what is made from them has a suffix
+
+
+def coco_stuff_sources(root: Path, fetch: Fetcher) -> Path:
+    """The val2017 images and stuffthingmaps under ``root/coco_stuff164k``, fetched only if needed.
+
+    The id list ``coco_stuff164k/val2017.txt`` is written once both are in place, so a later
+    preparation (``coco_stuff171`` or ``coco_object``) neither fetches nor opens the archives again.
+    """
+    out = root / "coco_stuff164k"
+    images, maps = out / "images" / "val2017", out / "annotations" / "val2017"
+    split = out / COCO_SPLIT_LIST
+
+    def complete(ids: List[str]) -> bool:
+        return bool(ids) and all((images / f"{i}.jpg").is_file() and (maps / f"{i}.png").is_file() for i in ids)
+
+    if split.is_file():
+        if complete(split.read_text().split()):
+            return out
+    else:  # extracted before the list was written (an older version): a full split counts
+        found = sorted(p.stem for p in images.glob("*.jpg")) if images.is_dir() else []
+        if len(found) == get("coco_stuff171").expected_images and complete(found):
+            write_split_list(split, found)
+            return out
+    extract(fetch.get("val2017.zip"), root,
+            _matcher(r"val2017/[^/]+\.jpg", lambda m: f"coco_stuff164k/images/{m.group(0)}"),
+            progress=fetch.progress)
+    extract(fetch.get("stuffthingmaps_trainval2017.zip"), root,
+            _matcher(r"val2017/(\d+)\.png", lambda m: f"coco_stuff164k/annotations/{m.group(0)}"),
+            progress=fetch.progress)
+    ids = sorted(p.stem for p in images.glob("*.jpg"))
+    if not ids:
+        raise ConversionError("val2017.zip holds no val2017/*.jpg image; is it COCO's val2017.zip?")
+    missing = [i for i in ids if not (maps / f"{i}.png").is_file()]
+    if missing:
+        raise ConversionError(f"stuffthingmaps_trainval2017.zip has no val2017 map for {len(missing)} of the "
+                              f"{len(ids)} val2017 images (first: {', '.join(missing[:5])}); is it the "
+                              "COCO-Stuff stuffthingmaps archive?")
+    write_split_list(split, ids)
+    return out
+
+
 def prepare_coco_stuff171(root: Path, fetch: Fetcher, workers: Optional[int] = None) -> Path:
     """val2017 images + val2017 stuffthingmaps, converted to ``*_labelTrainIds.png`` (171 classes)."""
-    out = root / "coco_stuff164k"
-    images = fetch.get("val2017.zip")
-    extract(images, root, _matcher(r"val2017/[^/]+\.jpg", lambda m: f"coco_stuff164k/images/{m.group(0)}"),
-            progress=fetch.progress)
-    maps = fetch.get("stuffthingmaps_trainval2017.zip")
-    extract(maps, root, _matcher(r"val2017/[^/]+\.png", lambda m: f"coco_stuff164k/annotations/{m.group(0)}"),
-            progress=fetch.progress)
-    pairs = label_pairs(out / "annotations" / "val2017", ".png", "_labelTrainIds.png",
-                        exclude_suffix="_labelTrainIds.png")
+    out = coco_stuff_sources(root, fetch)
+    pairs = label_pairs(out / "annotations" / "val2017", ".png", "_labelTrainIds.png", COCO_MAP_STEM)
     convert_many(convert_coco_stuff_file, pairs, workers=workers, progress=fetch.progress,
                  desc="stuffthingmaps -> labelTrainIds")
+    return out
+
+
+def prepare_coco_object(root: Path, fetch: Fetcher, workers: Optional[int] = None) -> Path:
+    """The same images and stuffthingmaps, converted to ``*_instanceTrainIds.png`` (80 things + background)."""
+    out = coco_stuff_sources(root, fetch)
+    pairs = label_pairs(out / "annotations" / "val2017", ".png", "_instanceTrainIds.png", COCO_MAP_STEM)
+    convert_many(convert_coco_object_file, pairs, workers=workers, progress=fetch.progress,
+                 desc="stuffthingmaps -> COCO-Object")
     return out
 
 
@@ -161,15 +218,47 @@ def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] 
     convert_many(convert_context_file, pairs, workers=workers, progress=fetch.progress,
                  desc=f"459 -> {len(CONTEXT59_CLASSES)} classes")
     # Written last: its presence means every label map of the split is in place.
-    atomic_write_text(voc / "ImageSets" / "SegmentationContext" / "val.txt", "\n".join(val_ids) + "\n")
+    write_split_list(voc / "ImageSets" / "SegmentationContext" / "val.txt", val_ids)
+    return voc
+
+
+VOC2012_SPLIT = "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"
+
+
+def prepare_voc2012(root: Path, fetch: Fetcher, workers: Optional[int] = None) -> Path:
+    """VOC2012's segmentation val split (1449 images): JPEGs and the label PNGs as released.
+
+    The labels are palette PNGs whose index is the class (0 background, 1..20, 255 boundary), read as
+    they are: no conversion. ``voc21`` and ``voc20`` read the same files.
+    """
+    voc = root / "VOCdevkit" / "VOC2012"
+    tar = fetch.get("VOCtrainval_11-May-2012.tar")
+    released = read_member(tar, VOC2012_SPLIT)
+    val_ids = [line.split()[0] for line in released.decode("utf-8", "replace").splitlines() if line.strip()]
+    wanted = set(val_ids)
+    extract(tar, root, _matcher(r"VOCdevkit/VOC2012/(?:JPEGImages/([^/]+)\.jpg|SegmentationClass/([^/]+)\.png)",
+                                lambda m: m.group(0) if (m.group(1) or m.group(2)) in wanted else None),
+            progress=fetch.progress, desc="extracting val images and labels")
+    missing = [i for i in val_ids if not ((voc / "JPEGImages" / f"{i}.jpg").is_file()
+                                          and (voc / "SegmentationClass" / f"{i}.png").is_file())]
+    if missing:
+        raise ConversionError(f"{tar}: {len(missing)} of the {len(val_ids)} images of {VOC2012_SPLIT} have no "
+                              f"image or label (first: {', '.join(missing[:5])}); is it the VOC2012 trainval "
+                              "archive?")
+    # Written last: its presence means every image and label of the split is in place.
+    write_split_list(root / VOC2012_SPLIT, val_ids)
     return voc
 
 
 PREPARERS: Dict[str, Callable[[Path, Fetcher, Optional[int]], Path]] = {
-    "ade20k": prepare_ade20k,
+    "voc21": prepare_voc2012,
+    "pascal_context60": prepare_pascal_context59,  # the same files: background is read as a class
+    "coco_object": prepare_coco_object,
+    "voc20": prepare_voc2012,  # the same files: background is read as ignored
+    "pascal_context59": prepare_pascal_context59,
     "coco_stuff171": prepare_coco_stuff171,
     "cityscapes": prepare_cityscapes,
-    "pascal_context59": prepare_pascal_context59,
+    "ade20k": prepare_ade20k,
 }
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import resources
 from ..errors import ConfigError
+from .encodings import voc_palette
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layout import DatasetLayout
@@ -95,6 +96,17 @@ ARCHIVES: Dict[str, Archive] = {a.filename: a for a in (
                   f"{_GLUONCV} scripts/datasets/pascal_context.py, _Context_DOWNLOAD_URLS")),
         "1.3 GB", "http://host.robots.ox.ac.uk/pascal/VOC/voc2010/"),
     Archive(
+        "VOCtrainval_11-May-2012.tar",
+        "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+        (Checksum("md5", "6cd6e144f989b92b3379bac3b3de84fd",
+                  "pytorch/vision torchvision/datasets/voc.py, DATASET_YEAR_DICT['2012']"),
+         Checksum("sha1", "4e443f8a2eca6b1dac8a6c57641b67dd40621a49",
+                  f"{_GLUONCV} scripts/datasets/pascal_voc.py, download_voc"),
+         Checksum("sha256", "e14f763270cf193d0b5f74b169f44157a4b0c6efa708f4dd0ff78ee691763bcb",
+                  "tensorflow/datasets tensorflow_datasets/url_checksums/voc.txt (the same file on the "
+                  "pjreddie.com mirror)")),
+        "2.0 GB (1,999,639,040 bytes)", "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/"),
+    Archive(
         "trainval.tar.gz",
         "https://cs.stanford.edu/~roozbeh/pascal-context/trainval.tar.gz",
         (),  # no published checksum found; gzip's CRC-32 is checked on extraction
@@ -128,19 +140,25 @@ class SyntheticSpec:
     image_size: Tuple[int, int]  # (H, W), typical of the dataset
     stem: Callable[[int], str]  # image index -> file stem, may include a subfolder
     stored_labels: LabelSampler  # label values as stored on disk, before the dataset's encoding
+    palette: Optional[np.ndarray] = None  # (256, 3): labels are palette PNGs with it, as released (VOC)
 
 
 # --- the datasets -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """One benchmark dataset (its validation split)."""
+    """One benchmark dataset (its validation split).
+
+    Datasets may share files (``voc21``/``voc20``, ``pascal_context60``/``pascal_context59``,
+    ``coco_object``/``coco_stuff171``): the same archives and images, read with another encoding.
+    """
 
     name: str  # as configs, results and the history spell it
     label: str  # as papers print it
     split: str
     expected_images: int  # the published size of the split
     archives: Tuple[str, ...]  # keys of ARCHIVES, in the order preparation uses them
+    num_classes: int  # classes scored; the class-name file must have exactly this many lines
     synthetic: SyntheticSpec
     aliases: Tuple[str, ...] = ()
 
@@ -152,12 +170,6 @@ class DatasetInfo:
     @property
     def classnames(self) -> Path:
         return resources.classnames_file(self.name)
-
-    @property
-    def num_classes(self) -> int:
-        from .classnames import load_classnames
-
-        return load_classnames(self.classnames).num_classes
 
     def dataset_config(self) -> dict:
         """``test_dataloader.dataset`` of the base config, and its ``data_subdir``."""
@@ -186,22 +198,47 @@ def _with_ignore(values: Iterable[int]) -> List[int]:
     return list(values) + [255]
 
 
-#: The datasets in the order of the CLIP Surgery paper's Table 6 (ADE20K came with its later version).
+def _voc_stem(i: int) -> str:
+    return f"{2007 + i % 5}_{33 + 7 * i:06d}"
+
+
+_VOC_LABELS = blocks(_with_ignore(range(21)))  # 0 = background, 255 = boundaries and difficult objects
+_VOC = dict(image_size=(375, 500), stem=_voc_stem, stored_labels=_VOC_LABELS, palette=voc_palette())
+_CONTEXT = dict(image_size=(375, 500), stem=lambda i: f"2008_{2 + 3 * i:06d}",
+                stored_labels=blocks(range(0, 60)))  # 0 = background
+_COCO = dict(image_size=(480, 640), stem=lambda i: f"{139 + 146 * i:012d}")
+
+#: The datasets in the field's usual table order: the four with a background class scored, then
+#: VOC20, Context-59, COCO-Stuff, Cityscapes, ADE20K (ClearCLIP's and the later papers' order).
 CATALOG: Dict[str, DatasetInfo] = {d.name: d for d in (
+    DatasetInfo("voc21", "PASCAL VOC21", "val", 1449, ("VOCtrainval_11-May-2012.tar",), 21,
+                SyntheticSpec(**_VOC),
+                aliases=("voc", "voc2012", "pascal_voc", "pascal_voc21", "pascalvoc")),
+    DatasetInfo("pascal_context60", "PASCAL Context-60", "val", 5105,
+                ("VOCtrainval_03-May-2010.tar", "trainval.tar.gz"), 60,
+                SyntheticSpec(**_CONTEXT),
+                aliases=("context60", "pc60", "pascalcontext60")),
+    DatasetInfo("coco_object", "COCO-Object", "val2017", 5000,
+                ("val2017.zip", "stuffthingmaps_trainval2017.zip"), 81,
+                SyntheticSpec(**_COCO, stored_labels=blocks(range(81))),  # 0 = background, no ignore
+                aliases=("object", "cocoobject", "coco_obj")),
+    DatasetInfo("voc20", "PASCAL VOC20", "val", 1449, ("VOCtrainval_11-May-2012.tar",), 20,
+                SyntheticSpec(**_VOC),
+                aliases=("pascal_voc20", "pascalvoc20")),
     DatasetInfo("pascal_context59", "PASCAL Context-59", "val", 5105,
-                ("VOCtrainval_03-May-2010.tar", "trainval.tar.gz"),
-                SyntheticSpec((375, 500), lambda i: f"2008_{2 + 3 * i:06d}", blocks(range(0, 60))),  # 0 = background
+                ("VOCtrainval_03-May-2010.tar", "trainval.tar.gz"), 59,
+                SyntheticSpec(**_CONTEXT),
                 aliases=("context", "context59", "pascal_context", "pc59", "pascalcontext59")),
     DatasetInfo("coco_stuff171", "COCO-Stuff-171", "val2017", 5000,
-                ("val2017.zip", "stuffthingmaps_trainval2017.zip"),
-                SyntheticSpec((480, 640), lambda i: f"{139 + 146 * i:012d}", blocks(_with_ignore(range(171)))),
+                ("val2017.zip", "stuffthingmaps_trainval2017.zip"), 171,
+                SyntheticSpec(**_COCO, stored_labels=blocks(_with_ignore(range(171)))),
                 aliases=("coco_stuff", "cocostuff", "coco", "cocostuff171")),
     DatasetInfo("cityscapes", "Cityscapes", "val", 500,
-                ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip"),
+                ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip"), 19,
                 SyntheticSpec((512, 1024), _cityscapes_stem, blocks(_with_ignore(range(19)))),
                 aliases=("city",)),
     DatasetInfo("ade20k", "ADE20K-150", "validation", 2000,
-                ("ADEChallengeData2016.zip",),
+                ("ADEChallengeData2016.zip",), 150,
                 SyntheticSpec((512, 683), lambda i: f"ADE_val_{i + 1:08d}", blocks(range(0, 151))),  # 0 = other
                 aliases=("ade", "ade150", "ade20k150")),
 )}
@@ -228,6 +265,8 @@ def resolve(name: str, known: Optional[Iterable[str]] = None) -> str:
         return key
     aliases = {a: d.name for d in CATALOG.values() for a in d.aliases if d.name in known}
     for candidate in (key, key.replace("_", "")):
+        if candidate in known:  # "VOC-20" -> voc20
+            return candidate
         if candidate in aliases:
             return aliases[candidate]
     close = difflib.get_close_matches(key, known + list(aliases), n=1, cutoff=0.5)

@@ -4,9 +4,14 @@
   table of cityscapesScripts' ``labels.py``.
 * COCO-Stuff-171: stuffthingmap ids (0-based COCO ids 0..181, 255 unlabeled) -> 0..170, dropping the
   11 thing ids that have no annotations (mmseg's ``coco_stuff164k.py`` converter's table).
+* COCO-Object: the same stuffthingmaps -> 0 = background (every stuff id, and 255 unlabeled) and
+  1..80 for the 80 annotated thing ids in COCO id order (the table of the field's
+  ``convert_coco_object.py``).
 * PASCAL Context-59: the 459-class ``LabelMap`` -> 0 = background (every class outside the 59) and
   1..59 in mmseg's PascalContextDataset59 order.
-* ``reduce_zero_label`` (ADE20K, Context-59): stored 0 -> ignore, v -> v - 1.
+* PASCAL VOC 2012: ``SegmentationClass/*.png`` are palette PNGs whose stored index is the label
+  (0 = background, 1..20, 255 = boundary and difficult); no table, only the palette they carry.
+* ``reduce_zero_label`` (ADE20K, Context-59, VOC20): stored 0 -> ignore, v -> v - 1.
 """
 from __future__ import annotations
 
@@ -44,6 +49,20 @@ COCO_STUFF_ID_TO_TRAINID: Dict[int, int] = {
     cid: train for train, cid in enumerate(i for i in range(COCO_STUFF_NUM_IDS)
                                            if i not in COCO_STUFF_UNUSED_IDS)}
 
+# COCO-Object: 0 = background, then the 80 thing ids that have annotations, in COCO id order (label =
+# position + 1). Every stuff id and 255 (unlabeled) are background, as in the converter all published
+# COCO-Object numbers used (GroupViT's convert_coco_object.py, copied by SCLIP, ClearCLIP, NACLIP,
+# ProxyCLIP); the 11 unannotated thing ids never occur and become 255 (the converter would leave
+# their raw value, which aliases another class).
+COCO_THING_IDS = range(0, 91)  # 0-based ids of COCO's 91 thing categories (1..91 in COCO)
+COCO_OBJECT_THING_IDS: Tuple[int, ...] = tuple(i for i in COCO_THING_IDS if i not in COCO_STUFF_UNUSED_IDS)
+COCO_OBJECT_ID_TO_LABEL: Dict[int, int] = {
+    **{cid: 0 for cid in range(len(COCO_THING_IDS), COCO_STUFF_NUM_IDS)},  # stuff ids 91..181
+    **{cid: IGNORE for cid in COCO_STUFF_UNUSED_IDS},
+    **{cid: label for label, cid in enumerate(COCO_OBJECT_THING_IDS, start=1)},
+    IGNORE: 0,  # unlabeled
+}
+
 # The 59 PASCAL Context classes as (id in the 459-class labels.txt, name there), sorted by id. Their
 # position + 1 is the class value in SegmentationClassContext (0 = background). This is the order of
 # mmseg's PascalContextDataset59 (its converter's ``_mapping`` array, sorted) and of
@@ -75,6 +94,7 @@ def _lut(mapping: Mapping[int, int], size: int, default: int = _INVALID) -> np.n
 _CITYSCAPES_LUT = _lut({i: t for i, _, t in CITYSCAPES_LABELS}, 256)
 _COCO_STUFF_LUT = _lut({**{i: IGNORE for i in COCO_STUFF_UNUSED_IDS}, **COCO_STUFF_ID_TO_TRAINID,
                         IGNORE: IGNORE}, 256)
+_COCO_OBJECT_LUT = _lut(COCO_OBJECT_ID_TO_LABEL, 256)
 _CONTEXT_LUT = _lut(CONTEXT_FULL_TO_59, CONTEXT_NUM_FULL_CLASSES + 1, default=0)
 
 
@@ -103,9 +123,28 @@ def coco_stuff_train_ids(coco_ids: np.ndarray, what: str = "label map") -> np.nd
                      "COCO-Stuff stuffthingmap ids 0..181 or 255 (unlabeled)")
 
 
+def coco_object_labels(coco_ids: np.ndarray, what: str = "label map") -> np.ndarray:
+    """A COCO-Stuff stuffthingmap (uint8) as COCO-Object labels 0..80 (uint8)."""
+    return apply_lut(coco_ids, _COCO_OBJECT_LUT, what,
+                     "COCO-Stuff stuffthingmap ids 0..181 or 255 (unlabeled)")
+
+
 def context59_from_full(label_map: np.ndarray, what: str = "LabelMap") -> np.ndarray:
     return apply_lut(label_map, _CONTEXT_LUT, what, "PASCAL Context full-label ids 0..459")
 
+
+def voc_palette() -> np.ndarray:
+    """(256, 3) uint8: the palette the released VOC label PNGs carry (the devkit's colour map).
+
+    Index ``i`` gets the bits of ``i`` spread over R, G and B, most significant first: 0 black,
+    1 (128, 0, 0), ..., 255 (224, 224, 192). Only the index is the label; the colour is for viewing.
+    """
+    index = np.arange(256)
+    palette = np.zeros((256, 3), dtype=np.int64)
+    for bit in range(8):
+        for channel in range(3):
+            palette[:, channel] |= ((index >> (3 * bit + channel)) & 1) << (7 - bit)
+    return palette.astype(np.uint8)
 
 
 def encode_label(label: np.ndarray, reduce_zero_label: bool, ignore_index: int = 255) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Small synthetic datasets written in the exact on-disk layout and file naming of the real ones.
 
 For tests, benchmarks and offline smoke runs: random images with blocky label maps that use every
-encoding detail of each dataset (ADE's 0 = other, Context's 0 = background, 255 = ignore, ...).
-Folders and suffixes come from the dataset's config, the rest from its catalogue entry.
+encoding detail of each dataset (ADE's 0 = other, Context's 0 = background, 255 = ignore, VOC's
+palette PNGs, ...). Folders and suffixes come from the dataset's config, the rest from its catalogue
+entry. Datasets that read the same files (voc21/voc20, the two Contexts, and the COCO images of
+coco_stuff171/coco_object) overwrite each other's shared files: write them with the same image size.
 """
 from __future__ import annotations
 
@@ -30,9 +32,14 @@ def _save_image(image: np.ndarray, path: Path) -> None:
     picture.save(path, quality=92) if path.suffix == ".jpg" else picture.save(path)
 
 
-def _save_label(label: np.ndarray, path: Path) -> None:
+def _save_label(label: np.ndarray, path: Path, palette: Optional[np.ndarray] = None) -> None:
+    """An 8-bit PNG of the stored values: grey, or with ``palette`` (256, 3) a palette PNG whose
+    indices are the values (as VOC's label files are released)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(label, mode="L").save(path)
+    picture = Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8))
+    if palette is not None:
+        picture.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())  # L -> P, same indices
+    picture.save(path)
 
 
 def write_synthetic(dataset: str, data_root: Union[str, Path], num_images: int = 4,
@@ -64,7 +71,7 @@ def write_synthetic(dataset: str, data_root: Union[str, Path], num_images: int =
         stems.append(stem)
         label = spec.stored_labels(rng, shape)
         _save_image(_image(rng, shape, label), layout.image_path(stem))
-        _save_label(label, layout.label_path(stem))
+        _save_label(label, layout.label_path(stem), spec.palette)
         if info.name == "cityscapes":
             ids = np.zeros_like(label)  # 0 = unlabeled, mapped to 255
             for train_id, label_id in train_to_id.items():

@@ -6,9 +6,9 @@ Schema ``clip-surgery-seg/metrics/v1``::
     dataset:   name, type, data_root, num_images, expected_images, num_classes, limit
     summary:   aAcc, mIoU, mAcc (percent, two decimals)
     per_class: [{class, IoU, Acc, intersect, union, pred_area, label_area}, ...]
-    protocol:  name, short_side, max_long_side, crop_size, stride, and the model settings that
-               change the numbers: method (its dict, every default filled in), templates,
-               feature_surgery, similarity_normalize, precision
+    protocol:  name, short_side, max_long_side, crop_size, stride, prob_threshold, logit_scale, and
+               the model settings that change the numbers: method (its dict, every default filled
+               in), templates, feature_surgery, similarity_normalize, precision, background_index
     model:     name, pretrained, sha256, seed, quick_gelu
     config:    the full config; config_file; config_hash (sha256 of what determines the numbers)
     code:      version, git_commit, git_dirty
@@ -36,7 +36,8 @@ PREVIOUS_RESULTS_FILE = "previous_metrics.json"
 # model keys that change speed or caching, not the numbers
 RUNTIME_MODEL_KEYS = ("window_batch_size", "text_cache_dir")
 # model keys recorded as part of the protocol: they change the numbers
-PROTOCOL_MODEL_KEYS = ("method", "templates", "feature_surgery", "similarity_normalize", "precision")
+PROTOCOL_MODEL_KEYS = ("method", "templates", "feature_surgery", "similarity_normalize", "precision",
+                       "background_index")
 
 
 def jsonable(obj: Any) -> Any:

@@ -31,7 +31,9 @@ class CLIPSurgerySegmentor(BaseSegmentor):
 
     Per batch of images: resize to the test scale, slide ``crop_size`` windows with ``stride``
     (windows of all images batched, ``window_batch_size`` at a time), image tokens -> similarity to
-    every class -> bilinear upsample -> logit canvas -> original size -> max over synonyms -> argmax.
+    every class-name row -> bilinear upsample -> logit canvas -> original size -> the class of the best
+    row (a class scores the max over its synonyms), and, with ``prob_threshold``, low-confidence
+    pixels -> ``background_index`` (:meth:`labels_from_logits`).
 
     Args:
         clip: ``dict(name=..., pretrained=..., quick_gelu=None)`` for :func:`build_clip`.
@@ -46,7 +48,10 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         window_batch_size: windows per forward pass (halved on GPU out-of-memory), or ``"auto"``:
             from the free memory on a GPU, a fixed size on a CPU (``sliding.auto_batch_size``).
         similarity_normalize: ``none`` | ``minmax`` (per class over each window's tokens).
-        logit_scale, prob_threshold, background_index: optional background by low confidence.
+        background_index: the background class (a dataset that scores one), or None.
+        prob_threshold, logit_scale: a pixel whose top class probability (softmax over all rows of
+            ``logit_scale`` x logits; None: CLIP's own scale) is below ``prob_threshold`` becomes
+            ``background_index``; None: no threshold. Set by the protocol (docs/datasets.md).
         precision: ``fp32`` | ``fp16`` | ``bf16`` (autocast of the image encoder) | ``auto``
             (:data:`AUTO_PRECISION`: fp16 on a GPU, fp32 on a CPU; see ``compute_precision``).
         text_cache_dir: where text embeddings are cached (None: the user cache).
@@ -74,11 +79,18 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         if stride < 1 or crop_size < 1 or stride > crop_size:
             raise ConfigError(f"need 1 <= stride <= crop_size, got crop_size={crop_size}, stride={stride}")
         if prob_threshold is not None and background_index is None:
-            raise ConfigError("prob_threshold needs background_index (the class that low-confidence "
-                             "pixels become)")
+            raise ConfigError(f"prob_threshold={prob_threshold} needs a background class for low-confidence pixels: "
+                              "set model.background_index (its 0-based line in the class-name file), or "
+                              "protocol.prob_threshold=None for a dataset without background")
+        if prob_threshold is not None and not 0 <= prob_threshold <= 1:
+            raise ConfigError(f"prob_threshold={prob_threshold} is not a probability in [0, 1]")
 
         self.classes: ClassNames = (load_classnames(classnames) if isinstance(classnames, str)
                                     else ClassNames.from_lines(list(classnames)))
+        if background_index is not None and not 0 <= background_index < self.classes.num_classes:
+            source = classnames if isinstance(classnames, str) else "the class list"
+            raise ConfigError(f"background_index={background_index} is not a class of {source} "
+                              f"({self.classes.num_classes} classes); set it to the 0-based line of the background class")
         clip_cfg = dict(clip)
         clip_model, tokenizer = build_clip(**clip_cfg)
         self.surgery = SurgeryCLIP(clip_model, tokenizer, method=method)
@@ -195,17 +207,22 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         return canvases
 
     @torch.inference_mode()
+    def row_logits(self, inputs: List[torch.Tensor], ori_shapes: Sequence[Sequence[int]]) -> List[torch.Tensor]:
+        """Normalised (3, H, W) images -> per image (R, H0, W0) logits of every class-name row at the
+        original size (what :meth:`labels_from_logits` takes)."""
+        canvases = self._canvases(inputs, None)
+        return [resize_bilinear(canvas, tuple(shape[:2]))[0] for canvas, shape in zip(canvases, ori_shapes)]
+
+    @torch.inference_mode()
     def seg_logits(self, inputs: List[torch.Tensor], ori_shapes: Sequence[Sequence[int]]) -> List[torch.Tensor]:
         """Normalised (3, H, W) images -> per image (K, H0, W0) class logits at the original size."""
-        canvases = self._canvases(inputs, None)
-        return [self._max_over_synonyms(resize_bilinear(canvas, tuple(shape[:2]))[0])
-                for canvas, shape in zip(canvases, ori_shapes)]
+        return [self.class_logits(logits) for logits in self.row_logits(inputs, ori_shapes)]
 
     @torch.inference_mode()
     def seg_labels(self, inputs: List[torch.Tensor], ori_shapes: Sequence[Sequence[int]]) -> List[torch.Tensor]:
         """Normalised (3, H, W) images -> per image (H0, W0) int64 labels (what ``predict`` gives).
 
-        ``labels_from_logits(seg_logits(...))``, with the large per-image tensors (window maps,
+        ``labels_from_logits(row_logits(...))``, with the large per-image tensors (window maps,
         canvases, logits at the original size) in buffers kept from one call to the next on a CPU.
         """
         canvases = self._canvases(inputs, self._scratch)
@@ -215,22 +232,32 @@ class CLIPSurgerySegmentor(BaseSegmentor):
             out = self._scratch.get("logits", (1, canvas.shape[1], *size), canvas.dtype, canvas.device,
                                     channels_last=True)
             logits = resize_bilinear(canvas, size, out)[0]
-            labels.append(self.labels_from_logits(self._max_over_synonyms(logits)))
+            labels.append(self.labels_from_logits(logits))
         return labels
 
-    def _max_over_synonyms(self, logits: torch.Tensor) -> torch.Tensor:
+    def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """(R, ...) logits of the class-name rows -> (K, ...): each class the max over its rows."""
         if not self.classes.has_synonyms:
             return logits
         rows = torch.tensor(self.classes.row_class, device=logits.device)
         return torch.stack([logits[rows == k].amax(dim=0) for k in range(self.num_classes)])
 
     def labels_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """(K, H, W) logits -> (H, W) int64 labels, with the optional low-confidence background."""
-        pred = logits.argmax(dim=0)
+        """(R, H, W) logits of the class-name rows -> (H, W) int64 labels.
+
+        A pixel gets the class of its best row, i.e. the argmax of :meth:`class_logits` (rows are in
+        class order, so ties go to the lower class either way). With ``prob_threshold``, a pixel whose
+        top class probability is below it becomes ``background_index``. That probability is the one of
+        SCLIP, ClearCLIP, NACLIP and ProxyCLIP, whose thresholds the protocols use: softmax of
+        ``logit_scale`` x logits over all R rows (each synonym a row of its own), then a class's
+        probability is the max over its rows -- so the top class probability is the top row's.
+        """
+        rows = torch.tensor(self.classes.row_class, device=logits.device)
+        pred = rows[logits.argmax(dim=0)]
         if self.prob_threshold is not None:
             scale = self.logit_scale if self.logit_scale is not None else float(self.surgery.clip.logit_scale.exp())
-            prob = (logits * scale).softmax(dim=0).amax(dim=0)
-            pred[prob < self.prob_threshold] = self.background_index
+            top = (logits * scale).softmax(dim=0).amax(dim=0)
+            pred[top < self.prob_threshold] = self.background_index
         return pred
 
     # --- mmseg API ----------------------------------------------------------------------------
@@ -247,6 +274,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         return data_samples
 
     def encode_decode(self, inputs: List[torch.Tensor], batch_data_samples: list) -> List[torch.Tensor]:
+        """Per image (K, H0, W0) class logits (mmseg's meaning of seg logits)."""
         return self.seg_logits(inputs, [s.metainfo["ori_shape"] for s in batch_data_samples])
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -12,9 +12,8 @@ model = dict(
     classnames=None,                # class-name file, set by each dataset config
     window_batch_size='auto',       # windows per forward: 8 on CPU, from free memory on GPU (halved on OOM)
     similarity_normalize='none',    # 'none' | 'minmax'
-    logit_scale=None,               # with prob_threshold: softmax scale (None: CLIP's own)
-    prob_threshold=None,            # pixels below it -> background_index
-    background_index=None,
+    background_index=None,          # the background class, if any (set by voc21, pascal_context60, coco_object);
+                                    # the protocol's prob_threshold and logit_scale decide which pixels become it
     precision='auto',               # 'fp32' | 'fp16' | 'bf16' (autocast) | 'auto': fp16 on GPU, fp32 on CPU
     text_cache_dir=None,            # None: ~/.cache/clip_surgery_seg/text_embeddings
 )

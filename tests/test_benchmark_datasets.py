@@ -1,26 +1,26 @@
-"""The four extra datasets: COCO-Object labels, VOC palette PNGs, class-name files, low-confidence
-background.
+"""The datasets of the field's full table: catalogue vs class-name files and configs, COCO-Object
+labels, VOC palette PNGs, VOC20 and Context-60 encodings, and the background threshold.
 
-Oracles are re-stated here independently of the module under test: COCO's own 1-based category
-ids of the 80 annotated things, the VOC colour map generated bit by bit, and the peers'
-background rule written out in numpy.
+Oracles are re-stated here independently of the modules under test: COCO's own 1-based category
+ids of the 80 annotated things, the VOC colour map generated bit by bit, and the peers' background
+rule (SCLIP's ``postprocess_result``) written out in numpy.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from PIL import Image
 
-from clip_surgery_seg.errors import ConversionError
-from clip_surgery_seg.data_prep.extra_encodings import (COCO_OBJECT_ID_TO_LABEL, EXTRA_ENCODINGS,
-                                                        coco_object_labels, convert_coco_object_file)
+from clip_surgery_seg.data_prep.convert import convert_coco_object_file
+from clip_surgery_seg.datasets.catalog import CATALOG, DATASETS
 from clip_surgery_seg.datasets.classnames import load_classnames
-from clip_surgery_seg.datasets.encodings import encode_label
+from clip_surgery_seg.datasets.encodings import COCO_OBJECT_ID_TO_LABEL, coco_object_labels, encode_label, voc_palette
 from clip_surgery_seg.datasets.transforms import read_label
+from clip_surgery_seg.errors import ConfigError, ConversionError
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSNAMES = REPO / "configs" / "classnames"
@@ -52,19 +52,68 @@ def _first_names(dataset: str):
     return list(load_classnames(CLASSNAMES / f"{dataset}.txt").classes)
 
 
-def _expected_coco_object(value: int, unlabeled_as_background: bool = True) -> int:
+def _expected_coco_object(value: int) -> int:
     """Independent statement of the COCO-Object label of one stuffthingmap value."""
     coco_id = value + 1
     things = [cid for cid, _ in COCO_THINGS]
     if coco_id in things:
         return things.index(coco_id) + 1
-    if value in STUFF_VALUES:
+    if value in STUFF_VALUES or value == 255:  # stuff and unlabeled: background, as the field's converter
         return 0
     if coco_id in COCO_UNANNOTATED:
         return 255
-    if value == 255:
-        return 0 if unlabeled_as_background else 255
     raise KeyError(value)
+
+
+def _config(name: str) -> Config:
+    return Config.fromfile(str(REPO / "configs" / f"{name}.py"))
+
+
+BACKGROUND = ("voc21", "pascal_context60", "coco_object")
+
+
+# --------------------------------------------------------------------------- catalogue and configs
+
+def test_the_catalogue_is_in_the_fields_table_order():
+    assert DATASETS == ("voc21", "pascal_context60", "coco_object", "voc20", "pascal_context59",
+                        "coco_stuff171", "cityscapes", "ade20k")
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_each_dataset_has_its_class_count_configs_and_protocols(name):
+    info = CATALOG[name]
+    names = load_classnames(info.classnames)
+    assert names.num_classes == info.num_classes
+    cfg = _config(name)
+    assert cfg.dataset_name == name and cfg.model.classnames.endswith(f"classnames/{name}.txt")
+    for protocol in ("sclip", "clearclip"):
+        settings = Config.fromfile(str(REPO / "configs" / "_base_" / "protocols" / protocol / f"{name}.py")).protocol
+        assert settings["name"] == protocol
+        # a threshold exactly where the dataset scores a background class, always with its scale
+        assert (settings["prob_threshold"] is not None) == (name in BACKGROUND)
+        assert (settings["logit_scale"] is not None) == (name in BACKGROUND)
+        if name in BACKGROUND:
+            assert 0 < settings["prob_threshold"] < 1 and settings["logit_scale"] > 0
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_background_is_the_first_line_where_the_config_scores_one(name):
+    names = load_classnames(CATALOG[name].classnames)
+    background_index = _config(name).model.background_index
+    if name in BACKGROUND:
+        assert background_index == 0 and names.classes[0] == "background"
+        rows = [r for r, k in zip(names.rows, names.row_class) if k == 0]
+        assert len(rows) > 1 or name == "pascal_context60"  # synonyms, except where they would be classes
+    else:
+        assert background_index is None and "background" not in names.rows
+
+
+def test_shared_files_are_read_through_one_layout():
+    for a, b in (("voc21", "voc20"), ("pascal_context60", "pascal_context59"), ("coco_object", "coco_stuff171")):
+        la, lb = CATALOG[a].layout("data"), CATALOG[b].layout("data")
+        assert la.img_dir == lb.img_dir and la.img_suffix == lb.img_suffix
+        assert CATALOG[a].archives == CATALOG[b].archives and CATALOG[a].expected_images == CATALOG[b].expected_images
+    assert CATALOG["voc21"].layout("data").seg_dir == CATALOG["voc20"].layout("data").seg_dir
 
 
 # --------------------------------------------------------------------------- COCO-Object
@@ -75,13 +124,14 @@ def test_the_oracle_covers_every_stuffthingmap_value_once():
     assert sorted(COCO_OBJECT_ID_TO_LABEL) == list(range(182)) + [255]
 
 
-@pytest.mark.parametrize("unlabeled_as_background", [True, False])
-def test_coco_object_labels_of_every_value(unlabeled_as_background):
-    values = np.array(list(range(182)) + [255], dtype=np.uint8).reshape(1, -1)
-    got = coco_object_labels(np.tile(values, (3, 1)), unlabeled_as_background=unlabeled_as_background)
-    assert got.dtype == np.uint8 and got.shape == (3, 183)
-    expected = [_expected_coco_object(int(v), unlabeled_as_background) for v in values[0]]
-    assert got[0].tolist() == expected and (got == got[0]).all()
+@pytest.mark.parametrize("shape", [(1, 183), (3, 183), (183, 2)])
+def test_coco_object_labels_of_every_value(shape):
+    values = np.array(list(range(182)) + [255], dtype=np.uint8)
+    grid = np.resize(np.random.default_rng(shape[0]).permutation(values), shape)
+    got = coco_object_labels(grid)
+    assert got.dtype == np.uint8 and got.shape == shape
+    expected = np.vectorize(_expected_coco_object)(grid)
+    assert np.array_equal(got, expected)
 
 
 def test_every_stuff_id_is_background_and_every_thing_its_index():
@@ -136,10 +186,15 @@ def _voc_colormap(n: int = 256) -> np.ndarray:
     return cmap
 
 
-def test_a_voc_palette_png_decodes_to_class_indices_not_colours(tmp_path):
+def test_the_voc_palette_is_the_devkit_colour_map():
     cmap = _voc_colormap()
     assert cmap[0].tolist() == [0, 0, 0] and cmap[1].tolist() == [128, 0, 0]
     assert cmap[15].tolist() == [192, 128, 128] and cmap[255].tolist() == [224, 224, 192]
+    assert np.array_equal(voc_palette(), cmap)
+
+
+def test_a_voc_palette_png_decodes_to_class_indices_not_colours(tmp_path):
+    cmap = _voc_colormap()
     indices = np.array([list(range(0, 11)) + [255], list(range(11, 21)) + [255, 0]], dtype=np.uint8)
     path = tmp_path / "2007_000033.png"
     image = Image.frombytes("P", indices.shape[::-1], indices.tobytes())
@@ -155,13 +210,27 @@ def test_a_voc_palette_png_decodes_to_class_indices_not_colours(tmp_path):
     assert np.array_equal(label, indices)          # ...and its stored indices are the labels
 
 
+def test_synthetic_voc_labels_are_palette_pngs_like_the_released_ones(tmp_path):
+    from clip_surgery_seg.datasets.synthetic import write_synthetic
+
+    folder = write_synthetic("voc21", tmp_path, num_images=2, image_size=(30, 40))
+    for png in sorted((folder / "SegmentationClass").glob("*.png")):
+        with Image.open(png) as image:
+            assert image.mode == "P"
+            palette = np.asarray(image.getpalette(), dtype=np.uint8).reshape(-1, 3)
+            indices = np.asarray(image)
+        assert np.array_equal(palette[:256], _voc_colormap())
+        assert np.array_equal(read_label(str(png)), indices) and set(np.unique(indices)) <= set(range(21)) | {255}
+
+
 def test_voc20_reads_the_voc21_files_with_background_ignored():
     voc21 = np.array([[0, 1, 15, 20, 255]], dtype=np.uint8)
     expected_voc20 = [[255, 0, 14, 19, 255]]  # background and boundary ignored, classes shift by one
-    assert EXTRA_ENCODINGS["voc21"].reduce_zero_label is False
-    assert encode_label(voc21, EXTRA_ENCODINGS["voc21"].reduce_zero_label).tolist() == voc21.tolist()
-    assert EXTRA_ENCODINGS["voc20"].reduce_zero_label is True
-    assert encode_label(voc21, EXTRA_ENCODINGS["voc20"].reduce_zero_label).tolist() == expected_voc20
+    reduce21 = _config("voc21").test_dataloader.dataset.reduce_zero_label
+    reduce20 = _config("voc20").test_dataloader.dataset.reduce_zero_label
+    assert reduce21 is False and reduce20 is True
+    assert encode_label(voc21, reduce21).tolist() == voc21.tolist()
+    assert encode_label(voc21, reduce20).tolist() == expected_voc20
 
 
 def test_voc_classnames_in_label_order():
@@ -181,64 +250,8 @@ def test_context60_is_background_then_the_context59_rows():
     lines59 = (CLASSNAMES / "pascal_context59.txt").read_text().splitlines()
     assert lines60[0] == "background"
     assert lines60[1:] == lines59
-    assert EXTRA_ENCODINGS["pascal_context60"].reduce_zero_label is False  # PNG 0 is class 0
-
-
-# --------------------------------------------------------------------------- catalogue facts
-
-@pytest.mark.parametrize("name", sorted(EXTRA_ENCODINGS))
-def test_each_encoding_matches_its_classname_file(name):
-    encoding = EXTRA_ENCODINGS[name]
-    names = load_classnames(CLASSNAMES / f"{name}.txt")
-    assert names.num_classes == encoding.num_classes
-    if encoding.background_index is not None:
-        assert names.classes[encoding.background_index] == "background"
-    else:
-        assert "background" not in names.rows
-
-
-# --------------------------------------------------------------------------- low-confidence background
-
-def _labels_from_logits(logits: torch.Tensor, logit_scale, prob_threshold, background_index):
-    from clip_surgery_seg.segmentors.segmentor import CLIPSurgerySegmentor
-
-    fake = SimpleNamespace(logit_scale=logit_scale, prob_threshold=prob_threshold,
-                           background_index=background_index)
-    return CLIPSurgerySegmentor.labels_from_logits(fake, logits)
-
-
-def _peer_rule(logits: np.ndarray, logit_scale: float, prob_thd: float) -> np.ndarray:
-    """The peers' rule (one row per class): softmax(scale * logits) over classes, argmax, and
-    pixels whose top probability is below the threshold become class 0."""
-    z = logits * logit_scale
-    p = np.exp(z - z.max(axis=0))
-    p /= p.sum(axis=0)
-    pred = p.argmax(axis=0)
-    pred[p.max(axis=0) < prob_thd] = 0
-    return pred
-
-
-def test_low_confidence_pixels_become_background_on_a_hand_made_map():
-    # 3 classes (0 = background) on a 2x3 map: a confident class-2 pixel, a near tie, a clear
-    # background, ... Probabilities at scale 10 are checked by hand below.
-    logits = torch.tensor([
-        [[0.10, 0.20, 0.30], [0.20, 0.20, 0.00]],   # background
-        [[0.10, 0.25, 0.10], [0.21, 0.50, 0.00]],   # class 1
-        [[0.40, 0.24, 0.10], [0.20, 0.10, 0.00]],   # class 2
-    ])
-    no_threshold = _labels_from_logits(logits, 10.0, None, None)
-    assert no_threshold.tolist() == [[2, 1, 0], [1, 1, 0]]
-
-    labels = _labels_from_logits(logits, 10.0, 0.5, 0)
-    # (0,0): p = softmax(1, 1, 4) -> 0.91 kept; (0,1): softmax(2, 2.5, 2.4) top 0.38 -> background;
-    # (1,0): softmax(2, 2.1, 2) top 0.36 -> background; (1,1): softmax(2, 5, 1) top 0.94 kept;
-    # (1,2): all equal, top 1/3 -> background (and argmax already 0).
-    assert labels.tolist() == [[2, 0, 0], [0, 1, 0]]
-    assert labels.tolist() == _peer_rule(logits.numpy(), 10.0, 0.5).tolist()
-
-    # a larger scale sharpens the softmax, so the same threshold keeps more pixels
-    sharp = _labels_from_logits(logits, 100.0, 0.5, 0)
-    assert sharp.tolist() == [[2, 1, 0], [1, 1, 0]] == _peer_rule(logits.numpy(), 100.0, 0.5).tolist()
-
-    # threshold 0 never changes the argmax
-    assert _labels_from_logits(logits, 10.0, 0.0, 0).tolist() == no_threshold.tolist()
+    context = np.array([[0, 1, 59]], dtype=np.uint8)
+    assert _config("pascal_context60").test_dataloader.dataset.reduce_zero_label is False  # PNG 0 is class 0
+    assert encode_label(context, False).tolist() == [[0, 1, 59]]
+    assert encode_label(context, _config("pascal_context59").test_dataloader.dataset.reduce_zero_label).tolist() \
+        == [[255, 0, 58]]

@@ -1,0 +1,17 @@
+# COCO-Object, val2017 (5000 images). *_instanceTrainIds.png, made from the COCO-Stuff maps:
+# 0 = background (every stuff class and unlabeled pixels), 1..80 = the 80 thing classes; no ignore.
+_base_ = ['./pipeline.py']
+dataset_name = 'coco_object'
+data_subdir = 'coco_stuff164k'
+test_dataloader = dict(
+    batch_size=4,      # images per forward pass (their windows are batched together)
+    num_workers=4,     # decoding in worker processes, overlapping the model
+    dataset=dict(
+        type='COCOObjectDataset',
+        data_root='data/' + data_subdir,
+        data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
+        img_suffix='.jpg',
+        seg_map_suffix='_instanceTrainIds.png',
+        reduce_zero_label=False,
+        test_mode=True,
+        pipeline={{_base_.test_pipeline}}))

@@ -1,0 +1,18 @@
+# PASCAL VOC 2012 with background (VOC21), val (1449 images). Palette PNGs read as their indices:
+# 0 = background (a class), 1..20 = the 20 classes, 255 = boundary/difficult -> ignore.
+_base_ = ['./pipeline.py']
+dataset_name = 'voc21'
+data_subdir = 'VOCdevkit/VOC2012'
+test_dataloader = dict(
+    batch_size=4,      # images per forward pass (their windows are batched together)
+    num_workers=4,     # decoding in worker processes, overlapping the model
+    dataset=dict(
+        type='PascalVOCDataset',
+        data_root='data/' + data_subdir,
+        data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
+        ann_file='ImageSets/Segmentation/val.txt',
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=False,
+        test_mode=True,
+        pipeline={{_base_.test_pipeline}}))

@@ -1,0 +1,6 @@
+# CLIP Surgery, ViT-B/16 (OpenAI weights), on pascal_context60, under the default protocol (sclip).
+_base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/pascal_context60.py',
+          './_base_/protocols/sclip/pascal_context60.py']
+# Class 0, the class-name file's first line, is background: scored like any class, and the class
+# that pixels below the protocol's prob_threshold become (docs/datasets.md, "Background").
+model = dict(classnames='{{fileDirname}}/classnames/pascal_context60.txt', background_index=0)
