@@ -452,3 +452,10 @@ def test_cfg_options_keep_spaces_and_config_is_an_option_too(run_eval, tmp_path,
     logs = list((tmp_path / "w" / "logs").glob("*.log"))
     assert len(logs) == 1 and "tools/eval.py --config" in logs[0].read_text()
     assert results["environment"]["num_workers"] <= (os.cpu_count() or 1)
+
+
+def test_a_class_name_file_of_another_dataset_is_refused(run_eval, tmp_path, synthetic_root):
+    ade_names = REPO / "configs" / "classnames" / "ade20k.txt"
+    _fails(run_eval, eval_args("cityscapes", synthetic_root, tmp_path / "w", options=[f"model.classnames={ade_names}"]),
+           f"class-name file {ade_names} has 150 classes, the cityscapes dataset has 19",
+           "configs/classnames/cityscapes.txt")

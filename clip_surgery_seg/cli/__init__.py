@@ -8,13 +8,14 @@ its traceback. ``--debug`` (or ``CLIP_SURGERY_SEG_DEBUG=1``) shows the traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from ..errors import UserError
 
@@ -67,19 +68,23 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(quiet: bool, log_file: Optional[Path] = None) -> None:
-    """The harness's notes on stderr (warnings only with ``quiet``), and all of them in ``log_file``."""
+@contextlib.contextmanager
+def console_logging(quiet: bool) -> Iterator[None]:
+    """While a tool runs: the harness's notes on stderr (warnings only with ``quiet``). Removed
+    afterwards, so that a tool called as a function leaves no handler behind."""
     logger = logging.getLogger("clip_surgery_seg")
-    logger.setLevel(logging.INFO)
-    console = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
-    if console is None:
-        console = _StderrHandler()
-        console.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(console)
+    console = _StderrHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
     console.setLevel(logging.WARNING if quiet else logging.INFO)
-    if log_file is not None:
-        add_log_file(log_file)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(console)
     warnings.filterwarnings("ignore", module="mmengine")
+    try:
+        yield
+    finally:
+        logger.removeHandler(console)
+        logger.setLevel(level)
 
 
 def add_log_file(path: Path) -> logging.Handler:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, add_log_file, run, setup_logging
+from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, add_log_file, run, console_logging
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -73,8 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if bool(args.config) == bool(args.config_option):
         parser.error("give the config once: CONFIG or --config CONFIG")
-    setup_logging(args.quiet)
-    return run(lambda: _evaluate(args, argv), args, EXIT_FAILED)
+    with console_logging(args.quiet):
+        return run(lambda: _evaluate(args, argv), args, EXIT_FAILED)
 
 
 def _evaluate(args: argparse.Namespace, argv: List[str]) -> int:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_DATA, EXIT_OK, EXIT_USAGE, add_debug_flag, run, setup_logging
+from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_DATA, EXIT_OK, EXIT_USAGE, add_debug_flag, run, console_logging
 
 EXIT_CODES = {"ran": EXIT_OK, "missing_data": EXIT_MISSING_DATA, "failed": EXIT_FAILED}
 
@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.quiet)
-    return run(lambda: _reproduce(args), args, EXIT_USAGE)
+    with console_logging(args.quiet):
+        return run(lambda: _reproduce(args), args, EXIT_USAGE)
 
 
 def _reproduce(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import torch
 from mmengine.config import Config
 
 from .. import registry  # noqa: F401  (components registered)
+from ..datasets import catalog
 from ..datasets.classnames import ClassNames, load_classnames
 from ..errors import BadSampleError, ConfigError, NumericalError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
@@ -86,6 +87,7 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
 
 def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, start: float) -> Dict[str, Any]:
     classes = load_classnames(cfg.model.classnames)
+    check_class_count(cfg, classes)
     images = list_images(cfg, opts.skip_bad, opts.limit, procs.rank)
     fingerprint = run_fingerprint(cfg, classes, images, procs)
     journal, previous = open_progress(work_dir, fingerprint, opts.resume, procs)
@@ -160,6 +162,15 @@ def prepare_config(opts: EvalOptions) -> Config:
     check_component(dataset, DATASETS, "dataset", opts.config)
     check_component(cfg.get("test_evaluator", dict(type="SegConfusionMetric")), METRICS, "evaluator", opts.config)
     return cfg
+
+
+def check_class_count(cfg: Config, classes: ClassNames) -> None:
+    """A catalogue dataset's class-name file must have one line per class of the dataset."""
+    info = catalog.CATALOG.get(cfg.dataset_name)
+    if info is not None and classes.num_classes != info.num_classes:
+        raise ConfigError(f"class-name file {cfg.model.classnames} has {classes.num_classes} classes, the "
+                          f"{info.name} dataset has {info.num_classes}; set model.classnames to a file with one "
+                          f"line per class in label order (e.g. configs/classnames/{info.name}.txt)")
 
 
 def check_outputs(work_dir: Path, save_preds: Optional[str]) -> None:
