@@ -6,7 +6,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import ConfigError, MismatchError
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_debug_flag, report_error, debugging, run
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_debug_flag, setup_logging, report_error, debugging, run
 from .report import SELECTION_HELP
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging(quiet=True)  # warnings (e.g. damaged history rows) on stderr
 
     def body() -> int:
         from ..reporting.compare import compare_records, format_comparison, pair_records

@@ -6,7 +6,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import ConfigError
-from . import EXIT_OK, EXIT_USAGE, add_debug_flag, positive_int, run
+from . import EXIT_OK, EXIT_USAGE, add_debug_flag, setup_logging, positive_int, run
 
 HISTORY_VIEW = ("time", "dataset", "protocol", "mIoU", "aAcc", "mAcc", "num_images", "model", "pretrained",
                 "code_version", "config_hash", "wall_s")
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging(quiet=True)  # warnings (e.g. damaged history rows) on stderr
 
     def body() -> int:
         from ..datasets.catalog import PAPER_ORDER, resolve_many

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import EXIT_OK, EXIT_USAGE, add_debug_flag, run, write_or_print
+from . import EXIT_OK, EXIT_USAGE, add_debug_flag, setup_logging, run, write_or_print
 
 SELECTION_HELP = ("a metrics.json, a work dir holding one, a reproduce run folder, or a history selection "
                   "PATH.csv[:DATASET,KEY=VALUE...][@latest|@-N|@COMMIT], e.g. results/history.csv:ade20k@-2")
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging(quiet=True)  # warnings (e.g. damaged history rows) on stderr
 
     def body() -> int:
         from ..reporting.paper import load_paper, paper_table, sources_note, to_csv, to_markdown

@@ -1,0 +1,106 @@
+"""Never a silent wrong number: damaged or hostile input at the edges of history, comparisons, the
+text cache, data listing, preparation and weights. Each test is one case of the issue; it failed on
+the code before its fix."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from clip_surgery_seg.cli.compare import main as compare_main
+from clip_surgery_seg.cli.history import main as history_main
+from clip_surgery_seg.cli.report import main as report_main
+from clip_surgery_seg.reporting.history import HISTORY_COLUMNS, append_history, history_row
+from test_report import fake_results, write_results
+
+NAN = float("nan")
+
+
+def _cli(capsys, main, *args):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --------------------------------------------------------------------------- 1. damaged history rows
+
+def _good_history(tmp_path: Path) -> Path:
+    """Two good ade20k rows: 34.0 then 35.0 (the baseline a comparison must find)."""
+    path = tmp_path / "history.csv"
+    for day, miou in ((1, 34.0), (2, 35.0)):
+        append_history(path, fake_results(miou=miou, created=f"2025-01-0{day}T00:00:00+00:00"))
+    return path
+
+
+def _row_text(**change) -> str:
+    """One history line of a good ade20k row, with some cells changed."""
+    row = history_row(fake_results())
+    row.update(change)
+    buffer = io.StringIO()
+    csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n").writerow(row)
+    return buffer.getvalue()
+
+
+def test_a_history_row_cut_after_a_few_fields_is_never_the_baseline(tmp_path, capsys):
+    history = _good_history(tmp_path)
+    with open(history, "a") as handle:  # a later row cut off mid-write: '25.31' became '2'
+        handle.write("2025-01-03T00:00:00+00:00,ade20k,sclip,2\n")
+    new = write_results(tmp_path / "new", miou=25.0, created="2025-01-09T00:00:00+00:00")
+    code, out, err = _cli(capsys, compare_main, new, history)
+    assert code == 1, out + err  # the 10-point drop from 35.0 is found
+    assert "REGRESSION ade20k: mIoU -10.00" in out
+    assert f"{history} line 4: damaged row (4 of {len(HISTORY_COLUMNS)} fields)" in err
+    assert "ignored (never a baseline)" in err
+
+
+def test_a_history_row_with_an_unparseable_time_is_not_the_latest(tmp_path, capsys):
+    history = _good_history(tmp_path)
+    with open(history, "a") as handle:
+        handle.write(_row_text(time="2025-13-45T99:00:00", mIoU=20.0))
+    new = write_results(tmp_path / "new", miou=25.0, created="2025-01-09T00:00:00+00:00")
+    code, out, err = _cli(capsys, compare_main, new, history)
+    assert code == 1 and "REGRESSION ade20k: mIoU -10.00" in out
+    assert f"{history} line 4: damaged row (time '2025-13-45T99:00:00' is not an ISO 8601 time)" in err
+    # the history tool and the report leave it out too, and say so
+    code, out, err = _cli(capsys, history_main, "--history", history)
+    assert code == 0 and len(out.splitlines()) == 3 and "line 4: damaged row" in err
+    code, out, err = _cli(capsys, report_main, history)
+    ade = next(line for line in out.splitlines() if line.startswith("| ADE20K"))
+    assert code == 0 and ade.split("|")[2].strip() == "35.00" and "line 4: damaged row" in err
+
+
+def test_invalid_per_class_json_in_the_history_is_bad_input_not_a_regression(tmp_path, capsys):
+    history = tmp_path / "history.csv"
+    history.write_text(",".join(HISTORY_COLUMNS) + "\n" + _row_text(per_class_iou='{"wall": 40.0, "flo'))
+    new = write_results(tmp_path / "new", miou=25.0, created="2025-01-09T00:00:00+00:00")
+    code, out, err = _cli(capsys, compare_main, new, history)
+    assert code == 2, out + err  # 1 would say "regression"
+    assert f"{history} line 2: damaged row (per_class_iou is not a JSON object of numbers" in err
+    assert err.strip().splitlines()[-1].startswith("error: no history row matches")
+    code, _, err = _cli(capsys, report_main, history)
+    assert code == 2 and "line 2: damaged row" in err and "Traceback" not in err
+    # a good row after it is used as usual
+    with open(history, "a") as handle:
+        handle.write(_row_text(mIoU=25.0, time="2025-01-05T00:00:00+00:00"))
+    assert _cli(capsys, compare_main, new, history)[0] == 0
+
+
+# --------------------------------------------------------------------------- 2. NaN in comparisons
+
+@pytest.mark.parametrize("new_miou, base_miou, code, line", [
+    (NAN, 30.0, 1, "REGRESSION ade20k: mIoU is nan (not a number)"),
+    (NAN, NAN, 1, "REGRESSION ade20k: mIoU is nan (not a number)"),
+    (30.0, NAN, 2, "the baseline's mIoU is nan (not a number)"),
+    (float("inf"), 30.0, 1, "REGRESSION ade20k: mIoU is inf (not a number)"),
+])
+def test_a_non_finite_miou_is_never_a_pass(tmp_path, capsys, new_miou, base_miou, code, line):
+    base = write_results(tmp_path / "base", miou=base_miou)
+    new = write_results(tmp_path / "new", miou=new_miou)
+    got, out, err = _cli(capsys, compare_main, new, base)
+    assert got == code, out + err
+    assert line in (out if code == 1 else err)
+    assert "OK: no regression" not in out
