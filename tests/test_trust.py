@@ -9,7 +9,9 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from clip_surgery_seg.cli.compare import main as compare_main
 from clip_surgery_seg.cli.history import main as history_main
@@ -104,3 +106,41 @@ def test_a_non_finite_miou_is_never_a_pass(tmp_path, capsys, new_miou, base_miou
     assert got == code, out + err
     assert line in (out if code == 1 else err)
     assert "OK: no regression" not in out
+
+
+# --------------------------------------------------------------------------- 3. text-embedding cache
+
+def test_a_damaged_text_embedding_cache_entry_is_recomputed(tiny_vit, tmp_path, caplog):
+    from clip_surgery_seg.models import SurgeryCLIP
+    from clip_surgery_seg.segmentors.text_embeddings import cached_text_embeddings
+
+    model = SurgeryCLIP(*tiny_vit, method="vanilla")
+    rows, cache = ["road", "sky", "car"], tmp_path / "cache"
+    first = cached_text_embeddings(model, rows, ["a photo of a {}."], "tiny:test", cache)
+    (entry,) = cache.iterdir()
+    # change one stored number in place: the zip container stays intact, only the tensor's bytes differ
+    data = bytearray(entry.read_bytes())
+    stored = first.contiguous().numpy().tobytes()
+    at = bytes(data).index(stored[:64])
+    data[at:at + 4] = np.float32(123.0).tobytes()
+    entry.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="clip_surgery_seg"):
+        again = cached_text_embeddings(model, rows, ["a photo of a {}."], "tiny:test", cache)
+    assert torch.equal(again, first)  # recomputed, not read back damaged
+    assert f"text-embedding cache entry {entry} is damaged (its digest does not match); recomputing" in caplog.text
+    # ... and the rewritten entry is good again
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="clip_surgery_seg"):
+        assert torch.equal(cached_text_embeddings(model, rows, ["a photo of a {}."], "tiny:test", cache), first)
+    assert "damaged" not in caplog.text
+
+
+# --------------------------------------------------------------------------- 4. class names with a BOM
+
+def test_a_class_name_file_with_a_bom_reads_the_first_name_clean(tmp_path):
+    from clip_surgery_seg.datasets.classnames import load_classnames
+
+    path = tmp_path / "classes.txt"
+    path.write_bytes("road, street\r\nsky\r\n".encode("utf-8-sig"))  # as Windows Notepad saves it
+    names = load_classnames(path)
+    assert names.classes == ("road", "sky") and names.rows == ("road", "street", "sky")
