@@ -144,3 +144,74 @@ def test_a_class_name_file_with_a_bom_reads_the_first_name_clean(tmp_path):
     path.write_bytes("road, street\r\nsky\r\n".encode("utf-8-sig"))  # as Windows Notepad saves it
     names = load_classnames(path)
     assert names.classes == ("road", "sky") and names.rows == ("road", "street", "sky")
+
+
+# --------------------------------------------------------------------------- 5. 16-bit grey images
+
+def test_a_16_bit_grey_image_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
+    from PIL import Image
+
+    from clip_surgery_seg.datasets.transforms import read_image_rgb
+    from clip_surgery_seg.errors import BadSampleError
+
+    rng = np.random.default_rng(0)
+    for shape in ((5, 7), (16, 3)):
+        grey16 = rng.integers(0, 65536, size=shape, dtype=np.uint16)
+        path = tmp_path / f"grey16_{shape[0]}.png"
+        Image.fromarray(grey16).save(path)
+        assert Image.open(path).mode.startswith("I;16")
+        rgb = read_image_rgb(str(path))
+        # the high byte, as Pillow reads a 16-bit RGB file; the same image saved as 8-bit reads the same
+        expected = np.stack([(grey16 // 256).astype(np.uint8)] * 3, axis=-1)
+        assert rgb.dtype == np.uint8 and rgb.shape == (*shape, 3) and np.array_equal(rgb, expected)
+        Image.fromarray(expected[..., 0]).save(tmp_path / "grey8.png")
+        assert np.array_equal(read_image_rgb(str(tmp_path / "grey8.png")), rgb)
+    # 32-bit integer or float pixels have no 8-bit range to read them by: refused, not guessed
+    Image.fromarray(rng.random((4, 4), dtype=np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(BadSampleError, match=r"float\.tiff: image mode F \(32-bit float pixels\) has no 8-bit "
+                                             r"range; save it as an 8-bit RGB image"):
+        read_image_rgb(str(tmp_path / "float.tiff"))
+
+
+# --------------------------------------------------------------------------- 10. decompression bombs
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels (and holds almost none): what Pillow refuses."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def ade_split(tmp_path) -> Path:
+    from clip_surgery_seg.datasets.synthetic import write_synthetic
+
+    write_synthetic("ade20k", tmp_path / "data", num_images=3, image_size=(24, 32))
+    return tmp_path / "data"
+
+
+def _ade(root: Path, kind: str, k: int) -> Path:
+    folder, suffix = {"image": ("images", ".jpg"), "label": ("annotations", ".png")}[kind]
+    return root / "ADEChallengeData2016" / folder / "validation" / f"ADE_val_{k:08d}{suffix}"
+
+
+def test_a_decompression_bomb_image_is_a_bad_file_in_check_data_and_in_evaluation(ade_split, capsys, run_eval,
+                                                                                 tmp_path):
+    from clip_surgery_seg.cli.check_data import main as check_main
+    from conftest import eval_args
+
+    bomb = _ade(ade_split, "image", 2)
+    bomb.write_bytes(_png_header_only(20000, 20000))
+    code, out, err = _cli(capsys, check_main, "ade20k", "--root", ade_split, "--expected-images", 3, "--workers", 1)
+    assert code == 1 and "Traceback" not in err, out + err
+    assert "  bad file: 1" in out
+    assert f"{bomb}: image of 400000000 pixels is over Pillow's decompression-bomb limit" in out
+    code, _, err = run_eval(eval_args("ade20k", ade_split, tmp_path / "w"))
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith(f"error: {bomb}: image of 400000000 pixels is over Pillow's "
+                                                   "decompression-bomb limit")
