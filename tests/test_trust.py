@@ -215,3 +215,93 @@ def test_a_decompression_bomb_image_is_a_bad_file_in_check_data_and_in_evaluatio
     assert code == 1
     assert err.strip().splitlines()[-1].startswith(f"error: {bomb}: image of 400000000 pixels is over Pillow's "
                                                    "decompression-bomb limit")
+
+
+# --------------------------------------------------------------------------- 6. zip bombs
+
+def _zip_bytes(members, compression=None) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression or zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _tar_gz_bytes(members) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+ZEROS = bytes(64 << 20)  # 64 MiB that deflate to ~64 KB: a ratio of ~1000
+
+
+@pytest.mark.parametrize("name, build, message", [
+    ("one.zip", lambda: _zip_bytes({"ok.txt": b"fine", "x/big.bin": ZEROS}),
+     r"member 'x/big\.bin' expands to 64\.0 MiB, \d+ times its compressed size \(the limit is 200\)"),
+    ("many.zip", lambda: _zip_bytes({"ok.txt": b"fine", **{f"x/{i:02d}.bin": ZEROS[:4 << 20] for i in range(16)}}),
+     r"the members up to 'x/\d+\.bin' expand to \d+\.\d MiB, \d+ times the archive's size \(the limit is 200\)"),
+    ("one.tar.gz", lambda: _tar_gz_bytes({"ok.txt": b"fine", "x/big.bin": ZEROS}),
+     r"the members up to 'x/big\.bin' expand to 64\.0 MiB, \d+ times the archive's size \(the limit is 200\)"),
+])
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path, name, build, message):
+    from clip_surgery_seg.data_prep.archives import extract
+    from clip_surgery_seg.errors import UnsafeArchiveError
+
+    archive = tmp_path / name
+    archive.write_bytes(build())
+    with pytest.raises(UnsafeArchiveError, match=message) as err:
+        extract(archive, tmp_path / "out")
+    assert str(err.value).startswith(f"{archive}: ") and "\n" not in str(err.value)
+    assert "delete it and download it again" in str(err.value)
+    assert not (tmp_path / "out").exists()  # refused before the first file, 'ok.txt' included
+
+
+def test_archive_size_limits_apply_per_member_and_in_total(tmp_path):
+    from clip_surgery_seg.data_prep.archives import ExtractLimits, extract
+    from clip_surgery_seg.errors import UnsafeArchiveError
+
+    rng = np.random.default_rng(0)  # random bytes: no compression ratio to speak of
+    members = {f"x/{i}.bin": rng.bytes(3000) for i in range(4)}
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zip_bytes(members))
+    with pytest.raises(UnsafeArchiveError, match=r"member 'x/0\.bin' expands to 2\.9 KiB, over the limit "
+                                                 r"of 2\.0 KiB per member"):
+        extract(archive, tmp_path / "out", limits=ExtractLimits(member_bytes=2048))
+    with pytest.raises(UnsafeArchiveError, match=r"the members up to 'x/3\.bin' expand to 11\.7 KiB, over the "
+                                                 r"limit of 10\.0 KiB in all"):
+        extract(archive, tmp_path / "out", limits=ExtractLimits(total_bytes=10240))
+    assert not (tmp_path / "out").exists()
+    # the members a selection leaves out do not count
+    stats = extract(archive, tmp_path / "out", lambda n: n if n < "x/3" else None,
+                    limits=ExtractLimits(total_bytes=10240))
+    assert stats.written == 3
+
+
+# --------------------------------------------------------------------------- 7. prepare_data --force
+
+def test_prepare_data_force_rewrites_an_extracted_file_damaged_in_place(tmp_path, capsys):
+    from clip_surgery_seg.cli.prepare_data import main as prepare_main
+    from test_prepare_data import _ade_zip
+
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    (archives / "ADEChallengeData2016.zip").write_bytes(_ade_zip(tmp_path, 3))
+    root = tmp_path / "data"
+    argv = ["ade20k", "--root", root, "--from-archives", archives, "--no-checksum", "--no-progress"]
+    # (exit 1 at the end: 3 images where the real split has 2000)
+    assert "ade20k: 3 image/label pairs" in _cli(capsys, prepare_main, *argv)[1]
+    image = _ade(root, "image", 2)
+    good = image.read_bytes()
+    image.write_bytes(good[:100] + bytes(len(good) - 100))  # damaged in place, same size
+    code, out, err = _cli(capsys, prepare_main, *argv, "--force")
+    assert "ade20k: 3 image/label pairs" in out and "Traceback" not in err
+    assert image.read_bytes() == good

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional
 
 from ..fileio import atomic_write_text
-from .archives import extract
+from .archives import ExtractStats, extract
 from ..datasets.catalog import ARCHIVES, Archive, get
 from ..datasets.encodings import CONTEXT59_CLASSES
 from .convert import (check_context_label_names, convert_cityscapes_file,
@@ -26,10 +26,11 @@ DEFAULT_DOWNLOADS = "downloads"  # under the data root, unless --from-archives n
 
 @dataclass
 class Fetcher:
-    """Finds an archive in ``directory`` or downloads it there, verifying published checksums.
+    """Finds an archive in ``directory`` or downloads it there, verifying published checksums, and
+    extracts from it.
 
     With ``allow_download`` False (``--from-archives``), a missing archive is an error that says
-    where to get it.
+    where to get it. With ``force`` (``--force``), extraction rewrites the files already in place.
     """
 
     directory: Path
@@ -39,6 +40,7 @@ class Fetcher:
     progress: bool = True
     retries: int = 5
     backoff_s: float = 2.0
+    force: bool = False
 
     def get(self, filename: str) -> Path:
         source = self.sources[filename]
@@ -61,6 +63,11 @@ class Fetcher:
         return download(source.url, path, checksums, retries=self.retries, backoff_s=self.backoff_s,
                         progress=self.progress)
 
+    def extract(self, archive: Path, dest: Path, select: Callable[[str], Optional[str]],
+                desc: Optional[str] = None) -> ExtractStats:
+        """The members ``select`` keeps, under ``dest`` (see ``archives.extract``)."""
+        return extract(archive, dest, select, progress=self.progress, desc=desc, overwrite=self.force)
+
 
 def _matcher(pattern: str, output: Callable[[re.Match], str]) -> Callable[[str], Optional[str]]:
     compiled = re.compile(pattern)
@@ -77,7 +84,7 @@ def prepare_ade20k(root: Path, fetch: Fetcher, workers: Optional[int] = None) ->
     archive = fetch.get("ADEChallengeData2016.zip")
     keep = _matcher(r"ADEChallengeData2016/(?:(?:images|annotations)/validation/[^/]+\.(?:jpg|png)"
                     r"|[^/]+\.txt)", lambda m: m.group(0))
-    extract(archive, root, keep, progress=fetch.progress)
+    fetch.extract(archive, root, keep)
     return root / "ADEChallengeData2016"
 
 
@@ -85,11 +92,9 @@ def prepare_coco_stuff171(root: Path, fetch: Fetcher, workers: Optional[int] = N
     """val2017 images + val2017 stuffthingmaps, converted to ``*_labelTrainIds.png`` (171 classes)."""
     out = root / "coco_stuff164k"
     images = fetch.get("val2017.zip")
-    extract(images, root, _matcher(r"val2017/[^/]+\.jpg", lambda m: f"coco_stuff164k/images/{m.group(0)}"),
-            progress=fetch.progress)
+    fetch.extract(images, root, _matcher(r"val2017/[^/]+\.jpg", lambda m: f"coco_stuff164k/images/{m.group(0)}"))
     maps = fetch.get("stuffthingmaps_trainval2017.zip")
-    extract(maps, root, _matcher(r"val2017/[^/]+\.png", lambda m: f"coco_stuff164k/annotations/{m.group(0)}"),
-            progress=fetch.progress)
+    fetch.extract(maps, root, _matcher(r"val2017/[^/]+\.png", lambda m: f"coco_stuff164k/annotations/{m.group(0)}"))
     pairs = label_pairs(out / "annotations" / "val2017", ".png", "_labelTrainIds.png",
                         exclude_suffix="_labelTrainIds.png")
     convert_many(convert_coco_stuff_file, pairs, workers=workers, progress=fetch.progress,
@@ -101,11 +106,9 @@ def prepare_cityscapes(root: Path, fetch: Fetcher, workers: Optional[int] = None
     """The user's two Cityscapes zips: val images and labelIds, converted to labelTrainIds."""
     out = root / "cityscapes"
     images = fetch.get("leftImg8bit_trainvaltest.zip")
-    extract(images, out, _matcher(r"leftImg8bit/val/[^/]+/[^/]+_leftImg8bit\.png", lambda m: m.group(0)),
-            progress=fetch.progress)
+    fetch.extract(images, out, _matcher(r"leftImg8bit/val/[^/]+/[^/]+_leftImg8bit\.png", lambda m: m.group(0)))
     labels = fetch.get("gtFine_trainvaltest.zip")
-    extract(labels, out, _matcher(r"gtFine/val/[^/]+/[^/]+_gtFine_labelIds\.png", lambda m: m.group(0)),
-            progress=fetch.progress)
+    fetch.extract(labels, out, _matcher(r"gtFine/val/[^/]+/[^/]+_gtFine_labelIds\.png", lambda m: m.group(0)))
     pairs = label_pairs(out / "gtFine" / "val", "_gtFine_labelIds.png", "_gtFine_labelTrainIds.png")
     convert_many(convert_cityscapes_file, pairs, workers=workers, progress=fetch.progress,
                  desc="labelIds -> labelTrainIds")
@@ -123,17 +126,17 @@ def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] 
     """
     voc = root / "VOCdevkit" / "VOC2010"
     tar = fetch.get("VOCtrainval_03-May-2010.tar")
-    extract(tar, root, _matcher(r"VOCdevkit/VOC2010/ImageSets/Main/(?:train|val|trainval)\.txt",
-                                lambda m: m.group(0)))
+    fetch.extract(tar, root, _matcher(r"VOCdevkit/VOC2010/ImageSets/Main/(?:train|val|trainval)\.txt",
+                                      lambda m: m.group(0)))
     main_val = voc / "ImageSets" / "Main" / "val.txt"
     if not main_val.is_file():
         raise MissingArchiveError(f"{tar} has no VOCdevkit/VOC2010/ImageSets/Main/val.txt; is it the "
                                   "VOC2010 trainval archive?")
     val_ids = sorted({line.split()[0] for line in main_val.read_text().splitlines() if line.strip()})
     wanted = set(val_ids)
-    extract(tar, root, _matcher(r"VOCdevkit/VOC2010/JPEGImages/([^/]+)\.jpg",
-                                lambda m: m.group(0) if m.group(1) in wanted else None),
-            progress=fetch.progress, desc="extracting val images")
+    fetch.extract(tar, root, _matcher(r"VOCdevkit/VOC2010/JPEGImages/([^/]+)\.jpg",
+                                      lambda m: m.group(0) if m.group(1) in wanted else None),
+                  desc="extracting val images")
 
     annotations = fetch.get("trainval.tar.gz")
     full_dir = voc / CONTEXT_FULL_DIR
@@ -145,7 +148,7 @@ def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] 
         match = re.fullmatch(r"(?:.*/)?trainval/([^/]+)\.mat", name)
         return f"trainval/{match.group(1)}.mat" if match and match.group(1) in wanted else None
 
-    extract(annotations, full_dir, keep_annotation, progress=fetch.progress, desc="extracting annotations")
+    fetch.extract(annotations, full_dir, keep_annotation, desc="extracting annotations")
     if (full_dir / "labels.txt").is_file():
         check_context_label_names(full_dir / "labels.txt")
     else:
@@ -175,7 +178,7 @@ PREPARERS: Dict[str, Callable[[Path, Fetcher, Optional[int]], Path]] = {
 
 def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
             sources: Mapping[str, Archive] = ARCHIVES, verify: bool = True, progress: bool = True,
-            workers: Optional[int] = None, retries: int = 5, backoff_s: float = 2.0) -> Path:
+            workers: Optional[int] = None, retries: int = 5, backoff_s: float = 2.0, force: bool = False) -> Path:
     """Prepare dataset ``name`` under ``root``; returns its folder (``root / data_subdir``).
 
     Args:
@@ -183,12 +186,13 @@ def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
             None downloads what is missing into ``root/downloads``.
         sources: file name -> Archive; the default is the catalogue's official list.
         verify: check published checksums (turn off only for a file you verified yourself).
+        force: rewrite every extracted file, even one already in place (``--force``).
     """
     name = get(name).name
     root = Path(root)
     fetch = Fetcher(Path(archives) if archives else root / DEFAULT_DOWNLOADS, sources,
                     allow_download=archives is None, verify=verify, progress=progress,
-                    retries=retries, backoff_s=backoff_s)
+                    retries=retries, backoff_s=backoff_s, force=force)
     for filename in get(name).archives:
         if filename not in sources:
             raise KeyError(f"no source for {filename}")
