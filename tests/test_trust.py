@@ -305,3 +305,63 @@ def test_prepare_data_force_rewrites_an_extracted_file_damaged_in_place(tmp_path
     code, out, err = _cli(capsys, prepare_main, *argv, "--force")
     assert "ade20k: 3 image/label pairs" in out and "Traceback" not in err
     assert image.read_bytes() == good
+
+
+# --------------------------------------------------------------------------- 8. downloads
+
+def test_download_attempts_match_data_readme(tmp_path):
+    import re
+
+    from clip_surgery_seg.data_prep import download as dl
+    from clip_surgery_seg.errors import DownloadError
+    from conftest import REPO
+    from test_prepare_data import _Server
+
+    stated = re.search(r"tried up to (\d+) times in all", (REPO / "data" / "README.md").read_text())
+    assert stated, "data/README.md no longer states how often a download is tried"
+    server = _Server()
+    import threading
+
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        url = server.serve("a.zip", bytes(1000))
+        server.cuts["/a.zip"] = [10] * 50  # every connection is cut after 10 bytes: worth retrying
+        with pytest.raises(DownloadError) as err:
+            dl.download(url, tmp_path / "a.zip", backoff_s=0, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    tries = len(server.requests_for("a.zip"))
+    assert tries == int(stated.group(1)) == dl.RETRIES + 1
+    assert f"download failed {tries} times" in str(err.value)
+    assert "--from-archives DIR" in str(err.value)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://archive.example.invalid/ADEChallengeData2016.zip", "cannot resolve the host archive.example.invalid"),
+    (f"http://127.0.0.1:{_closed_port()}/ADEChallengeData2016.zip", "the connection to 127.0.0.1:"),
+])
+def test_a_download_that_no_retry_can_fix_fails_at_once_and_says_how_to_work_offline(tmp_path, monkeypatch,
+                                                                                      url, reason):
+    from clip_surgery_seg.data_prep import download as dl
+    from clip_surgery_seg.errors import DownloadError
+
+    tries = []
+    fetch_once = dl._fetch_once
+    monkeypatch.setattr(dl, "_fetch_once", lambda *a, **k: tries.append(a) or fetch_once(*a, **k))
+    with pytest.raises(DownloadError) as err:
+        dl.download(url, tmp_path / "ADEChallengeData2016.zip", backoff_s=0, progress=False)
+    assert len(tries) == 1  # not retried
+    message = str(err.value)
+    assert message.startswith(f"{url}: {reason}") and "\n" not in message
+    assert ("a retry will not help; check the network connection (and a proxy: HTTP(S)_PROXY), or work offline: "
+            "put ADEChallengeData2016.zip in a folder DIR and pass --from-archives DIR") in message
+    assert not (tmp_path / "ADEChallengeData2016.zip.part").exists()

@@ -18,7 +18,7 @@ from ..datasets.catalog import ARCHIVES, Archive, get
 from ..datasets.encodings import CONTEXT59_CLASSES
 from .convert import (check_context_label_names, convert_cityscapes_file,
                       convert_coco_stuff_file, convert_context_file, convert_many, label_pairs)
-from .download import download, verify_checksums
+from .download import RETRIES, download, verify_checksums
 from ..errors import ConversionError, MissingArchiveError
 
 DEFAULT_DOWNLOADS = "downloads"  # under the data root, unless --from-archives names a folder
@@ -38,7 +38,7 @@ class Fetcher:
     allow_download: bool = True
     verify: bool = True
     progress: bool = True
-    retries: int = 5
+    retries: int = RETRIES
     backoff_s: float = 2.0
     force: bool = False
 
@@ -178,7 +178,8 @@ PREPARERS: Dict[str, Callable[[Path, Fetcher, Optional[int]], Path]] = {
 
 def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
             sources: Mapping[str, Archive] = ARCHIVES, verify: bool = True, progress: bool = True,
-            workers: Optional[int] = None, retries: int = 5, backoff_s: float = 2.0, force: bool = False) -> Path:
+            workers: Optional[int] = None, retries: int = RETRIES, backoff_s: float = 2.0,
+            force: bool = False) -> Path:
     """Prepare dataset ``name`` under ``root``; returns its folder (``root / data_subdir``).
 
     Args:
