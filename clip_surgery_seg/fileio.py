@@ -62,6 +62,20 @@ def atomic_write_json(path: Union[str, Path], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
+def printable(text: str) -> str:
+    """``text`` (a path or a message naming one) that can always be printed: bytes of a file name
+    that are not UTF-8, which Python keeps as surrogate escapes, are shown as ``\\xNN``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_utf8_name(name: str) -> bool:
+    """Whether a name from ``os.listdir``/``os.walk`` was valid UTF-8 on disk."""
+    return not any("\udc80" <= ch <= "\udcff" for ch in name)
+
+
 def check_writable(folder: Union[str, Path], what: str) -> None:
     """Create ``folder`` if needed and check that a file can be written in it (before long work)."""
     folder = Path(folder)

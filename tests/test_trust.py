@@ -365,3 +365,84 @@ def test_a_download_that_no_retry_can_fix_fails_at_once_and_says_how_to_work_off
     assert ("a retry will not help; check the network connection (and a proxy: HTTP(S)_PROXY), or work offline: "
             "put ADEChallengeData2016.zip in a folder DIR and pass --from-archives DIR") in message
     assert not (tmp_path / "ADEChallengeData2016.zip.part").exists()
+
+
+# --------------------------------------------------------------------------- 9. symlink loops
+
+def test_a_symlink_loop_under_the_data_root_is_one_line_naming_the_folder(ade_split, capsys, run_eval, tmp_path):
+    from clip_surgery_seg.cli.check_data import main as check_main
+    from conftest import eval_args
+
+    images = _ade(ade_split, "image", 1).parent
+    (images / "again").symlink_to("..", target_is_directory=True)  # images/validation/again -> images
+    code, out, err = _cli(capsys, check_main, "ade20k", "--root", ade_split, "--expected-images", 3, "--workers", 1)
+    assert code == 1 and out == "", out
+    assert err.strip() == (f"error: {images / 'again'} is a symlink loop: it leads back to {images.parent}, a folder "
+                           "it is in; remove that link or point it elsewhere")
+    code, _, err = run_eval(eval_args("ade20k", ade_split, tmp_path / "w"))
+    assert code == 1 and err.strip().splitlines()[-1].startswith(f"error: {images / 'again'} is a symlink loop")
+
+
+def test_a_folder_reached_twice_would_count_its_images_twice_and_is_refused(ade_split, capsys, tmp_path):
+    from clip_surgery_seg.cli.check_data import main as check_main
+
+    for kind in ("image", "label"):  # a link to its own folder, in images and labels: every pair twice
+        folder = _ade(ade_split, kind, 1).parent
+        (folder / "copy").symlink_to(folder, target_is_directory=True)
+    code, out, err = _cli(capsys, check_main, "ade20k", "--root", ade_split, "--quick")
+    assert code == 1 and "6 image/label pairs" not in out
+    images = _ade(ade_split, "image", 1).parent
+    assert err.strip() == (f"error: {images / 'copy'} is a symlink loop: it leads back to {images}, a folder it is "
+                           "in; remove that link or point it elsewhere")
+    for kind in ("image", "label"):
+        (_ade(ade_split, kind, 1).parent / "copy").unlink()
+    # two links to one folder elsewhere: not a loop, but its files would be listed twice all the same
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "x.jpg").write_bytes(_ade(ade_split, "image", 1).read_bytes())
+    (images / "a").symlink_to(tmp_path / "more", target_is_directory=True)
+    (images / "b").symlink_to(tmp_path / "more", target_is_directory=True)
+    code, out, err = _cli(capsys, check_main, "ade20k", "--root", ade_split, "--quick")
+    assert code == 1 and err.strip() == (f"error: {images / 'b'} is the same folder as {images / 'a'} (through a "
+                                         "symlink), so its files would be listed twice; remove one of the links")
+
+
+# --------------------------------------------------------------------------- 11. file names that are not UTF-8
+
+def test_a_file_name_that_is_not_utf8_is_named_printably_with_the_fix(ade_split, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    images = _ade(ade_split, "image", 1).parent
+    bad = os.path.join(os.fsencode(images), b"caf\xe9.jpg")
+    with open(bad, "wb") as handle:
+        handle.write(_ade(ade_split, "image", 1).read_bytes())
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONIOENCODING="utf-8")  # strict, as in most terminals
+    proc = subprocess.run([sys.executable, "tools/check_data.py", "ade20k", "--root", str(ade_split),
+                           "--expected-images", "3"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (f"error: {images}/caf\\xe9.jpg: the file name is not valid UTF-8 (shown here with "
+                                   "\\xNN for its undecodable bytes); rename it, e.g. `convmv -f latin1 -t utf8 "
+                                   "--notest FILE`, and run again")
+
+
+def test_a_data_root_that_is_not_utf8_is_printed_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from clip_surgery_seg.datasets.synthetic import write_synthetic
+    from conftest import REPO
+
+    root = os.path.join(os.fsencode(tmp_path), b"d\xe9ta")
+    write_synthetic("ade20k", os.fsdecode(root), num_images=2, image_size=(24, 32))
+    os.remove(os.path.join(root, b"ADEChallengeData2016/annotations/validation/ADE_val_00000001.png"))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONIOENCODING="utf-8")
+    proc = subprocess.run([sys.executable, "tools/check_data.py", "ade20k", "--root", os.fsdecode(root),
+                           "--expected-images", "2"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{tmp_path}/d\\xe9ta/ADEChallengeData2016/images/validation/ADE_val_00000001.jpg: no label" in proc.stdout

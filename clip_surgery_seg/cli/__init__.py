@@ -37,7 +37,10 @@ def debugging(args: Optional[argparse.Namespace] = None) -> bool:
 
 
 def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+    """The message on one line, printable whatever file names it holds."""
+    from ..fileio import printable
+
+    return printable(" ".join(str(err).split()) or type(err).__name__)
 
 
 def report_error(err: BaseException, debug: bool) -> None:
