@@ -446,3 +446,38 @@ def test_a_data_root_that_is_not_utf8_is_printed_not_a_traceback(tmp_path):
                           timeout=300, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"{tmp_path}/d\\xe9ta/ADEChallengeData2016/images/validation/ADE_val_00000001.jpg: no label" in proc.stdout
+
+
+# --------------------------------------------------------------------------- 12. safetensors weights
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "is not a readable safetensors file (it is empty)"),
+    (b"<html>404 Not Found</html>\n", "is not a readable safetensors file (Error while deserializing header"),
+])
+def test_an_empty_or_foreign_safetensors_file_is_one_weights_error_line(tmp_path, content, problem):
+    from clip_surgery_seg.errors import WeightsError
+    from clip_surgery_seg.models import build_clip
+    from conftest import TINY_VIT
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError) as err:
+        build_clip(str(TINY_VIT), str(path))
+    assert str(err.value).startswith(f"weights file {path} {problem}") and "\n" not in str(err.value)
+    assert "re-download it" in str(err.value)
+
+
+def test_safetensors_weights_are_checked_like_any_checkpoint(tmp_path, tiny_vit):
+    from safetensors.torch import save_file
+
+    from clip_surgery_seg.errors import WeightsError
+    from clip_surgery_seg.models import build_clip
+    from conftest import TINY_VIT
+
+    state = {k: v.contiguous() for k, v in tiny_vit[0].state_dict().items()}
+    save_file(state, str(tmp_path / "good.safetensors"))
+    model, _ = build_clip(str(TINY_VIT), str(tmp_path / "good.safetensors"))
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    save_file({"weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(WeightsError, match=r"other\.safetensors is not a CLIP checkpoint \(no 'visual\.\*' weights\)"):
+        build_clip(str(TINY_VIT), str(tmp_path / "other.safetensors"))
