@@ -7,7 +7,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -50,8 +50,22 @@ def atomic_path(final: Union[str, Path], fsync: bool = False) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: Union[str, Path], data: bytes, fsync: bool = True) -> None:
-    with atomic_path(path, fsync=fsync) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``path`` atomically; a write that fails (a full disk, no permission) is an
+    :class:`OutputError` naming the file, and leaves the old file (or none) in place."""
+    try:
+        with atomic_path(path, fsync=fsync) as tmp:
+            tmp.write_bytes(data)
+    except OutputError:
+        raise
+    except OSError as err:
+        raise write_error(path, err) from err
+
+
+def write_error(path: Union[str, Path], err: OSError) -> OutputError:
+    """The one-line error for a file that cannot be written."""
+    folder = Path(path).parent
+    return OutputError(f"cannot write {printable(str(path))} ({err.strerror or err}); free disk space or fix the "
+                       f"permissions of {printable(str(folder))}, or write elsewhere")
 
 
 def atomic_write_text(path: Union[str, Path], text: str, fsync: bool = True) -> None:
@@ -72,12 +86,15 @@ def printable(text: str) -> str:
 
 
 def is_utf8_name(name: str) -> bool:
-    """Whether a name from ``os.listdir``/``os.walk`` was valid UTF-8 on disk."""
+    """Whether text decoded with ``surrogateescape`` (a name from ``os.listdir``/``os.walk``, a file
+    read that way) was valid UTF-8."""
     return not any("\udc80" <= ch <= "\udcff" for ch in name)
 
 
 def check_writable(folder: Union[str, Path], what: str) -> None:
-    """Create ``folder`` if needed and check that a file can be written in it (before long work)."""
+    """Create ``folder`` if needed and check that a file can be written in it (before long work).
+
+    ``what`` names the option in the message, e.g. ``--work-dir``."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -481,3 +481,86 @@ def test_safetensors_weights_are_checked_like_any_checkpoint(tmp_path, tiny_vit)
     save_file({"weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(WeightsError, match=r"other\.safetensors is not a CLIP checkpoint \(no 'visual\.\*' weights\)"):
         build_clip(str(TINY_VIT), str(tmp_path / "other.safetensors"))
+
+
+# --------------------------------------------------------------------------- 13. full disk, unwritable outputs
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Make writing a file whose name contains one of the given parts fail as on a full disk."""
+    import errno
+
+    def fill(*parts: str) -> None:
+        write_bytes = Path.write_bytes
+
+        def write(self, data):
+            if any(part in self.name for part in parts):
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+            return write_bytes(self, data)
+
+        monkeypatch.setattr(Path, "write_bytes", write)
+
+    return fill
+
+
+def _leftovers(folder: Path) -> list:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.tmp"))
+
+
+def test_a_full_disk_when_appending_to_the_history_is_one_error_line_and_the_history_is_unchanged(
+        tmp_path, full_disk):
+    from clip_surgery_seg.errors import UserError
+
+    history = _good_history(tmp_path)
+    before = history.read_bytes()
+    full_disk("history.csv")
+    with pytest.raises(UserError) as err:
+        append_history(history, fake_results(miou=40.0, created="2025-01-05T00:00:00+00:00"))
+    assert str(err.value) == (f"cannot write {history} (No space left on device); free disk space or fix the "
+                              f"permissions of {tmp_path}, or write elsewhere")
+    assert isinstance(err.value, OSError)  # callers that fall back on any OSError keep doing so
+    assert history.read_bytes() == before and _leftovers(tmp_path) == []
+
+
+def test_an_unwritable_history_stops_eval_before_it_runs(run_eval, synthetic_root, tmp_path):
+    from conftest import eval_args
+
+    (tmp_path / "file").write_text("not a folder")
+    history = tmp_path / "file" / "history.csv"
+    code, out, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w", "--history", history))
+    assert code == 1 and out == ""
+    assert err.strip().splitlines()[-1] == (f"error: --history folder {tmp_path / 'file'} is not writable (File "
+                                            "exists); choose another folder or fix its permissions")
+    assert not (tmp_path / "w" / "metrics.json").exists()
+
+
+def test_a_full_disk_when_eval_writes_its_results_is_one_error_line(run_eval, synthetic_root, tmp_path, full_disk):
+    from conftest import eval_args
+
+    full_disk("metrics.json")
+    code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w"))
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: cannot write {tmp_path / 'w' / 'metrics.json'} (No "
+                                                   "space left on device); free disk space")
+    assert not (tmp_path / "w" / "metrics.json").exists() and _leftovers(tmp_path / "w") == []
+
+
+def test_an_unwritable_or_full_reproduce_out_is_one_error_line(tmp_path, capsys, synthetic_root, full_disk):
+    from clip_surgery_seg.cli.reproduce import main as reproduce_main
+
+    (tmp_path / "file").write_text("not a folder")
+    argv = ["--datasets", "cityscapes", "--data-root", synthetic_root, "--history", "none", "--quiet"]
+    code, out, err = _cli(capsys, reproduce_main, *argv, "--out", tmp_path / "file")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"error: --out folder {tmp_path / 'file'} is not writable (File exists); "
+                                            "choose another folder or fix its permissions")
+    code, out, err = _cli(capsys, reproduce_main, *argv, "--history", tmp_path / "file" / "h.csv",
+                          "--out", tmp_path / "run")
+    assert code == 2 and err.strip().splitlines()[-1].startswith(f"error: --history folder {tmp_path / 'file'} is "
+                                                                 "not writable")
+    full_disk("summary.json")
+    code, out, err = _cli(capsys, reproduce_main, *argv, "--out", tmp_path / "run")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: cannot write {tmp_path / 'run' / 'summary.json'} (No "
+                                                   "space left on device)")
+    assert not (tmp_path / "run" / "summary.json").exists() and _leftovers(tmp_path / "run") == []

@@ -110,16 +110,11 @@ def positive_int(text: str) -> int:
 
 
 def write_or_print(text: str, out: Optional[str]) -> None:
-    """``text`` to the file ``out`` (atomically), or to stdout."""
+    """``text`` to the file ``out`` (atomically; a failed write is one error line), or to stdout."""
     if out:
         from ..fileio import atomic_write_text
 
-        try:
-            atomic_write_text(out, text)
-        except OSError as err:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"--out {out} cannot be written ({err.strerror or err}); choose another path") from None
+        atomic_write_text(out, text)
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, is_utf8_name, write_error
 from ..engine.results import SCHEMA
-from ..errors import HistoryError
+from ..errors import HistoryError, OutputError
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -147,6 +147,15 @@ def append_rows(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
     path = Path(path)
     if not rows:
         return
+    try:
+        _append_locked(path, rows)
+    except OutputError:
+        raise
+    except OSError as err:  # the lock file or the folder: as unwritable as the history itself
+        raise write_error(path, err) from err
+
+
+def _append_locked(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     with _exclusive_lock(path):
         old = path.read_bytes() if path.exists() else b""
         first_line = old.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
@@ -249,7 +258,7 @@ def _damage(fields: List[str], header: List[str]) -> Optional[str]:
     if len(fields) != len(header):
         return f"{len(fields)} of {len(header)} fields"
     row = dict(zip(header, fields))
-    if any(_undecodable(value) for value in fields):
+    if not all(is_utf8_name(value) for value in fields):
         return "bytes that are not UTF-8 text"
     try:
         if pd.isna(pd.to_datetime(row["time"], utc=True, format="ISO8601")):
@@ -274,10 +283,6 @@ def _damage(fields: List[str], header: List[str]) -> Optional[str]:
         except ValueError as err:
             return f"per_class_iou is not a JSON object of numbers ({_short(err)})"
     return None
-
-
-def _undecodable(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
 def _short(err: BaseException, limit: int = 80) -> str:
