@@ -564,3 +564,79 @@ def test_an_unwritable_or_full_reproduce_out_is_one_error_line(tmp_path, capsys,
     assert err.strip().splitlines()[-1].startswith(f"error: cannot write {tmp_path / 'run' / 'summary.json'} (No "
                                                    "space left on device)")
     assert not (tmp_path / "run" / "summary.json").exists() and _leftovers(tmp_path / "run") == []
+
+
+# --------------------------------------------------------------------------- 14. other unreadable input in the data tools
+
+def test_a_split_list_that_is_not_utf8_is_one_error_line_in_check_data(tmp_path, capsys):
+    from clip_surgery_seg.cli.check_data import main as check_main
+    from clip_surgery_seg.datasets.synthetic import write_synthetic
+
+    write_synthetic("pascal_context59", tmp_path / "data", num_images=2, image_size=(24, 32))
+    split = tmp_path / "data" / "VOCdevkit" / "VOC2010" / "ImageSets" / "SegmentationContext" / "val.txt"
+    split.write_bytes(b"2008_000001\n\xff\xfe2008_000002\n")
+    code, out, err = _cli(capsys, check_main, "pascal_context59", "--root", tmp_path / "data", "--quick")
+    assert code == 1 and out == ""
+    assert err.strip() == (f"error: {split}: the split list is not UTF-8 text (byte 12); restore it "
+                           "(tools/prepare_data.py --force writes it again)")
+
+
+def test_a_decompression_bomb_label_stops_the_conversion_with_one_line(tmp_path):
+    from clip_surgery_seg.data_prep.convert import convert_coco_stuff_file, convert_many
+    from clip_surgery_seg.errors import ConversionError
+
+    src = tmp_path / "000000000139.png"
+    src.write_bytes(_png_header_only(20000, 20000))
+    with pytest.raises(ConversionError) as err:
+        convert_many(convert_coco_stuff_file, [(src, tmp_path / "000000000139_labelTrainIds.png")], workers=1)
+    assert str(err.value).startswith(f"{src}: label map of 400000000 pixels is over Pillow's decompression-bomb "
+                                     "limit")
+    assert not (tmp_path / "000000000139_labelTrainIds.png").exists()
+
+
+def test_a_full_disk_while_converting_labels_is_one_error_line(tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image
+
+    from clip_surgery_seg.data_prep.convert import convert_coco_stuff_file, convert_many
+    from clip_surgery_seg.errors import UserError
+
+    src = tmp_path / "000000000139.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(src)
+    dst = tmp_path / "000000000139_labelTrainIds.png"
+
+    def no_space(self, fp, *args, **kwargs):  # Pillow writes the PNG itself
+        raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", no_space)
+    with pytest.raises(UserError) as err:
+        convert_many(convert_coco_stuff_file, [(src, dst)], workers=1)
+    assert str(err.value).startswith(f"cannot write {dst} (No space left on device)")
+    assert not dst.exists() and _leftovers(tmp_path) == []
+
+
+def test_a_download_that_cannot_be_written_is_one_error_line_not_retried(tmp_path, monkeypatch):
+    import threading
+
+    from clip_surgery_seg.data_prep import download as dl
+    from clip_surgery_seg.errors import UserError
+    from test_prepare_data import _Server
+
+    server = _Server()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        url = server.serve("a.zip", bytes(1000))
+        (tmp_path / "file").write_text("not a folder")
+        with pytest.raises(UserError) as err:  # the downloads folder cannot be made
+            dl.download(url, tmp_path / "file" / "a.zip", backoff_s=0, progress=False)
+        assert str(err.value).startswith(f"cannot write {tmp_path / 'file' / 'a.zip'} (File exists)")
+        # the .part file cannot be opened for writing (a link into a folder that is gone)
+        (tmp_path / "a.zip.part").symlink_to(tmp_path / "gone" / "a.zip.part")
+        with pytest.raises(UserError) as err:
+            dl.download(url, tmp_path / "a.zip", backoff_s=0, progress=False)
+        assert str(err.value).startswith(f"cannot write {tmp_path / 'a.zip.part'} (No such file or directory)")
+        assert len(server.requests_for("a.zip")) == 1  # no retry can fix a disk
+    finally:
+        server.shutdown()
+        server.server_close()

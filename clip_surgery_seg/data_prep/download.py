@@ -13,14 +13,15 @@ import re
 import socket
 import ssl
 import time
-import urllib.parse
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence
 
 from ..datasets.catalog import Checksum
 from ..errors import ChecksumError, DownloadError
+from ..fileio import write_error
 
 USER_AGENT = "clip-surgery-seg-data-prep/1.0"
 CHUNK = 1 << 20
@@ -109,16 +110,30 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool, label: str
         received = offset
         from tqdm import tqdm
 
-        with open(part, "ab" if offset else "wb") as out, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=label, disable=not progress, leave=True) as bar:
-            while True:
-                block = response.read(CHUNK)
-                if not block:
-                    break
-                out.write(block)
-                received += len(block)
-                bar.update(len(block))
+        # a failing write (a full disk) is an OutputError naming the .part file, never mistaken for a
+        # network error that a retry could fix
+        try:
+            out = open(part, "ab" if offset else "wb")
+        except OSError as err:
+            raise write_error(part, err) from err
+        with tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc=label, disable=not progress, leave=True) as bar:
+            try:
+                while True:
+                    block = response.read(CHUNK)
+                    if not block:
+                        break
+                    try:
+                        out.write(block)
+                    except OSError as err:
+                        raise write_error(part, err) from err
+                    received += len(block)
+                    bar.update(len(block))
+            finally:
+                try:
+                    out.close()
+                except OSError as err:
+                    raise write_error(part, err) from err
         if total is not None and received < total:
             raise _Incomplete(f"connection closed after {received} of {total} bytes")
 
@@ -155,7 +170,10 @@ def download(url: str, dest: Path, checksums: Sequence[Checksum] = (), *, retrie
     if dest.is_file():
         verify_checksums(dest, checksums, "delete it and re-run to download it again")
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(dest, err) from err
     part = dest.with_name(dest.name + ".part")
     attempts = retries + 1
     last_problem = ""

@@ -30,7 +30,8 @@ class Fetcher:
     extracts from it.
 
     With ``allow_download`` False (``--from-archives``), a missing archive is an error that says
-    where to get it. With ``force`` (``--force``), extraction rewrites the files already in place.
+    where to get it. With ``force`` (``--force``), extraction and conversion rewrite the files already
+    in place.
     """
 
     directory: Path
@@ -97,7 +98,7 @@ def prepare_coco_stuff171(root: Path, fetch: Fetcher, workers: Optional[int] = N
     fetch.extract(maps, root, _matcher(r"val2017/[^/]+\.png", lambda m: f"coco_stuff164k/annotations/{m.group(0)}"))
     pairs = label_pairs(out / "annotations" / "val2017", ".png", "_labelTrainIds.png",
                         exclude_suffix="_labelTrainIds.png")
-    convert_many(convert_coco_stuff_file, pairs, workers=workers, progress=fetch.progress,
+    convert_many(convert_coco_stuff_file, pairs, workers=workers, progress=fetch.progress, force=fetch.force,
                  desc="stuffthingmaps -> labelTrainIds")
     return out
 
@@ -110,7 +111,7 @@ def prepare_cityscapes(root: Path, fetch: Fetcher, workers: Optional[int] = None
     labels = fetch.get("gtFine_trainvaltest.zip")
     fetch.extract(labels, out, _matcher(r"gtFine/val/[^/]+/[^/]+_gtFine_labelIds\.png", lambda m: m.group(0)))
     pairs = label_pairs(out / "gtFine" / "val", "_gtFine_labelIds.png", "_gtFine_labelTrainIds.png")
-    convert_many(convert_cityscapes_file, pairs, workers=workers, progress=fetch.progress,
+    convert_many(convert_cityscapes_file, pairs, workers=workers, progress=fetch.progress, force=fetch.force,
                  desc="labelIds -> labelTrainIds")
     return out
 
@@ -132,7 +133,8 @@ def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] 
     if not main_val.is_file():
         raise MissingArchiveError(f"{tar} has no VOCdevkit/VOC2010/ImageSets/Main/val.txt; is it the "
                                   "VOC2010 trainval archive?")
-    val_ids = sorted({line.split()[0] for line in main_val.read_text().splitlines() if line.strip()})
+    val_ids = sorted({line.split()[0] for line in main_val.read_text(errors="replace").splitlines()
+                      if line.strip()})
     wanted = set(val_ids)
     fetch.extract(tar, root, _matcher(r"VOCdevkit/VOC2010/JPEGImages/([^/]+)\.jpg",
                                       lambda m: m.group(0) if m.group(1) in wanted else None),
@@ -161,7 +163,7 @@ def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] 
                               "trainval.tar.gz?")
     pairs = [(full_dir / "trainval" / f"{i}.mat", voc / "SegmentationClassContext" / f"{i}.png")
              for i in val_ids]
-    convert_many(convert_context_file, pairs, workers=workers, progress=fetch.progress,
+    convert_many(convert_context_file, pairs, workers=workers, progress=fetch.progress, force=fetch.force,
                  desc=f"459 -> {len(CONTEXT59_CLASSES)} classes")
     # Written last: its presence means every label map of the split is in place.
     atomic_write_text(voc / "ImageSets" / "SegmentationContext" / "val.txt", "\n".join(val_ids) + "\n")
@@ -187,7 +189,7 @@ def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
             None downloads what is missing into ``root/downloads``.
         sources: file name -> Archive; the default is the catalogue's official list.
         verify: check published checksums (turn off only for a file you verified yourself).
-        force: rewrite every extracted file, even one already in place (``--force``).
+        force: rewrite every extracted and converted file, even one already in place (``--force``).
     """
     name = get(name).name
     root = Path(root)
