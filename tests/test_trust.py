@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from clip_surgery_seg.cli.compare import main as compare_main
 from clip_surgery_seg.cli.history import main as history_main
 from clip_surgery_seg.cli.report import main as report_main
 from clip_surgery_seg.reporting.history import HISTORY_COLUMNS, append_history, history_row
+from test_prepare_data import server  # noqa: F401  (the local HTTP server fixture)
 from test_report import fake_results, write_results
 
 NAN = float("nan")
@@ -309,28 +308,19 @@ def test_prepare_data_force_rewrites_an_extracted_file_damaged_in_place(tmp_path
 
 # --------------------------------------------------------------------------- 8. downloads
 
-def test_download_attempts_match_data_readme(tmp_path):
+def test_download_attempts_match_data_readme(server, tmp_path):
     import re
 
     from clip_surgery_seg.data_prep import download as dl
     from clip_surgery_seg.errors import DownloadError
     from conftest import REPO
-    from test_prepare_data import _Server
 
     stated = re.search(r"tried up to (\d+) times in all", (REPO / "data" / "README.md").read_text())
     assert stated, "data/README.md no longer states how often a download is tried"
-    server = _Server()
-    import threading
-
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    try:
-        url = server.serve("a.zip", bytes(1000))
-        server.cuts["/a.zip"] = [10] * 50  # every connection is cut after 10 bytes: worth retrying
-        with pytest.raises(DownloadError) as err:
-            dl.download(url, tmp_path / "a.zip", backoff_s=0, progress=False)
-    finally:
-        server.shutdown()
-        server.server_close()
+    url = server.serve("a.zip", bytes(1000))
+    server.cuts["/a.zip"] = [10] * 50  # every connection is cut after 10 bytes: worth retrying
+    with pytest.raises(DownloadError) as err:
+        dl.download(url, tmp_path / "a.zip", backoff_s=0, progress=False)
     tries = len(server.requests_for("a.zip"))
     assert tries == int(stated.group(1)) == dl.RETRIES + 1
     assert f"download failed {tries} times" in str(err.value)
@@ -566,7 +556,7 @@ def test_an_unwritable_or_full_reproduce_out_is_one_error_line(tmp_path, capsys,
     assert not (tmp_path / "run" / "summary.json").exists() and _leftovers(tmp_path / "run") == []
 
 
-# --------------------------------------------------------------------------- 14. other unreadable input in the data tools
+# ----------------------------------------------------- 14. other unreadable input in the data tools
 
 def test_a_split_list_that_is_not_utf8_is_one_error_line_in_check_data(tmp_path, capsys):
     from clip_surgery_seg.cli.check_data import main as check_main
@@ -616,27 +606,18 @@ def test_a_full_disk_while_converting_labels_is_one_error_line(tmp_path, monkeyp
     assert not dst.exists() and _leftovers(tmp_path) == []
 
 
-def test_a_download_that_cannot_be_written_is_one_error_line_not_retried(tmp_path, monkeypatch):
-    import threading
-
+def test_a_download_that_cannot_be_written_is_one_error_line_not_retried(server, tmp_path):
     from clip_surgery_seg.data_prep import download as dl
     from clip_surgery_seg.errors import UserError
-    from test_prepare_data import _Server
 
-    server = _Server()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    try:
-        url = server.serve("a.zip", bytes(1000))
-        (tmp_path / "file").write_text("not a folder")
-        with pytest.raises(UserError) as err:  # the downloads folder cannot be made
-            dl.download(url, tmp_path / "file" / "a.zip", backoff_s=0, progress=False)
-        assert str(err.value).startswith(f"cannot write {tmp_path / 'file' / 'a.zip'} (File exists)")
-        # the .part file cannot be opened for writing (a link into a folder that is gone)
-        (tmp_path / "a.zip.part").symlink_to(tmp_path / "gone" / "a.zip.part")
-        with pytest.raises(UserError) as err:
-            dl.download(url, tmp_path / "a.zip", backoff_s=0, progress=False)
-        assert str(err.value).startswith(f"cannot write {tmp_path / 'a.zip.part'} (No such file or directory)")
-        assert len(server.requests_for("a.zip")) == 1  # no retry can fix a disk
-    finally:
-        server.shutdown()
-        server.server_close()
+    url = server.serve("a.zip", bytes(1000))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(UserError) as err:  # the downloads folder cannot be made
+        dl.download(url, tmp_path / "file" / "a.zip", backoff_s=0, progress=False)
+    assert str(err.value).startswith(f"cannot write {tmp_path / 'file' / 'a.zip'} (File exists)")
+    # the .part file cannot be opened for writing (a link into a folder that is gone)
+    (tmp_path / "a.zip.part").symlink_to(tmp_path / "gone" / "a.zip.part")
+    with pytest.raises(UserError) as err:
+        dl.download(url, tmp_path / "a.zip", backoff_s=0, progress=False)
+    assert str(err.value).startswith(f"cannot write {tmp_path / 'a.zip.part'} (No such file or directory)")
+    assert len(server.requests_for("a.zip")) == 1  # no retry can fix a disk

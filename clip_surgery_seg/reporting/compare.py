@@ -3,9 +3,9 @@
 A regression is an mIoU drop of more than ``tolerance`` points, or a per-class IoU drop of more than
 ``class_tolerance`` points. Only results of the same dataset and protocol are compared unless forced.
 
-A summary metric that is not a finite number is never a pass: in the new result it is a regression
-(whatever the baseline holds); in the baseline (with a finite new value) there is nothing to compare
-against, and the comparison is refused as bad input. A per-class IoU may be undefined (NaN: the class
+An mIoU that is not a finite number is never a pass: in the new result it is a regression (whatever
+the baseline holds); in the baseline (with a finite new value) there is nothing to compare against,
+and the comparison is refused as bad input. A per-class IoU may be undefined (NaN: the class
 is absent from the labels and from the predictions); such classes are not compared.
 """
 from __future__ import annotations
@@ -78,14 +78,16 @@ def compare_records(new: ResultRecord, baseline: ResultRecord, tolerance: float 
     result = DatasetComparison(new.dataset, new, baseline, tolerance, class_tolerance)
     for metric in SUMMARY_METRICS:
         delta = Delta(metric, getattr(baseline, metric), getattr(new, metric))
-        if delta.not_a_number:
+        if metric != GATED_METRIC:
+            pass  # shown, not gated (an older history row may not hold them)
+        elif delta.not_a_number:
             delta.regression = True
         elif not math.isfinite(delta.baseline):
             raise ReportingError(f"{baseline.source}: the baseline's {metric} is {delta.baseline} (not a number), "
                                  f"so {new.dataset} cannot be compared; choose another baseline (e.g. an earlier "
                                  "history row, @-2)")
         else:
-            delta.regression = metric == GATED_METRIC and _dropped(delta.delta, tolerance)
+            delta.regression = _dropped(delta.delta, tolerance)
         result.summary.append(delta)
     common = [c for c in new.per_class if c in baseline.per_class]
     only_one = (set(new.per_class) ^ set(baseline.per_class))
@@ -179,8 +181,8 @@ def format_comparison(result: DatasetComparison) -> str:
              f"   baseline: {base.source}  [{base.date or '?'}, {base.code_version or '?'}]"]
     rows = []
     for d in result.summary:
-        verdict = ("REGRESSION (not a number)" if d.not_a_number else
-                   f"REGRESSION (tolerance {result.tolerance:g})" if d.regression else "")
+        verdict = ("" if not d.regression else "REGRESSION (not a number)" if d.not_a_number else
+                   f"REGRESSION (tolerance {result.tolerance:g})")
         rows.append([d.name, _fmt(d.baseline), _fmt(d.new), "nan" if math.isnan(d.delta) else f"{d.delta:+.2f}",
                      verdict])
     lines.append(text_table(["metric", "baseline", "new", "delta", ""], rows, numeric=("baseline", "new", "delta")))
