@@ -58,6 +58,18 @@ def test_a_history_row_cut_after_a_few_fields_is_never_the_baseline(tmp_path, ca
     assert "ignored (never a baseline)" in err
 
 
+def test_a_history_row_cut_inside_a_quoted_field_does_not_swallow_the_next_row(tmp_path, capsys):
+    history = _good_history(tmp_path)
+    cut = _row_text(time="2025-01-03T00:00:00+00:00", mIoU=2.0)
+    with open(history, "a") as handle:  # cut inside the quoted per-class JSON, then a good row
+        handle.write(cut[: cut.index('""floor""')] + "\n")
+        handle.write(_row_text(time="2025-01-04T00:00:00+00:00", mIoU=36.0))
+    new = write_results(tmp_path / "new", miou=25.0, created="2025-01-09T00:00:00+00:00")
+    code, out, err = _cli(capsys, compare_main, new, history)
+    assert code == 1 and "REGRESSION ade20k: mIoU -11.00" in out  # the row of 2025-01-04 is the baseline
+    assert f"{history} line 4: damaged row (not a CSV row)" in err and "line 5" not in err
+
+
 def test_a_history_row_with_an_unparseable_time_is_not_the_latest(tmp_path, capsys):
     history = _good_history(tmp_path)
     with open(history, "a") as handle:

@@ -210,28 +210,26 @@ def read_history(path: PathLike):
         text = path.read_bytes().decode("utf-8", "surrogateescape")
     except OSError as err:
         raise HistoryError(f"history file {path} cannot be read ({err.strerror or err})") from None
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    try:
-        header = next(reader, None)
-        if not header:
-            raise HistoryError(f"history file {path} is empty; delete it (the next recorded run writes "
-                               "a new one) or point at another file")
-        missing = [c for c in ("time", "dataset", "protocol", "mIoU") if c not in header]
-        if missing:
-            raise HistoryError(f"{path} is not a clip-surgery-seg history file (no {', '.join(missing)} column)")
-        rows, damaged, last_line = [], [], reader.line_num
-        for fields in reader:
-            line, last_line = last_line + 1, reader.line_num
-            if not fields:
-                continue  # a blank line
-            reason = _damage(fields, header)
-            if reason is None:
-                rows.append(fields)
-            else:
-                damaged.append((line, reason))
-    except csv.Error as err:
-        raise HistoryError(f"history file {path} line {reader.line_num} cannot be parsed as CSV ({err}); "
-                           "repair or delete that line") from None
+    # one record per line (the history never holds a line break inside a field): a row cut inside a
+    # quoted field must not swallow the rows after it
+    lines = text.lstrip("\ufeff").split("\n")
+    header = _fields(lines[0]) if lines else None
+    if not header or header == [""]:
+        raise HistoryError(f"history file {path} is empty; delete it (the next recorded run writes a new one) "
+                           "or point at another file")
+    missing = [c for c in ("time", "dataset", "protocol", "mIoU") if c not in header]
+    if missing:
+        raise HistoryError(f"{path} is not a clip-surgery-seg history file (no {', '.join(missing)} column)")
+    rows, damaged = [], []
+    for number, text_line in enumerate(lines[1:], start=2):
+        if not text_line.strip():
+            continue
+        fields = _fields(text_line)
+        reason = "not a CSV row" if fields is None else _damage(fields, header)
+        if reason is None:
+            rows.append(fields)
+        else:
+            damaged.append((number, reason))
     for line, reason in damaged:
         logger.warning("%s line %d: damaged row (%s); it is ignored (never a baseline): repair or delete "
                        "the line", path, line, reason)
@@ -245,6 +243,15 @@ def read_history(path: PathLike):
     frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
     frame.attrs["damaged"] = damaged
     return frame
+
+
+def _fields(line: str) -> Optional[List[str]]:
+    """The fields of one CSV line, or None when it is not one (an unterminated quote, a NUL byte)."""
+    try:
+        rows = list(csv.reader([line.rstrip("\r")], strict=True))
+    except csv.Error:
+        return None
+    return rows[0] if len(rows) == 1 else None
 
 
 # Cells that may be empty in a sound row (older runs did not record them); mIoU may not.
