@@ -170,12 +170,13 @@ def _append_locked(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def _merge_other_header(path: Path, old: bytes, rows: Sequence[Mapping[str, Any]]) -> bytes:
     """Rows onto a history written with other columns (an older or newer version): keep them all."""
-    existing = list(csv.DictReader(io.StringIO(old.decode("utf-8"))))
-    old_columns = next(csv.reader(io.StringIO(old.decode("utf-8"))), [])
+    text = old.decode("utf-8", "surrogateescape")  # damaged bytes are kept as they are (reading reports them)
+    existing = list(csv.DictReader(io.StringIO(text)))
+    old_columns = next(csv.reader(io.StringIO(text)), [])
     if not set(HISTORY_COLUMNS) & set(old_columns) or "dataset" not in old_columns:
         raise HistoryError(f"{path} is not a clip-surgery-seg history file (header: {','.join(old_columns)[:80]})")
     columns = list(HISTORY_COLUMNS) + [c for c in old_columns if c not in HISTORY_COLUMNS]
-    return _csv_text(existing + list(rows), columns, header=True).encode()
+    return _csv_text(existing + list(rows), columns, header=True).encode("utf-8", "surrogateescape")
 
 
 def append_history(path: PathLike, results: Mapping[str, Any]) -> bool:
