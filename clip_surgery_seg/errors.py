@@ -15,6 +15,11 @@ class UserError(Exception):
     """Input the user can fix; the message is one line that names the file and the fix."""
 
 
+class OutputError(UserError, OSError):
+    """A file the harness must write cannot be written: a full disk, no permission, a read-only or
+    missing folder. Also an ``OSError``, so code that falls back on any write error keeps doing so."""
+
+
 # --- configs, weights, class names ----------------------------------------------------------------
 
 class ConfigError(UserError, ValueError):
@@ -94,7 +99,7 @@ class MismatchError(ReportingError):
 
 
 __all__ = [
-    "UserError", "ConfigError", "WeightsError", "ClassNamesError", "DataLayoutError", "BadSampleError",
+    "UserError", "OutputError", "ConfigError", "WeightsError", "ClassNamesError", "DataLayoutError", "BadSampleError",
     "DataPrepError", "DownloadError", "ChecksumError", "MissingArchiveError", "ArchiveError",
     "UnsafeArchiveError", "ConversionError", "ResumeError", "NumericalError", "ReportingError", "ResultsFileError",
     "HistoryError", "MismatchError",

@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -55,8 +55,22 @@ def atomic_path(final: Union[str, Path], fsync: bool = False) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: Union[str, Path], data: bytes, fsync: bool = True) -> None:
-    with atomic_path(path, fsync=fsync) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``path`` atomically; a write that fails (a full disk, no permission) is an
+    :class:`OutputError` naming the file, and leaves the old file (or none) in place."""
+    try:
+        with atomic_path(path, fsync=fsync) as tmp:
+            tmp.write_bytes(data)
+    except OutputError:
+        raise
+    except OSError as err:
+        raise write_error(path, err) from err
+
+
+def write_error(path: Union[str, Path], err: OSError) -> OutputError:
+    """The one-line error for a file that cannot be written."""
+    folder = Path(path).parent
+    return OutputError(f"cannot write {printable(str(path))} ({err.strerror or err}); free disk space or fix the "
+                       f"permissions of {printable(str(folder))}, or write elsewhere")
 
 
 def atomic_write_text(path: Union[str, Path], text: str, fsync: bool = True) -> None:
@@ -67,8 +81,25 @@ def atomic_write_json(path: Union[str, Path], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
+def printable(text: str) -> str:
+    """``text`` (a path or a message naming one) that can always be printed: bytes of a file name
+    that are not UTF-8, which Python keeps as surrogate escapes, are shown as ``\\xNN``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_utf8_name(name: str) -> bool:
+    """Whether text decoded with ``surrogateescape`` (a name from ``os.listdir``/``os.walk``, a file
+    read that way) was valid UTF-8."""
+    return not any("\udc80" <= ch <= "\udcff" for ch in name)
+
+
 def check_writable(folder: Union[str, Path], what: str) -> None:
-    """Create ``folder`` if needed and check that a file can be written in it (before long work)."""
+    """Create ``folder`` if needed and check that a file can be written in it (before long work).
+
+    ``what`` names the option in the message, e.g. ``--work-dir``."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,10 @@ def debugging(args: Optional[argparse.Namespace] = None) -> bool:
 
 
 def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+    """The message on one line, printable whatever file names it holds."""
+    from ..fileio import printable
+
+    return printable(" ".join(str(err).split()) or type(err).__name__)
 
 
 def report_error(err: BaseException, debug: bool) -> None:
@@ -112,16 +115,11 @@ def positive_int(text: str) -> int:
 
 
 def write_or_print(text: str, out: Optional[str]) -> None:
-    """``text`` to the file ``out`` (atomically), or to stdout."""
+    """``text`` to the file ``out`` (atomically; a failed write is one error line), or to stdout."""
     if out:
         from ..fileio import atomic_write_text
 
-        try:
-            atomic_write_text(out, text)
-        except OSError as err:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"--out {out} cannot be written ({err.strerror or err}); choose another path") from None
+        atomic_write_text(out, text)
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

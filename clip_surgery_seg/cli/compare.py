@@ -6,7 +6,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import ConfigError, MismatchError
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_debug_flag, report_error, debugging, run
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_debug_flag, console_logging, report_error, debugging, run
 from .report import SELECTION_HELP
 
 
@@ -62,7 +62,8 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{args.per_class_tolerance:g}) on {', '.join(r.dataset for r in results)}")
         return EXIT_OK
 
-    return run(body, args, EXIT_USAGE)
+    with console_logging(quiet=True):  # warnings (e.g. damaged history rows) on stderr
+        return run(body, args, EXIT_USAGE)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ def _evaluate(args: argparse.Namespace, argv: List[str]) -> int:
         opts.pretrained = args.pretrained
     work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(config)
     check_writable(work_dir, "--work-dir")
+    if args.history:  # before the run, not after it
+        check_writable(Path(args.history).parent, "--history folder")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     rank = os.environ.get("RANK", "0") if args.launcher == "pytorch" else "0"
     log = add_log_file(work_dir / "logs" / f"{stamp}{'' if rank == '0' else f'.rank{rank}'}.log")

@@ -6,7 +6,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import ConfigError
-from . import EXIT_OK, EXIT_USAGE, add_debug_flag, positive_int, run
+from . import EXIT_OK, EXIT_USAGE, add_debug_flag, console_logging, positive_int, run
 
 HISTORY_VIEW = ("time", "dataset", "protocol", "mIoU", "aAcc", "mAcc", "num_images", "model", "pretrained",
                 "code_version", "config_hash", "wall_s")
@@ -71,7 +71,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"wrote {args.plot}", file=sys.stderr)
         return EXIT_OK
 
-    return run(body, args, EXIT_USAGE)
+    with console_logging(quiet=True):  # warnings (e.g. damaged history rows) on stderr
+        return run(body, args, EXIT_USAGE)
 
 
 def _cell(value) -> str:

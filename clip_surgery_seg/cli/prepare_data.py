@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, run
+from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, positive_int, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", "--data-root", dest="root", default="data", help="data root (default: data)")
     parser.add_argument("--from-archives", metavar="DIR", type=Path,
                         help="take the archives from DIR instead of downloading (required for cityscapes)")
-    parser.add_argument("--workers", type=int, default=None, help="processes for label conversion")
+    parser.add_argument("--workers", type=positive_int, default=None, help="processes for label conversion")
     parser.add_argument("--force", action="store_true",
-                        help="run every step even if the split already looks complete")
+                        help="run every step even if the split already looks complete, and rewrite every "
+                             "extracted file (e.g. one damaged in place)")
     parser.add_argument("--no-checksum", action="store_true",
                         help="skip the published-checksum check (only for a file you verified yourself)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -57,7 +58,7 @@ def _prepare(args: argparse.Namespace) -> int:
             return EXIT_OK
     try:
         prepare(args.dataset, root, args.from_archives, verify=not args.no_checksum,
-                progress=not args.no_progress, workers=args.workers)
+                progress=not args.no_progress, workers=args.workers, force=args.force)
     except KeyboardInterrupt:
         print("prepare_data: interrupted; run the same command again to continue where it stopped",
               file=sys.stderr)

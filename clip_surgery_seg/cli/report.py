@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import EXIT_OK, EXIT_USAGE, add_debug_flag, run, write_or_print
+from . import EXIT_OK, EXIT_USAGE, add_debug_flag, console_logging, run, write_or_print
 
 SELECTION_HELP = ("a metrics.json, a work dir holding one, a reproduce run folder, or a history selection "
                   "PATH.csv[:DATASET,KEY=VALUE...][@latest|@-N|@COMMIT], e.g. results/history.csv:ade20k@-2")
@@ -51,7 +51,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"wrote {args.plot}", file=sys.stderr)
         return EXIT_OK
 
-    return run(body, args, EXIT_USAGE)
+    with console_logging(quiet=True):  # warnings (e.g. damaged history rows) on stderr
+        return run(body, args, EXIT_USAGE)
 
 
 if __name__ == "__main__":

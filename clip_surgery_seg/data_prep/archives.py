@@ -5,8 +5,14 @@ archive is refused if one member has an absolute path, a ``..`` component, is a 
 lies outside the archive's tree, or is a device/fifo. Safe links are written as copies of their
 target, so nothing on disk can point outside the target folder.
 
+Size: before anything is written, the expanded sizes are checked against :class:`ExtractLimits` --
+per member and in total, and as a ratio to the compressed size (per zip member, and of everything
+selected to the archive's file size) -- so a "zip bomb" cannot fill the disk. Declared sizes are
+binding: zipfile and tarfile never return more bytes than a member's header states.
+
 Idempotence: each file is written to a hidden temporary name and renamed into place, so a file
-either exists complete or not at all; a file already present with the member's size is skipped.
+either exists complete or not at all; a file already present with the member's size is skipped
+(``overwrite=True`` rewrites it: a file damaged in place keeps its size).
 """
 from __future__ import annotations
 
@@ -46,6 +52,26 @@ def keep_all(name: str) -> Optional[str]:
     return name
 
 
+@dataclass(frozen=True)
+class ExtractLimits:
+    """How far an archive may expand. The defaults are far above any dataset archive (the largest
+    member of the official ones is a few MB, the largest validation split a few GB, and images and
+    label maps hardly compress) and far below what a decompression bomb asks for."""
+
+    member_bytes: int = 1 << 30  # one member
+    total_bytes: int = 64 << 30  # everything selected from one archive
+    ratio: float = 200.0  # expanded / compressed, per zip member and selected total / archive size
+    ratio_floor: int = 16 << 20  # ratios are only checked above this many expanded bytes
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
 @dataclass
 class ExtractStats:
     written: int = 0
@@ -56,6 +82,7 @@ class ExtractStats:
 class _Member:
     name: str  # normalised
     size: int
+    packed: Optional[int]  # compressed size (zip), None where the archive does not say (tar)
     kind: str  # "file", "dir", "link"
     link_target: Optional[str]  # normalised archive path of a link's target
     handle: object  # ZipInfo or TarInfo
@@ -99,7 +126,13 @@ def _refuse(archive: Path, raw: str, reason: str) -> UnsafeArchiveError:
                               "(it is not the official file: delete it and download it again)")
 
 
-def _zip_members(archive: Path, handle: zipfile.ZipFile) -> List[_Member]:
+def _check_member_size(archive: Path, raw: str, size: int, limits: ExtractLimits) -> None:
+    if size > limits.member_bytes:
+        raise _refuse(archive, raw, f"expands to {_size(size)}, over the limit of {_size(limits.member_bytes)} "
+                                    "per member")
+
+
+def _zip_members(archive: Path, handle: zipfile.ZipFile, limits: ExtractLimits) -> List[_Member]:
     members = []
     for info in handle.infolist():
         reason = unsafe_reason(info.filename)
@@ -108,33 +141,36 @@ def _zip_members(archive: Path, handle: zipfile.ZipFile) -> List[_Member]:
         name = normalise_name(info.filename)
         mode = info.external_attr >> 16
         if info.is_dir():
-            members.append(_Member(name.rstrip("/"), 0, "dir", None, info))
+            members.append(_Member(name.rstrip("/"), 0, 0, "dir", None, info))
         elif stat.S_ISLNK(mode):
+            _check_member_size(archive, info.filename, info.file_size, limits)  # the link's own text
             target, why = _link_target(name, handle.read(info).decode("utf-8", "replace"), True)
             if why:
                 raise _refuse(archive, info.filename, why)
-            members.append(_Member(name, 0, "link", target, info))
+            members.append(_Member(name, 0, 0, "link", target, info))
         else:
-            members.append(_Member(name, info.file_size, "file", None, info))
+            _check_member_size(archive, info.filename, info.file_size, limits)
+            members.append(_Member(name, info.file_size, info.compress_size, "file", None, info))
     return members
 
 
-def _tar_members(archive: Path, handle: tarfile.TarFile) -> List[_Member]:
+def _tar_members(archive: Path, handle: tarfile.TarFile, limits: ExtractLimits) -> List[_Member]:
     members = []
-    for info in handle.getmembers():
+    for info in handle:  # one header at a time: a giant member is refused before reading past it
         reason = unsafe_reason(info.name)
         if reason:
             raise _refuse(archive, info.name, reason)
         name = normalise_name(info.name).rstrip("/")
         if info.isdir():
-            members.append(_Member(name, 0, "dir", None, info))
+            members.append(_Member(name, 0, 0, "dir", None, info))
         elif info.issym() or info.islnk():
             target, why = _link_target(name, info.linkname, info.issym())
             if why:
                 raise _refuse(archive, info.name, why)
-            members.append(_Member(name, 0, "link", target, info))
+            members.append(_Member(name, 0, 0, "link", target, info))
         elif info.isfile():
-            members.append(_Member(name, info.size, "file", None, info))
+            _check_member_size(archive, info.name, info.size, limits)
+            members.append(_Member(name, info.size, None, "file", None, info))
         else:
             raise _refuse(archive, info.name, "is a device, fifo or other special file")
     return members
@@ -143,20 +179,20 @@ def _tar_members(archive: Path, handle: tarfile.TarFile) -> List[_Member]:
 class _Reader:
     """Uniform access to a zip or tar archive's members."""
 
-    def __init__(self, archive: Path) -> None:
+    def __init__(self, archive: Path, limits: ExtractLimits) -> None:
         self.archive = archive
         self._zip: Optional[zipfile.ZipFile] = None
         self._tar: Optional[tarfile.TarFile] = None
         try:
             if zipfile.is_zipfile(archive):
                 self._zip = zipfile.ZipFile(archive)
-                self.members = _zip_members(archive, self._zip)
+                self.members = _zip_members(archive, self._zip, limits)
             elif _starts_like_zip(archive):
                 raise ArchiveError(f"{archive} is a zip file without its end (central directory); the "
                                    "download is incomplete: delete it and download it again")
             else:
                 self._tar = tarfile.open(archive, "r:*")
-                self.members = _tar_members(archive, self._tar)
+                self.members = _tar_members(archive, self._tar, limits)
         except _READ_ERRORS as err:
             self.close()
             raise ArchiveError(f"{archive} is not a readable zip or tar archive ({_one_line(err)}); the "
@@ -190,10 +226,11 @@ class _Reader:
         return stream
 
 
-def _plan(reader: _Reader, select: Selector) -> List[Tuple[_Member, _Member, str]]:
+def _plan(reader: _Reader, select: Selector, limits: ExtractLimits) -> List[Tuple[_Member, _Member, str]]:
     """(member, the file whose bytes it holds, output path) for every selected file; all checks
     happen here, before anything is written."""
     plan = []
+    total, archive_bytes = 0, max(1, reader.archive.stat().st_size)
     for member in reader.members:
         if member.kind == "dir":
             continue
@@ -207,32 +244,54 @@ def _plan(reader: _Reader, select: Selector) -> List[Tuple[_Member, _Member, str
         source = reader.resolve(member)
         if source.kind == "dir":
             continue  # a link to a folder: the files below it are members of their own
+        if source.packed is not None and source.size > limits.ratio_floor \
+                and source.size > limits.ratio * max(1, source.packed):
+            raise _refuse(reader.archive, member.name, f"expands to {_size(source.size)}, "
+                          f"{source.size / max(1, source.packed):.0f} times its compressed size (the limit is "
+                          f"{limits.ratio:g})")
+        total += source.size
+        if total > limits.total_bytes:
+            raise _refuse_total(reader.archive, member.name, f"expand to {_size(total)}, over the limit of "
+                                                             f"{_size(limits.total_bytes)} in all")
+        if total > limits.ratio_floor and total > limits.ratio * archive_bytes:
+            raise _refuse_total(reader.archive, member.name, f"expand to {_size(total)}, "
+                                f"{total / archive_bytes:.0f} times the archive's size (the limit is {limits.ratio:g})")
         plan.append((member, source, out))
     return plan
 
 
+def _refuse_total(archive: Path, last: str, reason: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"{archive}: the members up to {last!r} {reason}; refusing to extract this "
+                              "archive (it is not the official file: delete it and download it again)")
+
+
 def extract(archive: Path, dest: Path, select: Selector = keep_all, *, progress: bool = False,
-            desc: Optional[str] = None) -> ExtractStats:
+            desc: Optional[str] = None, overwrite: bool = False,
+            limits: ExtractLimits = ExtractLimits()) -> ExtractStats:
     """Extract the members ``select`` keeps from ``archive`` under ``dest``.
 
+    ``overwrite`` rewrites files already in place (a file damaged in place keeps its size, so it
+    would be skipped otherwise).
+
     Raises:
-        UnsafeArchiveError: a member is unsafe (nothing is written).
+        UnsafeArchiveError: a member is unsafe, or the selected members expand beyond ``limits``
+            (nothing is written).
         ArchiveError: the archive is corrupt or truncated (a bad CRC, an early end of data); the
             files extracted before the problem are complete and are kept.
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise ArchiveError(f"{archive} does not exist")
-    reader = _Reader(archive)
+    reader = _Reader(archive, limits)
     stats = ExtractStats()
     try:
-        plan = _plan(reader, select)
+        plan = _plan(reader, select, limits)
         from tqdm import tqdm
 
         for member, source, out in tqdm(plan, desc=desc or f"extracting {archive.name}", unit="file",
                                         disable=not progress):
             target = dest / out
-            if target.is_file() and target.stat().st_size == source.size:
+            if not overwrite and target.is_file() and target.stat().st_size == source.size:
                 stats.skipped += 1
                 continue
             try:
@@ -250,7 +309,8 @@ def extract(archive: Path, dest: Path, select: Selector = keep_all, *, progress:
     return stats
 
 
-def read_member(archive: Path, name: str, limit: int = 1 << 24) -> bytes:
+def read_member(archive: Path, name: str, limit: int = 1 << 24,
+                limits: ExtractLimits = ExtractLimits()) -> bytes:
     """The bytes of the file member ``name`` (a small one, e.g. a split list), without writing it.
 
     The whole archive is checked as :func:`extract` checks it first. Raises ArchiveError when the
@@ -259,7 +319,7 @@ def read_member(archive: Path, name: str, limit: int = 1 << 24) -> bytes:
     archive = Path(archive)
     if not archive.is_file():
         raise ArchiveError(f"{archive} does not exist")
-    reader = _Reader(archive)
+    reader = _Reader(archive, limits)
     try:
         member = next((m for m in reader.members if m.name == normalise_name(name)), None)
         source = reader.resolve(member) if member is not None else None

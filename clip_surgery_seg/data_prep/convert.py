@@ -20,7 +20,7 @@ from PIL import Image
 from ..datasets.encodings import (CONTEXT59_CLASSES, cityscapes_train_ids, coco_object_labels, coco_stuff_train_ids,
                                   context59_from_full)
 from ..errors import ConversionError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, write_error
 
 
 def read_label_png(path: Path) -> np.ndarray:
@@ -31,6 +31,11 @@ def read_label_png(path: Path) -> np.ndarray:
             if image.mode in ("L", "P"):
                 return np.asarray(image)
             mode = image.mode
+    except Image.DecompressionBombError as err:
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        raise ConversionError(f"{path}: label map of {pixels.group(1) if pixels else 'more'} pixels is over "
+                              f"Pillow's decompression-bomb limit ({2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels); "
+                              "no label map of the dataset is that large: extract it again") from None
     except (OSError, ValueError, SyntaxError) as err:
         raise ConversionError(f"{path}: unreadable or truncated label map ({err}); extract it "
                               "again") from None
@@ -39,9 +44,12 @@ def read_label_png(path: Path) -> np.ndarray:
 
 
 def write_label_png(path: Path, label: np.ndarray) -> None:
-    """Write a uint8 label map as an 8-bit grayscale PNG, atomically."""
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).save(tmp, format="PNG")
+    """Write a uint8 label map as an 8-bit grayscale PNG, atomically (a failed write is an OutputError)."""
+    try:
+        with atomic_path(path) as tmp:
+            Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).save(tmp, format="PNG")
+    except OSError as err:
+        raise write_error(path, err) from err
 
 
 def read_context_mat(path: Path) -> np.ndarray:

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
 from ..fileio import atomic_write_text
-from .archives import extract, read_member
+from .archives import ExtractStats, extract, read_member
 from ..datasets.catalog import ARCHIVES, Archive, get
 from ..datasets.encodings import CONTEXT59_CLASSES
 from .convert import (check_context_label_names, convert_cityscapes_file, convert_coco_object_file,
                       convert_coco_stuff_file, convert_context_file, convert_many, label_pairs)
-from .download import download, verify_checksums
+from .download import RETRIES, download, verify_checksums
 from ..errors import ConversionError, MissingArchiveError
 
 DEFAULT_DOWNLOADS = "downloads"  # under the data root, unless --from-archives names a folder
@@ -31,10 +31,12 @@ DEFAULT_DOWNLOADS = "downloads"  # under the data root, unless --from-archives n
 
 @dataclass
 class Fetcher:
-    """Finds an archive in ``directory`` or downloads it there, verifying published checksums.
+    """Finds an archive in ``directory`` or downloads it there, verifying published checksums, and
+    extracts from it.
 
     With ``allow_download`` False (``--from-archives``), a missing archive is an error that says
-    where to get it.
+    where to get it. With ``force`` (``--force``), extraction and conversion rewrite the files already
+    in place.
     """
 
     directory: Path
@@ -42,8 +44,9 @@ class Fetcher:
     allow_download: bool = True
     verify: bool = True
     progress: bool = True
-    retries: int = 5
+    retries: int = RETRIES
     backoff_s: float = 2.0
+    force: bool = False
 
     def get(self, filename: str) -> Path:
         source = self.sources[filename]
@@ -65,6 +68,11 @@ class Fetcher:
             print(f"downloading {source.url} ({source.size}) to {path}", flush=True)
         return download(source.url, path, checksums, retries=self.retries, backoff_s=self.backoff_s,
                         progress=self.progress)
+
+    def extract(self, archive: Path, dest: Path, select: Callable[[str], Optional[str]],
+                desc: Optional[str] = None) -> ExtractStats:
+        """The members ``select`` keeps, under ``dest`` (see ``archives.extract``)."""
+        return extract(archive, dest, select, progress=self.progress, desc=desc, overwrite=self.force)
 
 
 def write_split_list(path: Path, ids: List[str]) -> None:
@@ -89,7 +97,7 @@ def prepare_ade20k(root: Path, fetch: Fetcher, workers: Optional[int] = None) ->
     archive = fetch.get("ADEChallengeData2016.zip")
     keep = _matcher(r"ADEChallengeData2016/(?:(?:images|annotations)/validation/[^/]+\.(?:jpg|png)"
                     r"|[^/]+\.txt)", lambda m: m.group(0))
-    extract(archive, root, keep, progress=fetch.progress)
+    fetch.extract(archive, root, keep)
     return root / "ADEChallengeData2016"
 
 
@@ -110,7 +118,9 @@ def coco_stuff_sources(root: Path, fetch: Fetcher) -> Path:
     def complete(ids: List[str]) -> bool:
         return bool(ids) and all((images / f"{i}.jpg").is_file() and (maps / f"{i}.png").is_file() for i in ids)
 
-    if split.is_file():
+    if fetch.force:
+        pass  # --force: extract everything again
+    elif split.is_file():
         if complete(split.read_text().split()):
             return out
     else:  # extracted before the list was written (an older version): a full split counts
@@ -118,12 +128,10 @@ def coco_stuff_sources(root: Path, fetch: Fetcher) -> Path:
         if len(found) == get("coco_stuff171").expected_images and complete(found):
             write_split_list(split, found)
             return out
-    extract(fetch.get("val2017.zip"), root,
-            _matcher(r"val2017/[^/]+\.jpg", lambda m: f"coco_stuff164k/images/{m.group(0)}"),
-            progress=fetch.progress)
-    extract(fetch.get("stuffthingmaps_trainval2017.zip"), root,
-            _matcher(r"val2017/(\d+)\.png", lambda m: f"coco_stuff164k/annotations/{m.group(0)}"),
-            progress=fetch.progress)
+    fetch.extract(fetch.get("val2017.zip"), root,
+                  _matcher(r"val2017/[^/]+\.jpg", lambda m: f"coco_stuff164k/images/{m.group(0)}"))
+    fetch.extract(fetch.get("stuffthingmaps_trainval2017.zip"), root,
+                  _matcher(r"val2017/(\d+)\.png", lambda m: f"coco_stuff164k/annotations/{m.group(0)}"))
     ids = sorted(p.stem for p in images.glob("*.jpg"))
     if not ids:
         raise ConversionError("val2017.zip holds no val2017/*.jpg image; is it COCO's val2017.zip?")
@@ -140,7 +148,7 @@ def prepare_coco_stuff171(root: Path, fetch: Fetcher, workers: Optional[int] = N
     """val2017 images + val2017 stuffthingmaps, converted to ``*_labelTrainIds.png`` (171 classes)."""
     out = coco_stuff_sources(root, fetch)
     pairs = label_pairs(out / "annotations" / "val2017", ".png", "_labelTrainIds.png", COCO_MAP_STEM)
-    convert_many(convert_coco_stuff_file, pairs, workers=workers, progress=fetch.progress,
+    convert_many(convert_coco_stuff_file, pairs, workers=workers, progress=fetch.progress, force=fetch.force,
                  desc="stuffthingmaps -> labelTrainIds")
     return out
 
@@ -149,7 +157,7 @@ def prepare_coco_object(root: Path, fetch: Fetcher, workers: Optional[int] = Non
     """The same images and stuffthingmaps, converted to ``*_instanceTrainIds.png`` (80 things + background)."""
     out = coco_stuff_sources(root, fetch)
     pairs = label_pairs(out / "annotations" / "val2017", ".png", "_instanceTrainIds.png", COCO_MAP_STEM)
-    convert_many(convert_coco_object_file, pairs, workers=workers, progress=fetch.progress,
+    convert_many(convert_coco_object_file, pairs, workers=workers, progress=fetch.progress, force=fetch.force,
                  desc="stuffthingmaps -> COCO-Object")
     return out
 
@@ -158,13 +166,11 @@ def prepare_cityscapes(root: Path, fetch: Fetcher, workers: Optional[int] = None
     """The user's two Cityscapes zips: val images and labelIds, converted to labelTrainIds."""
     out = root / "cityscapes"
     images = fetch.get("leftImg8bit_trainvaltest.zip")
-    extract(images, out, _matcher(r"leftImg8bit/val/[^/]+/[^/]+_leftImg8bit\.png", lambda m: m.group(0)),
-            progress=fetch.progress)
+    fetch.extract(images, out, _matcher(r"leftImg8bit/val/[^/]+/[^/]+_leftImg8bit\.png", lambda m: m.group(0)))
     labels = fetch.get("gtFine_trainvaltest.zip")
-    extract(labels, out, _matcher(r"gtFine/val/[^/]+/[^/]+_gtFine_labelIds\.png", lambda m: m.group(0)),
-            progress=fetch.progress)
+    fetch.extract(labels, out, _matcher(r"gtFine/val/[^/]+/[^/]+_gtFine_labelIds\.png", lambda m: m.group(0)))
     pairs = label_pairs(out / "gtFine" / "val", "_gtFine_labelIds.png", "_gtFine_labelTrainIds.png")
-    convert_many(convert_cityscapes_file, pairs, workers=workers, progress=fetch.progress,
+    convert_many(convert_cityscapes_file, pairs, workers=workers, progress=fetch.progress, force=fetch.force,
                  desc="labelIds -> labelTrainIds")
     return out
 
@@ -180,17 +186,18 @@ def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] 
     """
     voc = root / "VOCdevkit" / "VOC2010"
     tar = fetch.get("VOCtrainval_03-May-2010.tar")
-    extract(tar, root, _matcher(r"VOCdevkit/VOC2010/ImageSets/Main/(?:train|val|trainval)\.txt",
-                                lambda m: m.group(0)))
+    fetch.extract(tar, root, _matcher(r"VOCdevkit/VOC2010/ImageSets/Main/(?:train|val|trainval)\.txt",
+                                      lambda m: m.group(0)))
     main_val = voc / "ImageSets" / "Main" / "val.txt"
     if not main_val.is_file():
         raise MissingArchiveError(f"{tar} has no VOCdevkit/VOC2010/ImageSets/Main/val.txt; is it the "
                                   "VOC2010 trainval archive?")
-    val_ids = sorted({line.split()[0] for line in main_val.read_text().splitlines() if line.strip()})
+    val_ids = sorted({line.split()[0] for line in main_val.read_text(errors="replace").splitlines()
+                      if line.strip()})
     wanted = set(val_ids)
-    extract(tar, root, _matcher(r"VOCdevkit/VOC2010/JPEGImages/([^/]+)\.jpg",
-                                lambda m: m.group(0) if m.group(1) in wanted else None),
-            progress=fetch.progress, desc="extracting val images")
+    fetch.extract(tar, root, _matcher(r"VOCdevkit/VOC2010/JPEGImages/([^/]+)\.jpg",
+                                      lambda m: m.group(0) if m.group(1) in wanted else None),
+                  desc="extracting val images")
 
     annotations = fetch.get("trainval.tar.gz")
     full_dir = voc / CONTEXT_FULL_DIR
@@ -202,7 +209,7 @@ def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] 
         match = re.fullmatch(r"(?:.*/)?trainval/([^/]+)\.mat", name)
         return f"trainval/{match.group(1)}.mat" if match and match.group(1) in wanted else None
 
-    extract(annotations, full_dir, keep_annotation, progress=fetch.progress, desc="extracting annotations")
+    fetch.extract(annotations, full_dir, keep_annotation, desc="extracting annotations")
     if (full_dir / "labels.txt").is_file():
         check_context_label_names(full_dir / "labels.txt")
     else:
@@ -215,7 +222,7 @@ def prepare_pascal_context59(root: Path, fetch: Fetcher, workers: Optional[int] 
                               "trainval.tar.gz?")
     pairs = [(full_dir / "trainval" / f"{i}.mat", voc / "SegmentationClassContext" / f"{i}.png")
              for i in val_ids]
-    convert_many(convert_context_file, pairs, workers=workers, progress=fetch.progress,
+    convert_many(convert_context_file, pairs, workers=workers, progress=fetch.progress, force=fetch.force,
                  desc=f"459 -> {len(CONTEXT59_CLASSES)} classes")
     # Written last: its presence means every label map of the split is in place.
     write_split_list(voc / "ImageSets" / "SegmentationContext" / "val.txt", val_ids)
@@ -236,9 +243,9 @@ def prepare_voc2012(root: Path, fetch: Fetcher, workers: Optional[int] = None) -
     released = read_member(tar, VOC2012_SPLIT)
     val_ids = [line.split()[0] for line in released.decode("utf-8", "replace").splitlines() if line.strip()]
     wanted = set(val_ids)
-    extract(tar, root, _matcher(r"VOCdevkit/VOC2012/(?:JPEGImages/([^/]+)\.jpg|SegmentationClass/([^/]+)\.png)",
-                                lambda m: m.group(0) if (m.group(1) or m.group(2)) in wanted else None),
-            progress=fetch.progress, desc="extracting val images and labels")
+    fetch.extract(tar, root, _matcher(r"VOCdevkit/VOC2012/(?:JPEGImages/([^/]+)\.jpg|SegmentationClass/([^/]+)\.png)",
+                                      lambda m: m.group(0) if (m.group(1) or m.group(2)) in wanted else None),
+                  desc="extracting val images and labels")
     missing = [i for i in val_ids if not ((voc / "JPEGImages" / f"{i}.jpg").is_file()
                                           and (voc / "SegmentationClass" / f"{i}.png").is_file())]
     if missing:
@@ -264,7 +271,8 @@ PREPARERS: Dict[str, Callable[[Path, Fetcher, Optional[int]], Path]] = {
 
 def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
             sources: Mapping[str, Archive] = ARCHIVES, verify: bool = True, progress: bool = True,
-            workers: Optional[int] = None, retries: int = 5, backoff_s: float = 2.0) -> Path:
+            workers: Optional[int] = None, retries: int = RETRIES, backoff_s: float = 2.0,
+            force: bool = False) -> Path:
     """Prepare dataset ``name`` under ``root``; returns its folder (``root / data_subdir``).
 
     Args:
@@ -272,12 +280,13 @@ def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
             None downloads what is missing into ``root/downloads``.
         sources: file name -> Archive; the default is the catalogue's official list.
         verify: check published checksums (turn off only for a file you verified yourself).
+        force: rewrite every extracted and converted file, even one already in place (``--force``).
     """
     name = get(name).name
     root = Path(root)
     fetch = Fetcher(Path(archives) if archives else root / DEFAULT_DOWNLOADS, sources,
                     allow_download=archives is None, verify=verify, progress=progress,
-                    retries=retries, backoff_s=backoff_s)
+                    retries=retries, backoff_s=backoff_s, force=force)
     for filename in get(name).archives:
         if filename not in sources:
             raise KeyError(f"no source for {filename}")

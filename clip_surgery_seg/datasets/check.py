@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import BadSampleError, DataLayoutError
+from ..fileio import printable
 from .layout import DATA_README, DatasetLayout
 from . import catalog
 from .encodings import encode_label
@@ -64,7 +65,7 @@ class CheckReport:
             if len(messages) > first:
                 lines.append(f"    ... and {len(messages) - first} more")
         lines.append("  OK" if self.ok else f"  FAILED: see {DATA_README} for the expected layout")
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
 
 def layout_error(name: str, layout: DatasetLayout, what: str) -> DataLayoutError:

@@ -53,7 +53,7 @@ def load_classnames(path: Union[str, Path]) -> ClassNames:
     """Read a class-name file; a clear error names the file and line of any problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not a name
     except FileNotFoundError:
         raise ClassNamesError(f"class-name file {path} does not exist; set model.classnames to a "
                               "file with one class per line (see configs/classnames/)") from None

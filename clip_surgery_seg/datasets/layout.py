@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
-from ..errors import ConfigError
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import ConfigError, DataLayoutError
+from ..fileio import is_utf8_name, printable
 
 DATA_README = "data/README.md"  # where the layouts and preparation commands are documented
 
@@ -58,13 +60,35 @@ class DatasetLayout:
         return f"images {self.img_dir}/**/*{self.img_suffix}, labels {self.seg_dir}/**/*{self.seg_suffix}{ann}"
 
     def _scan(self, folder: Path, suffix: str) -> List[str]:
-        stems = []
-        for dirpath, _, files in os.walk(folder, followlinks=True):
+        """Stems of the ``*suffix`` files below ``folder``, following symlinks.
+
+        Raises DataLayoutError for what would make the listing wrong: a folder that cannot be read
+        (its files would be missing silently), a folder reached twice through symlinks (its files
+        would count twice; a loop would repeat them without end), a file name that is not UTF-8.
+        """
+        if not folder.is_dir():
+            return []
+        stems: List[str] = []
+        seen: Dict[Tuple[int, int], str] = {}
+        for dirpath, dirnames, files in os.walk(folder, followlinks=True, onerror=_unreadable_folder):
+            try:
+                info = os.stat(dirpath)
+            except OSError as err:
+                _unreadable_folder(err)
+            first = seen.setdefault((info.st_dev, info.st_ino), dirpath)
+            if first != dirpath:
+                raise DataLayoutError(_reached_twice(first, dirpath))
+            dirnames.sort()
             rel = os.path.relpath(dirpath, folder)
             for name in files:
                 if name.endswith(suffix):
-                    stem = name[: -len(suffix)]
-                    stems.append(stem if rel == "." else os.path.join(rel, stem))
+                    stem = name[: -len(suffix)] if rel == "." else os.path.join(rel, name[: -len(suffix)])
+                    if not is_utf8_name(stem):
+                        raise DataLayoutError(
+                            f"{printable(os.path.join(dirpath, name))}: the file name is not valid UTF-8 (shown "
+                            "here with \\xNN for its undecodable bytes); rename it, e.g. `convmv -f latin1 -t utf8 "
+                            "--notest FILE`, and run again")
+                    stems.append(stem)
         return sorted(stems)
 
     def list_pairs(self) -> Tuple[List[str], List[str], List[str]]:
@@ -74,7 +98,7 @@ class DatasetLayout:
         is reported among the labels without an image, whether or not its label exists.
         """
         if self.ann_file is not None:
-            wanted = [line.strip() for line in self.ann_file.read_text().splitlines() if line.strip()]
+            wanted = [line.strip() for line in _read_split_list(self.ann_file).splitlines() if line.strip()]
             images = set(s for s in wanted if (self.img_dir / f"{s}{self.img_suffix}").is_file())
             labels = set(s for s in wanted if (self.seg_dir / f"{s}{self.seg_suffix}").is_file())
             order = sorted(set(wanted))
@@ -92,3 +116,35 @@ class DatasetLayout:
 
     def label_path(self, stem: str) -> Path:
         return self.seg_dir / f"{stem}{self.seg_suffix}"
+
+
+def _unreadable_folder(err: OSError) -> None:
+    """``os.walk``'s ``onerror``: a folder that cannot be listed would leave its files out silently."""
+    raise DataLayoutError(f"cannot read the folder {printable(str(err.filename))} ({err.strerror or err}); fix "
+                          "its permissions or remove it from the data folder") from None
+
+
+def _reached_twice(first: str, again: str) -> str:
+    """Why ``again`` (a path through symlinks) is the folder already listed as ``first``."""
+    if again.startswith(first.rstrip(os.sep) + os.sep):
+        # the first symlink below ``first`` on the way down leads back up
+        link, parts = first, os.path.relpath(again, first).split(os.sep)
+        for part in parts:
+            link = os.path.join(link, part)
+            if os.path.islink(link):
+                break
+        return (f"{printable(link)} is a symlink loop: it leads back to {printable(os.path.realpath(link))}, a "
+                "folder it is in; remove that link or point it elsewhere")
+    return (f"{printable(again)} is the same folder as {printable(first)} (through a symlink), so its files "
+            "would be listed twice; remove one of the links")
+
+
+def _read_split_list(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataLayoutError(f"{printable(str(path))}: the split list is not UTF-8 text (byte {err.start}); "
+                              "restore it (tools/prepare_data.py --force writes it again)") from None
+    except OSError as err:
+        raise DataLayoutError(f"cannot read the split list {printable(str(path))} ({err.strerror or err}); "
+                              "restore it (tools/prepare_data.py --force writes it again)") from None

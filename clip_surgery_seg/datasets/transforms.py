@@ -5,6 +5,7 @@ cv2 decodes a truncated JPEG into a partly grey image without an error; these tr
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import numpy as np
@@ -20,18 +21,42 @@ def read_image_rgb(path: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB from any Pillow-readable file; palette and grey images expanded.
 
     Pixel order as stored (EXIF orientation is not applied: label maps follow the stored pixels).
+    16-bit grey keeps its high byte, as Pillow reads 16-bit RGB files; 32-bit integer or float pixels
+    (no 8-bit range to read them by) and images over Pillow's decompression-bomb limit are refused.
     """
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode != "RGB":
-                image = image.convert("RGB")
-            return np.array(image)  # a writable copy: torch refuses read-only arrays
+            return _rgb_array(image, path)
     except FileNotFoundError:
         raise BadSampleError(f"{path}: image file is missing") from None
+    except Image.DecompressionBombError as err:
+        raise BadSampleError(_bomb_message(path, "image", err)) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise BadSampleError(f"{path}: unreadable or truncated image ({err}); re-extract or "
                              "re-download it") from err
+
+
+def _rgb_array(image: Image.Image, path: str) -> np.ndarray:
+    if image.mode.startswith("I;16"):
+        grey = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode in ("I", "F"):
+        kind = "integer" if image.mode == "I" else "float"
+        raise BadSampleError(f"{path}: image mode {image.mode} (32-bit {kind} pixels) has no 8-bit range; "
+                             "save it as an 8-bit RGB image")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.array(image)  # a writable copy: torch refuses read-only arrays
+
+
+def _bomb_message(path: str, what: str, err: Exception) -> str:
+    """Pillow refuses to decode an image this large: a decompression bomb, or not a dataset file."""
+    pixels = re.search(r"\((\d+) pixels\)", str(err))
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return (f"{path}: {what} of {pixels.group(1) if pixels else 'more'} pixels is over Pillow's "
+            f"decompression-bomb limit ({limit} pixels); no image of this dataset is that large: "
+            "re-extract or re-download it")
 
 
 def read_label(path: str) -> np.ndarray:
@@ -44,6 +69,8 @@ def read_label(path: str) -> np.ndarray:
                 return np.array(image)
     except FileNotFoundError:
         raise BadSampleError(f"{path}: label file is missing") from None
+    except Image.DecompressionBombError as err:
+        raise BadSampleError(_bomb_message(path, "label map", err)) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise BadSampleError(f"{path}: unreadable or truncated label map ({err}); re-extract or "
                              "re-convert it") from err

@@ -162,8 +162,10 @@ def _read_checkpoint(path: Path) -> Tuple[dict, bool]:
     """Read a weights file; returns (state_dict, is_openai_format).
 
     Plain state dicts are read with ``weights_only=True`` (no pickled code runs); a TorchScript
-    archive is only ever loaded from a path the user gave.
+    archive is only ever loaded from a path the user gave; a ``.safetensors`` file is read as such.
     """
+    if path.suffix == ".safetensors":
+        return _checked_state_dict(_read_safetensors(path), path)
     is_zip = zipfile.is_zipfile(path)
     if is_zip:
         with zipfile.ZipFile(path) as zf:
@@ -187,6 +189,25 @@ def _read_checkpoint(path: Path) -> Tuple[dict, bool]:
             "such as 'openai', an OpenAI .pt file or an open_clip checkpoint") from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
+    return _checked_state_dict(obj, path)
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is not a readable safetensors file (it is empty); re-download it")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"weights file {path} is not a readable safetensors file ({first}); re-download it, "
+                           "or pass an OpenAI .pt file or an open_clip checkpoint") from err
+
+
+def _checked_state_dict(obj: object, path: Path) -> Tuple[dict, bool]:
+    """(state dict, is_openai_format) once it is known to hold CLIP weights."""
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
         raise WeightsError(f"weights file {path} does not hold a state dict; pass an OpenAI .pt file "
                            "or an open_clip checkpoint")
@@ -266,10 +287,9 @@ def build_clip(name: str, pretrained: Optional[str] = None, device: Union[str, t
         if not path.is_file():
             raise WeightsError(f"weights file {path} does not exist; pass an existing file, an "
                                "open_clip tag such as 'openai', or none for random weights")
-        if path.suffix != ".safetensors":
-            state_dict, is_openai = _read_checkpoint(path)
-            if is_openai:
-                return _load_openai_state_dict(state_dict, name, path, quick_gelu).to(device).eval(), tokenizer
+        state_dict, is_openai = _read_checkpoint(path)
+        if is_openai:
+            return _load_openai_state_dict(state_dict, name, path, quick_gelu).to(device).eval(), tokenizer
         model = _build_from_config(cfg, quick_gelu)
         try:
             open_clip.load_checkpoint(model, str(path), strict=True)

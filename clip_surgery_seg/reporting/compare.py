@@ -2,6 +2,11 @@
 
 A regression is an mIoU drop of more than ``tolerance`` points, or a per-class IoU drop of more than
 ``class_tolerance`` points. Only results of the same dataset and protocol are compared unless forced.
+
+An mIoU that is not a finite number is never a pass: in the new result it is a regression (whatever
+the baseline holds); in the baseline (with a finite new value) there is nothing to compare against,
+and the comparison is refused as bad input. A per-class IoU may be undefined (NaN: the class
+is absent from the labels and from the predictions); such classes are not compared.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from ..datasets.catalog import paper_rank
 from ..tables import text_table
-from ..errors import MismatchError
+from ..errors import MismatchError, ReportingError
 from .records import ResultRecord
 
 SUMMARY_METRICS = ("mIoU", "mAcc", "aAcc")
@@ -33,6 +38,11 @@ class Delta:
     def delta(self) -> float:
         return round(self.new - self.baseline, _DIGITS)
 
+    @property
+    def not_a_number(self) -> bool:
+        """The new value is NaN or infinite: a broken number, never a pass."""
+        return not math.isfinite(self.new)
+
 
 @dataclass
 class DatasetComparison:
@@ -50,7 +60,8 @@ class DatasetComparison:
         return [d for d in self.summary + self.moved_classes if d.regression]
 
     def regression_message(self) -> str:
-        parts = [f"{d.name} {d.delta:+.2f}" for d in self.summary if d.regression]
+        parts = [f"{d.name} is {d.new} (not a number)" if d.not_a_number else f"{d.name} {d.delta:+.2f}"
+                 for d in self.summary if d.regression]
         classes = [f"{d.name} ({d.delta:+.2f})" for d in self.moved_classes if d.regression]
         if classes:
             parts.append(f"class IoU dropped: {', '.join(classes)}")
@@ -67,7 +78,16 @@ def compare_records(new: ResultRecord, baseline: ResultRecord, tolerance: float 
     result = DatasetComparison(new.dataset, new, baseline, tolerance, class_tolerance)
     for metric in SUMMARY_METRICS:
         delta = Delta(metric, getattr(baseline, metric), getattr(new, metric))
-        delta.regression = metric == GATED_METRIC and _dropped(delta.delta, tolerance)
+        if metric != GATED_METRIC:
+            pass  # shown, not gated (an older history row may not hold them)
+        elif delta.not_a_number:
+            delta.regression = True
+        elif not math.isfinite(delta.baseline):
+            raise ReportingError(f"{baseline.source}: the baseline's {metric} is {delta.baseline} (not a number), "
+                                 f"so {new.dataset} cannot be compared; choose another baseline (e.g. an earlier "
+                                 "history row, @-2)")
+        else:
+            delta.regression = _dropped(delta.delta, tolerance)
         result.summary.append(delta)
     common = [c for c in new.per_class if c in baseline.per_class]
     only_one = (set(new.per_class) ^ set(baseline.per_class))
@@ -161,7 +181,8 @@ def format_comparison(result: DatasetComparison) -> str:
              f"   baseline: {base.source}  [{base.date or '?'}, {base.code_version or '?'}]"]
     rows = []
     for d in result.summary:
-        verdict = f"REGRESSION (tolerance {result.tolerance:g})" if d.regression else ""
+        verdict = ("" if not d.regression else "REGRESSION (not a number)" if d.not_a_number else
+                   f"REGRESSION (tolerance {result.tolerance:g})")
         rows.append([d.name, _fmt(d.baseline), _fmt(d.new), "nan" if math.isnan(d.delta) else f"{d.delta:+.2f}",
                      verdict])
     lines.append(text_table(["metric", "baseline", "new", "delta", ""], rows, numeric=("baseline", "new", "delta")))

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from ..fileio import atomic_write_bytes, file_lock
+from ..fileio import atomic_write_bytes, file_lock, is_utf8_name, write_error
 from ..engine.results import SCHEMA
-from ..errors import HistoryError
+from ..errors import HistoryError, OutputError
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -142,6 +142,15 @@ def append_rows(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
     path = Path(path)
     if not rows:
         return
+    try:
+        _append_locked(path, rows)
+    except OutputError:
+        raise
+    except OSError as err:  # the lock file or the folder: as unwritable as the history itself
+        raise write_error(path, err) from err
+
+
+def _append_locked(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     with file_lock(path.with_name(path.name + ".lock")):
         old = path.read_bytes() if path.exists() else b""
         first_line = old.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
@@ -156,12 +165,13 @@ def append_rows(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def _merge_other_header(path: Path, old: bytes, rows: Sequence[Mapping[str, Any]]) -> bytes:
     """Rows onto a history written with other columns (an older or newer version): keep them all."""
-    existing = list(csv.DictReader(io.StringIO(old.decode("utf-8"))))
-    old_columns = next(csv.reader(io.StringIO(old.decode("utf-8"))), [])
+    text = old.decode("utf-8", "surrogateescape")  # damaged bytes are kept as they are (reading reports them)
+    existing = list(csv.DictReader(io.StringIO(text)))
+    old_columns = next(csv.reader(io.StringIO(text)), [])
     if not set(HISTORY_COLUMNS) & set(old_columns) or "dataset" not in old_columns:
         raise HistoryError(f"{path} is not a clip-surgery-seg history file (header: {','.join(old_columns)[:80]})")
     columns = list(HISTORY_COLUMNS) + [c for c in old_columns if c not in HISTORY_COLUMNS]
-    return _csv_text(existing + list(rows), columns, header=True).encode()
+    return _csv_text(existing + list(rows), columns, header=True).encode("utf-8", "surrogateescape")
 
 
 def append_history(path: PathLike, results: Mapping[str, Any], any_run: bool = False) -> bool:
@@ -180,27 +190,119 @@ def append_history(path: PathLike, results: Mapping[str, Any], any_run: bool = F
 # --- reading ------------------------------------------------------------------------------------
 
 def read_history(path: PathLike):
-    """The history as a pandas DataFrame, oldest first; ``time`` as UTC timestamps."""
+    """The history's sound rows as a pandas DataFrame, oldest first; ``time`` as UTC timestamps.
+
+    A damaged row -- cut short or with extra fields, an unparseable time or number, no dataset or
+    protocol, per-class IoU that is not a JSON object of numbers, bytes that are not UTF-8 -- is left
+    out with a warning naming the file and line, so it can never become a baseline. The frame's
+    ``attrs["damaged"]`` lists them as ``(line, reason)``.
+    """
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise HistoryError(f"history file {path} does not exist")
-    text_columns = [c for c in HISTORY_COLUMNS if c not in NUMERIC_COLUMNS]
     try:
-        frame = pd.read_csv(path, dtype={c: "str" for c in text_columns}, keep_default_na=False,
-                            na_values={c: [""] for c in NUMERIC_COLUMNS})
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        raise HistoryError(f"history file {path} cannot be read ({err})") from err
-    missing = [c for c in ("time", "dataset", "protocol", "mIoU") if c not in frame.columns]
+        # undecodable bytes stay visible (as surrogates) so that only their row is refused
+        text = path.read_bytes().decode("utf-8", "surrogateescape")
+    except OSError as err:
+        raise HistoryError(f"history file {path} cannot be read ({err.strerror or err})") from None
+    # one record per line (the history never holds a line break inside a field): a row cut inside a
+    # quoted field must not swallow the rows after it
+    lines = text.lstrip("\ufeff").split("\n")
+    header = _fields(lines[0]) if lines else None
+    if not header or header == [""]:
+        raise HistoryError(f"history file {path} is empty; delete it (the next recorded run writes a new one) "
+                           "or point at another file")
+    missing = [c for c in ("time", "dataset", "protocol", "mIoU") if c not in header]
     if missing:
         raise HistoryError(f"{path} is not a clip-surgery-seg history file (no {', '.join(missing)} column)")
-    frame["time"] = pd.to_datetime(frame["time"], utc=True, errors="coerce", format="ISO8601")
+    rows, damaged = [], []
+    for number, text_line in enumerate(lines[1:], start=2):
+        if not text_line.strip():
+            continue
+        fields = _fields(text_line)
+        reason = "not a CSV row" if fields is None else _damage(fields, header)
+        if reason is None:
+            rows.append(fields)
+        else:
+            damaged.append((number, reason))
+    for line, reason in damaged:
+        logger.warning("%s line %d: damaged row (%s); it is ignored (never a baseline): repair or delete "
+                       "the line", path, line, reason)
+    frame = pd.DataFrame(rows, columns=header, dtype="str")
+    for column in HISTORY_COLUMNS:
+        if column not in frame.columns:  # a history written by another version
+            frame[column] = pd.Series([""] * len(frame), dtype="str")
+    frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
     for column in NUMERIC_COLUMNS:
-        if column in frame.columns:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        frame[column] = pd.to_numeric(frame[column].replace("", None), errors="coerce")
     frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+    frame.attrs["damaged"] = damaged
     return frame
+
+
+def _fields(line: str) -> Optional[List[str]]:
+    """The fields of one CSV line, or None when it is not one (an unterminated quote, a NUL byte)."""
+    try:
+        rows = list(csv.reader([line.rstrip("\r")], strict=True))
+    except csv.Error:
+        return None
+    return rows[0] if len(rows) == 1 else None
+
+
+# Cells that may be empty in a sound row (older runs did not record them); mIoU may not.
+_OPTIONAL_NUMBERS = tuple(c for c in NUMERIC_COLUMNS if c != "mIoU")
+
+
+def _damage(fields: List[str], header: List[str]) -> Optional[str]:
+    """Why one history row cannot be used, or None when it is sound."""
+    import pandas as pd
+
+    if len(fields) != len(header):
+        return f"{len(fields)} of {len(header)} fields"
+    row = dict(zip(header, fields))
+    if not all(is_utf8_name(value) for value in fields):
+        return "bytes that are not UTF-8 text"
+    try:
+        if pd.isna(pd.to_datetime(row["time"], utc=True, format="ISO8601")):
+            raise ValueError
+    except (ValueError, TypeError, OverflowError):
+        return f"time {row['time']!r} is not an ISO 8601 time"
+    for column in ("dataset", "protocol"):
+        if not row[column].strip():
+            return f"no {column}"
+    for column in NUMERIC_COLUMNS:
+        value = row.get(column)
+        if value is None or (value == "" and column in _OPTIONAL_NUMBERS):
+            continue
+        try:
+            float(value)
+        except ValueError:
+            return f"{column} {value!r} is not a number"
+    text = row.get("per_class_iou") or ""
+    if text:
+        try:
+            _parse_per_class(text)
+        except ValueError as err:
+            return f"per_class_iou is not a JSON object of numbers ({_short(err)})"
+    return None
+
+
+def _short(err: BaseException, limit: int = 80) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_per_class(text: str) -> Dict[str, float]:
+    """``{class: IoU}`` from its JSON text (null is NaN); ValueError unless it is an object of numbers."""
+    value = json.loads(text)  # json.JSONDecodeError is a ValueError
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    for name, iou in value.items():
+        if iou is not None and (isinstance(iou, bool) or not isinstance(iou, (int, float))):
+            raise ValueError(f"class {name!r} has {iou!r}")
+    return {k: (math.nan if v is None else float(v)) for k, v in value.items()}
 
 
 def per_class_iou(row: Mapping[str, Any]) -> Dict[str, float]:
@@ -208,7 +310,10 @@ def per_class_iou(row: Mapping[str, Any]) -> Dict[str, float]:
     text = row.get("per_class_iou")
     if not isinstance(text, str) or not text:
         return {}
-    return {k: (math.nan if v is None else float(v)) for k, v in json.loads(text).items()}
+    try:
+        return _parse_per_class(text)
+    except ValueError as err:
+        raise HistoryError(f"a history row of {row.get('dataset')} has damaged per-class IoU ({_short(err)})") from None
 
 
 # --- selections ---------------------------------------------------------------------------------

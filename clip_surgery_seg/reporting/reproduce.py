@@ -26,7 +26,7 @@ from ..engine.config import available_protocols, suggest
 from ..engine.results import RESULTS_FILE, utc_now
 from ..engine.runner import EvalOptions, EvaluationInterrupted, evaluate
 from ..errors import ConfigError, DataLayoutError, UserError
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text, check_writable
 from .history import DEFAULT_HISTORY, append_history
 
 logger = logging.getLogger("clip_surgery_seg")
@@ -72,6 +72,9 @@ def new_run_dir(protocol: str, base: Path = Path("work_dirs/reproduce")) -> Path
             return path
         except FileExistsError:
             continue
+        except OSError as err:
+            raise ConfigError(f"cannot create a run folder under {base} ({err.strerror or err}); pass --out DIR "
+                              "or fix its permissions") from None
     raise ConfigError(f"cannot create a new run folder under {base}")
 
 
@@ -82,8 +85,10 @@ def _one_line(err: BaseException) -> str:
 def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
     """Evaluate each chosen dataset; returns the summary (also written to ``summary.json``)."""
     protocol = check_protocol(opts.protocol)
+    if opts.history:  # before the run, not after it
+        check_writable(Path(opts.history).parent, "--history folder")
     run_dir = Path(opts.out) if opts.out else new_run_dir(protocol)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(run_dir, "--out folder")
     summary: Dict[str, Any] = {"run_dir": str(run_dir), "protocol": protocol, "started": utc_now(),
                                "finished": None, "history": opts.history, "datasets": {}}
     write_summary(run_dir, summary)

@@ -17,7 +17,15 @@ from ..models import SurgeryCLIP
 from ..models.templates import resolve_templates
 
 logger = logging.getLogger(__name__)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: entries carry the sha256 of their embeddings
+
+
+def embeddings_digest(embeddings: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and bytes (what a cache entry must give back exactly)."""
+    tensor = embeddings.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+    digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -38,8 +46,9 @@ def cached_text_embeddings(model: SurgeryCLIP, rows: Sequence[str], templates: U
     """``model.encode_text(rows, templates)`` (R, D), from the disk cache when it holds them.
 
     ``weights_key`` must change whenever the text tower's weights may change (model, weights file
-    hash or tag, QuickGELU). A cache entry is written atomically and checked on reading; a damaged
-    entry is recomputed.
+    hash or tag, QuickGELU). A cache entry is written atomically with the sha256 of its embeddings;
+    on reading, an entry that cannot be read, is for other inputs, or whose embeddings no longer match
+    their digest (bytes changed on disk) is recomputed with a warning naming the file.
     """
     templates = resolve_templates(templates)
     key = cache_key(weights_key, templates, rows)
@@ -49,7 +58,12 @@ def cached_text_embeddings(model: SurgeryCLIP, rows: Sequence[str], templates: U
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
             embeddings = entry["embeddings"]
-            if entry.get("key") == key and embeddings.shape == (len(rows), model.embed_dim):
+            if entry.get("key") != key or embeddings.shape != (len(rows), model.embed_dim):
+                logger.warning("text-embedding cache entry %s holds other embeddings; recomputing", path)
+            elif entry.get("sha256") != embeddings_digest(embeddings):
+                logger.warning("text-embedding cache entry %s is damaged (its digest does not match); "
+                               "recomputing", path)
+            else:
                 logger.info("text embeddings: %d rows x %d templates from cache %s", len(rows),
                             len(templates), path)
                 return embeddings.to(device)
@@ -61,7 +75,8 @@ def cached_text_embeddings(model: SurgeryCLIP, rows: Sequence[str], templates: U
                 time.perf_counter() - start)
     try:
         buffer = io.BytesIO()
-        torch.save({"key": key, "embeddings": embeddings.cpu(), "weights": weights_key,
+        torch.save({"key": key, "embeddings": embeddings.cpu(), "sha256": embeddings_digest(embeddings),
+                    "weights": weights_key,
                     "rows": list(rows), "templates": list(templates)}, buffer)
         atomic_write_bytes(path, buffer.getvalue())
     except OSError as err:
