@@ -22,8 +22,8 @@ from ..datasets.classnames import ClassNames, load_classnames
 from ..errors import BadSampleError, ConfigError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
 from ..fileio import check_writable
-from ..models import weights_identity
-from .config import apply_cfg_options, apply_protocol, check_component, load_config, model_settings
+from ..models import SharedCLIP, build_method, weights_identity
+from .config import apply_cfg_options, apply_method, apply_protocol, check_component, load_config, model_settings
 from .data import CheckedSamples, ImageList, build_loader, list_images
 from .distributed import Processes, init_processes
 from .progress import ProgressJournal, clear_progress, decode_counts, fingerprint_diff, read_progress
@@ -44,6 +44,7 @@ class EvalOptions:
     model: Optional[str] = None
     pretrained: Any = _UNSET  # tag, path, "none", or unset (the config's)
     protocol: Optional[str] = None  # None keeps the config's
+    method: Optional[str] = None  # None keeps the config's; a name replaces its method dict
     limit: Optional[int] = None
     save_preds: Optional[str] = None
     device: Optional[str] = None
@@ -63,10 +64,12 @@ class EvaluationInterrupted(RuntimeError):
         self.done, self.total, self.work_dir = done, total, work_dir
 
 
-def evaluate(opts: EvalOptions) -> Dict[str, Any]:
+def evaluate(opts: EvalOptions, shared_clip: Optional[SharedCLIP] = None) -> Dict[str, Any]:
     """Run one evaluation; returns the results dict (also written to ``<work_dir>/metrics.json``).
 
-    Ranks other than 0 return only the computed metrics.
+    ``shared_clip``: take the CLIP from there (one load for several evaluations, e.g. every method
+    on a dataset) instead of loading it for this run. Ranks other than 0 return only the computed
+    metrics.
     """
     start = time.perf_counter()
     cfg = prepare_config(opts)
@@ -82,7 +85,7 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
     journal, previous = open_progress(work_dir, fingerprint, opts.resume, procs)
     metric = build_metric(cfg, classes)
     todo, restored = restore_counts(images.keys[procs.rank::procs.world], previous, metric, journal, procs.device)
-    model = build_model(cfg, procs.device, classes.num_classes)
+    model = build_model(cfg, procs.device, classes.num_classes, shared_clip)
     text_s = encode_text_once(model)
     samples = CheckedSamples(images.layout, todo, cfg.test_dataloader.dataset.pipeline, classes.num_classes,
                              metric.ignore_index)
@@ -133,7 +136,10 @@ def prepare_config(opts: EvalOptions) -> Config:
             raise ConfigError(f"config {opts.config} has no {key!r}; start from one of the dataset configs in configs/")
     if opts.protocol is not None:
         apply_protocol(cfg, opts.protocol)
+    if opts.method is not None:
+        apply_method(cfg, opts.method)
     apply_cfg_options(cfg, dict(opts.cfg_options))
+    check_method(cfg, opts)
     if opts.model is not None:
         cfg.model.clip.name = opts.model
     if opts.precision is not None:
@@ -148,6 +154,18 @@ def prepare_config(opts: EvalOptions) -> Config:
     check_component(dataset, DATASETS, "dataset", opts.config)
     check_component(cfg.get("test_evaluator", dict(type="SegConfusionMetric")), METRICS, "evaluator", opts.config)
     return cfg
+
+
+def check_method(cfg: Config, opts: EvalOptions) -> None:
+    """The method dict builds (unknown names and parameters are refused before any data is read)."""
+    try:
+        method = cfg.model.get("method", "clip_surgery")
+        build_method(method.to_dict() if hasattr(method, "to_dict") else method)
+    except ConfigError as err:
+        switched = opts.cfg_options.get("model.method.type")
+        hint = (f"; to switch methods use --method {switched}, which replaces the whole method dict"
+                if switched is not None else "")
+        raise ConfigError(f"{opts.config}: {err}{hint}") from None
 
 
 def check_outputs(work_dir: Path, save_preds: Optional[str]) -> None:
@@ -213,10 +231,14 @@ def build_metric(cfg: Config, classes: ClassNames) -> SegConfusionMetric:
     return METRICS.build(dict(evaluator, num_classes=classes.num_classes, class_names=classes.classes))
 
 
-def build_model(cfg: Config, device: torch.device, num_classes: int) -> torch.nn.Module:
+def build_model(cfg: Config, device: torch.device, num_classes: int,
+                shared_clip: Optional[SharedCLIP] = None) -> torch.nn.Module:
     from mmseg.registry import MODELS
 
-    model = MODELS.build(model_settings(cfg)).to(device).eval()
+    settings = model_settings(cfg)
+    if shared_clip is not None:
+        settings["shared_clip"] = shared_clip
+    model = MODELS.build(settings).to(device).eval()
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise ConfigError(f"model has {model.num_classes} classes, the class-name file {num_classes}")
     return model
