@@ -109,6 +109,15 @@ def test_bench_eval(tmp_path):
         assert re.match(r"^\d", str(row["images_per_s"]))
 
 
+def test_bench_methods(tmp_path):
+    # two methods: one reproduce.py process and two tools/eval.py processes
+    stdout, rows = _run("bench_methods", tmp_path, "--methods", "sclip", "clip_surgery", timeout=600)
+    assert "CLIP loads" in _columns(stdout, "## Switching methods")
+    together, apart = rows
+    assert together["clip_loads"] == 1 and apart["clip_loads"] == 2 and together["processes"] == 1
+    assert together["same_numbers"] is True and together["wall_s"] > 0 and apart["wall_s"] > 0
+
+
 # --- the fast paths the benchmarks measure -------------------------------------------------------
 
 def _tiny_segmentor(tmp_path, **kwargs):

@@ -174,3 +174,25 @@ def test_exit_code_as_a_ci_sees_it(tmp_path):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1, proc.stderr
     assert "REGRESSION ade20k: mIoU -1.00" in proc.stdout
+
+
+def test_methods_are_compared_like_with_like(tmp_path, capsys):
+    """Each method's result is paired with the same method's baseline; another method is a mismatch."""
+    for side, sclip in (("base", 20.0), ("new", 19.0)):
+        write_results(tmp_path / side / "clip_surgery" / "ade20k", miou=25.0, method="clip_surgery")
+        write_results(tmp_path / side / "sclip" / "ade20k", miou=sclip, method="sclip", config_hash="5c" * 32)
+    code, out, _ = run(capsys, tmp_path / "new", tmp_path / "base")
+    assert code == 1 and "== ade20k (protocol sclip)" in out and "== ade20k (method sclip, protocol sclip)" in out
+    assert "REGRESSION ade20k (sclip): mIoU -1.00" in out and "REGRESSION ade20k:" not in out
+    # a result of one method against another's is refused unless forced
+    code, _, err = run(capsys, tmp_path / "new" / "sclip" / "ade20k", tmp_path / "base" / "clip_surgery" / "ade20k")
+    assert code == 2 and "methods differ: only in NEW: ade20k (sclip); only in BASELINE: ade20k" in err
+    code, out, _ = run(capsys, tmp_path / "new" / "sclip" / "ade20k", tmp_path / "base" / "clip_surgery" / "ade20k",
+                       "--force")
+    assert code == 1 and "note: forced: comparing ade20k (sclip) with ade20k" in out
+    # a history baseline is picked of NEW's method
+    history = tmp_path / "history.csv"
+    append_history(history, fake_results(miou=19.5, method="sclip", created="2025-01-01T00:00:00+00:00"))
+    append_history(history, fake_results(miou=30.0, method="clip_surgery", created="2025-01-02T00:00:00+00:00"))
+    code, out, _ = run(capsys, tmp_path / "new" / "sclip" / "ade20k", history)
+    assert code == 1 and row(out, "mIoU") == ["mIoU", "19.50", "19.00", "-0.50", "REGRESSION", "(tolerance", "0.1)"]

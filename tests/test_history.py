@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from clip_surgery_seg.reporting.history import (HISTORY_COLUMNS, HistoryError, append_history, parse_selection,
-                                             per_class_iou, read_history, select_rows)
+from clip_surgery_seg.reporting.history import (HISTORY_COLUMNS, HistoryError, append_history, history_row,
+                                                parse_selection, per_class_iou, read_history, select_rows)
 from clip_surgery_seg.cli.history import main as history_main
 from conftest import eval_args
 from test_report import fake_results
@@ -84,6 +84,46 @@ def test_concurrent_appends_lose_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "history.csv.lock"]  # no temp files
 
 
+def test_files_from_before_the_method_column(tmp_path, capsys):
+    """Rows written before methods were recorded are CLIP Surgery's; appending keeps them."""
+    path = tmp_path / "history.csv"
+    old = [c for c in HISTORY_COLUMNS if c not in ("method", "postprocess")]
+    row = dict(history_row(fake_results(miou=11.0, created="2024-12-01T00:00:00+00:00")))
+    path.write_text(",".join(old) + "\n" + ",".join(_csv_cell(row[c]) for c in old) + "\n")
+    frame = read_history(path)
+    assert list(frame["method"]) == ["clip_surgery"] and list(frame["postprocess"]) == [""]
+    append_history(path, fake_results(miou=12.0, method="sclip"))
+    frame = read_history(path)
+    assert path.read_text().splitlines()[0] == ",".join(HISTORY_COLUMNS)
+    assert list(frame["method"]) == ["clip_surgery", "sclip"] and list(frame["mIoU"]) == [11.0, 12.0]
+    rows = select_rows(frame, parse_selection("h.csv:method=clip_surgery"))
+    assert [r["mIoU"] for r in rows] == [11.0]
+    assert history_main(["--history", str(path), "--method", "clip_surgery", "--format", "csv"]) == 0
+    assert list(pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))["mIoU"]) == [11.0]
+
+
+def _csv_cell(value) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(["" if value is None else value])
+    return buffer.getvalue()
+
+
+def test_latest_row_per_dataset_and_method(tmp_path):
+    path = tmp_path / "history.csv"
+    for i, (method, miou, step) in enumerate([("sclip", 10.0, None), ("clip_surgery", 20.0, None),
+                                               ("sclip", 11.0, "pamr"), ("naclip", 30.0, None)]):
+        append_history(path, fake_results(method=method, miou=miou, postprocess=step,
+                                          created=f"2025-01-0{i + 1}T00:00:00+00:00"))
+    frame = read_history(path)
+    assert list(frame["postprocess"]) == ["", "", "pamr", ""]
+    assert {r["method"]: r["mIoU"] for r in select_rows(frame, parse_selection("h.csv"))} == {
+        "sclip": 11.0, "clip_surgery": 20.0, "naclip": 30.0}
+    assert [r["mIoU"] for r in select_rows(frame, parse_selection("h.csv:method=sclip@-2"))] == [10.0]
+
+
 def test_rows_of_another_version_are_kept(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("time,dataset,protocol,mIoU,old_column\n2024-12-01T00:00:00+00:00,ade20k,sclip,11.5,x\n")
@@ -134,8 +174,9 @@ def test_history_tool_table_filter_and_plot(tmp_path, capsys):
     plot = tmp_path / "miou.png"
     assert history_main(["--history", str(path), "--dataset", "ade", "--protocol", "sclip", "--plot", str(plot)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:6] == ["time", "dataset", "protocol", "mIoU", "aAcc", "mAcc"]
-    assert [line.split()[4] for line in out[1:]] == ["10.00", "11.00", "12.00"]  # oldest first; time has 2 words
+    assert out[0].split()[:8] == ["time", "dataset", "method", "protocol", "postprocess", "mIoU", "aAcc", "mAcc"]
+    # oldest first; time has 2 words, the empty postprocess none
+    assert [line.split()[5] for line in out[1:]] == ["10.00", "11.00", "12.00"]
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert history_main(["--history", str(path), "--format", "csv", "--last", "2"]) == 0
     frame = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))

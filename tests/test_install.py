@@ -48,6 +48,7 @@ def test_the_wheel_holds_every_package_and_the_shipped_files(installed):
     assert (package / "_packaged" / "configs" / "ade20k.py").is_file()
     assert (package / "_packaged" / "configs" / "classnames" / "ade20k.txt").is_file()
     assert (package / "_packaged" / "configs" / "_base_" / "protocols" / "clearclip" / "ade20k.py").is_file()
+    assert (package / "_packaged" / "configs" / "naclip" / "ade20k.py").is_file()
     assert (package / "_packaged" / "results" / "paper.csv").read_text() == (REPO / "results" / "paper.csv").read_text()
 
 
@@ -70,5 +71,7 @@ def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_pat
     run = _tool(installed, "css-reproduce", "--datasets", "ade20k", "--protocol", "clearclip", "--data-root", "data",
                 "--out", "run", "--history", "none", *fast, cwd=work)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "| ADE20K-150" in (work / "run" / "table.md").read_text()
+    table = (work / "run" / "table.md").read_text()
+    assert "ADE20K-150" in next(line for line in table.splitlines() if line.startswith("| method"))
+    assert all(f"| {label} " in table for label in ("CLIP ", "SCLIP", "NACLIP", "CLIP Surgery"))
     assert not (work / "configs").exists()

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 import reference as ref
+from clip_surgery_seg.datasets.catalog import DATASETS
 from clip_surgery_seg.errors import ConfigError
 from clip_surgery_seg.models import SurgeryCLIP, build_clip, resolve_templates
 from clip_surgery_seg.models.methods import METHODS, ClipSurgery, build_method
 from clip_surgery_seg.models.pos_embed import POS_INTERPOLATIONS, resize_pos_embed
+from conftest import REPO
 
 SIZES = [(224, 224), (448, 448), (224, 352)]
 
@@ -239,10 +241,88 @@ def test_methods_run_in_a_segmentor_config(tmp_path):
     """A config that switches method replaces the whole method dict (mmengine's _delete_)."""
     from mmengine.config import Config
 
-    from conftest import REPO
     config = tmp_path / "naclip.py"
     config.write_text(f"_base_ = ['{REPO}/configs/ade20k.py']\n"
                       "model = dict(method=dict(_delete_=True, type='naclip', gaussian_std=3.0))\n")
     cfg = Config.fromfile(str(config))
     assert cfg.model.method.to_dict() == {"type": "naclip", "gaussian_std": 3.0}
     assert build_method(copy.deepcopy(cfg.model.method.to_dict())).gaussian_std == 3.0
+
+
+# --- one config per method and dataset; switching methods; templates -----------------------------
+
+def test_registry_order_is_the_fields():
+    assert list(METHODS) == ["vanilla", "maskclip", "sclip", "clearclip", "naclip", "clip_surgery"]
+    assert {name: cls.label for name, cls in METHODS.items()} == {
+        "vanilla": "CLIP", "maskclip": "MaskCLIP", "sclip": "SCLIP", "clearclip": "ClearCLIP", "naclip": "NACLIP",
+        "clip_surgery": "CLIP Surgery"}
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_a_config_for_every_method_and_dataset(dataset):
+    """configs/<method>/<dataset>.py exists for every registered method and catalogue dataset, and is
+    configs/<dataset>.py with only the method replaced (every parameter listed, at its default)."""
+    from mmengine.config import Config
+
+    base = Config.fromfile(str(REPO / "configs" / f"{dataset}.py")).to_dict()
+    for name in METHODS:
+        path = REPO / "configs" / name / f"{dataset}.py"
+        assert path.is_file(), f"{path.relative_to(REPO)} is missing"
+        cfg = Config.fromfile(str(path)).to_dict()
+        assert cfg["model"]["method"] == METHODS[name]().config(), path
+        assert cfg["model"]["templates"] is None and cfg["model"]["postprocess"] is None
+        assert {**cfg, "model": {**cfg["model"], "method": None}} == {**base, "model": {**base["model"], "method": None}}
+
+
+def test_method_option_replaces_the_method(tmp_path):
+    from clip_surgery_seg.engine.config import model_settings
+    from clip_surgery_seg.engine.runner import EvalOptions, prepare_config
+
+    cfg = prepare_config(EvalOptions(config="configs/ade20k.py", method="naclip",
+                                     cfg_options={"model.method.gaussian_std": 3.0}))
+    assert cfg.model.method.to_dict() == {"type": "naclip", "gaussian_std": 3.0, "pos_interp": "bicubic_offset"}
+    same = prepare_config(EvalOptions(config="configs/sclip/ade20k.py"))
+    switched = prepare_config(EvalOptions(config="configs/ade20k.py", method="sclip"))
+    assert model_settings(switched) == model_settings(same) and switched.protocol == same.protocol
+    with pytest.raises(ConfigError, match="unknown method 'scip'; did you mean sclip"):
+        prepare_config(EvalOptions(config="configs/ade20k.py", method="scip"))
+    # the type alone leaves CLIP Surgery's parameters behind: refused, naming the fix
+    with pytest.raises(ConfigError, match="has no parameter 'depth'.*use --method sclip"):
+        prepare_config(EvalOptions(config="configs/ade20k.py", cfg_options={"model.method.type": "sclip"}))
+
+
+def test_templates_follow_the_method_unless_fixed(tmp_path):
+    from mmengine.config import Config
+
+    from clip_surgery_seg.engine.config import model_settings
+    from clip_surgery_seg.engine.results import protocol_of
+
+    def config(text: str):
+        path = tmp_path / "c.py"
+        path.write_text(f"_base_ = ['{REPO}/configs/sclip/ade20k.py']\n{text}\n")
+        return Config.fromfile(str(path))
+
+    assert protocol_of(config("").to_dict())["templates"] == "imagenet_80"
+    assert protocol_of(Config.fromfile(str(REPO / "configs/ade20k.py")).to_dict())["templates"] == "clip_surgery_85"
+    # a protocol fixes one set for every method
+    fixed = config("protocol = dict(templates='clip_surgery_85')")
+    assert model_settings(fixed)["templates"] == "clip_surgery_85"
+    assert protocol_of(fixed.to_dict())["templates"] == "clip_surgery_85"
+    # a config fixes its own (a list is recorded as the list)
+    own = config("model = dict(templates=['a photo of a {}.'])")
+    assert protocol_of(own.to_dict())["templates"] == ["a photo of a {}."]
+    with pytest.raises(ConfigError, match="templates set both in model and in protocol"):
+        model_settings(config("model = dict(templates='imagenet_80')\nprotocol = dict(templates='clip_surgery_85')"))
+
+
+@pytest.mark.parametrize("name", ["sclip", "maskclip"])
+def test_segmentor_encodes_the_methods_templates(tmp_path, name):
+    import clip_surgery_seg.registry  # noqa: F401
+    from clip_surgery_seg.segmentors.segmentor import CLIPSurgerySegmentor
+    from conftest import TINY_VIT
+
+    seg = CLIPSurgerySegmentor(clip=dict(name=str(TINY_VIT), pretrained=None), classnames=["sky", "tree"],
+                               method=dict(type=name), text_cache_dir=str(tmp_path))
+    assert seg.templates == METHODS[name].default_templates
+    expected = seg.surgery.encode_text(["sky", "tree"], resolve_templates(seg.templates))
+    assert torch.equal(seg.text_features(), expected)

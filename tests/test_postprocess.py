@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -101,3 +102,57 @@ def test_pamr_errors():
         pamr(torch.randn(3, 8, 8), torch.randn(1, 2, 8, 8))
     with pytest.raises(ValueError, match="dilations must be positive"):
         pamr(torch.randn(1, 3, 8, 8), torch.randn(1, 2, 8, 8), dilations=(0,))
+
+
+# --- post-processing as a segmentor step ---------------------------------------------------------
+
+def _segmentor(**kwargs):
+    import clip_surgery_seg.registry  # noqa: F401  (the segmentor's data preprocessor)
+    from clip_surgery_seg.segmentors.segmentor import CLIPSurgerySegmentor
+    from conftest import TINY_VIT
+
+    settings = dict(clip=dict(name=str(TINY_VIT), pretrained=None), classnames=["sky", "tree", "road, street", "car"],
+                    method=dict(type="naclip"), short_side=48, crop_size=32, stride=16, window_batch_size=4)
+    return CLIPSurgerySegmentor(**{**settings, **kwargs})
+
+
+def test_build_postprocess():
+    from clip_surgery_seg.errors import ConfigError
+    from clip_surgery_seg.segmentors.postprocess import PAMR, build_postprocess
+
+    assert build_postprocess(None) is None
+    step = build_postprocess("pamr")
+    assert isinstance(step, PAMR) and step.config() == {"type": "pamr", "num_iter": 10, "dilations": (8, 16)}
+    assert build_postprocess({"type": "pamr", "num_iter": 3, "dilations": [2]}).config()["dilations"] == (2,)
+    for spec, message in (("pamm", "unknown postprocess 'pamm'; did you mean pamr?"),
+                          ({"type": "pamr", "steps": 3}, "has no parameter 'steps'"),
+                          ({"type": "pamr", "dilations": [0]}, "dilations must be a list of positive ints"),
+                          ({"type": "pamr", "num_iter": -1}, "num_iter must be an int >= 0"), (3, "not int")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_postprocess(spec)
+
+
+def test_segmentor_with_pamr_equals_pamr_by_hand(tmp_path):
+    """PAMR on each image's per-row logits at its original size, guided by the image resized to the test
+    scale and back (bilinear) -- where NACLIP's code applies it -- before the maximum over synonyms."""
+    import torch.nn.functional as F
+
+    refined = _segmentor(text_cache_dir=str(tmp_path), postprocess=dict(type="pamr", num_iter=3, dilations=(2, 4)))
+    # the same text rows with each synonym a class of its own: its logits are the rows' logits
+    rows_model = _segmentor(text_cache_dir=str(tmp_path), classnames=["sky", "tree", "road", "street", "car"])
+    images = [torch.randn(3, 40, 56), torch.randn(3, 37, 30)]  # batch of two, other sizes, odd sides
+    shapes = [im.shape[-2:] for im in images]
+    rows = rows_model.seg_logits(images, shapes)
+    out = refined.seg_logits(images, shapes)
+    labels = refined.seg_labels(images, shapes)
+    for image, row_logits, logits, label_map in zip(images, rows, out, labels):
+        h, w = image.shape[-2:]
+        scale = 48 / min(h, w)
+        small = F.interpolate(image[None], size=(int(h * scale + 0.5), int(w * scale + 0.5)), mode="bilinear",
+                              align_corners=False)
+        guide = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        by_hand = pamr(guide, row_logits[None], num_iter=3, dilations=(2, 4))[0]
+        expected = torch.stack([by_hand[0], by_hand[1], by_hand[2:4].amax(dim=0), by_hand[4]])
+        assert logits.shape == (4, h, w) and (logits - expected).abs().max() < 1e-5
+        assert torch.equal(label_map, logits.argmax(dim=0))
+        assert not torch.allclose(by_hand, row_logits)  # it did refine

@@ -1,36 +1,51 @@
-"""tools/report.py and the paper table, on fabricated results files."""
+"""tools/report.py, the methods x datasets table and results/paper.csv, on fabricated results files."""
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import pandas as pd
 import pytest
 
-from clip_surgery_seg.engine.results import SCHEMA
 from clip_surgery_seg import resources
 from clip_surgery_seg.cli import EXIT_USAGE
 from clip_surgery_seg.cli.report import main as report_main
-from clip_surgery_seg.reporting.paper import load_paper, paper_table
+from clip_surgery_seg.datasets.catalog import DATASETS, label
+from clip_surgery_seg.engine.config import available_protocols
+from clip_surgery_seg.engine.results import SCHEMA
+from clip_surgery_seg.models.methods import METHODS
+from clip_surgery_seg.reporting.paper import PAPER_COLUMNS, load_paper, methods_table, published_for
 from clip_surgery_seg.reporting.records import load_many
+from conftest import REPO
 
 EXPECTED_IMAGES = {"ade20k": 2000, "coco_stuff171": 5000, "cityscapes": 500, "pascal_context59": 5104}
 CLASSES = {"wall": 40.0, "floor": 20.0, "sky": 30.0}
+# the field's eight benchmarks, as results/paper.csv and the configs name them
+BENCHMARKS = ("voc21", "pascal_context60", "coco_object", "voc20", "pascal_context59", "coco_stuff171", "cityscapes",
+              "ade20k")
 
 
 def fake_results(dataset: str = "ade20k", miou: Optional[float] = None, per_class: Optional[Dict[str, float]] = None,
                  protocol: str = "sclip", created: str = "2025-01-02T03:04:05+00:00", model: str = "ViT-B-16",
                  pretrained: Optional[str] = "openai", commit: str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
                  config_hash: str = "c0ffee" * 10, num_images: Optional[int] = None, limit: Optional[int] = None,
-                 skipped: Sequence[str] = (), wall_s: float = 12.5) -> dict:
-    """A results dict in the ``metrics.json`` schema, with the numbers a test chooses."""
+                 skipped: Sequence[str] = (), wall_s: float = 12.5, method: Optional[str] = "clip_surgery",
+                 postprocess: Optional[str] = None) -> dict:
+    """A results dict in the ``metrics.json`` schema, with the numbers a test chooses (``method=None``:
+    a file from before methods were recorded)."""
     per_class = dict(CLASSES if per_class is None else per_class)
     values = [v for v in per_class.values() if not math.isnan(v)]
     if miou is None:
         miou = round(sum(values) / len(values), 2)
     expected = EXPECTED_IMAGES.get(dataset, 100)
+    settings = {"name": protocol, "short_side": 336, "crop_size": 224, "stride": 112}
+    if method is not None:
+        settings.update(method={"type": method}, templates="imagenet_80",
+                        postprocess={"type": postprocess} if postprocess else None)
     return {
         "schema": SCHEMA, "created": created, "complete": True, "partial": bool(skipped),
         "dataset": {"name": dataset, "type": "X", "data_root": "/data", "expected_images": expected,
@@ -39,7 +54,7 @@ def fake_results(dataset: str = "ade20k", miou: Optional[float] = None, per_clas
         "summary": {"aAcc": 70.0, "mIoU": miou, "mAcc": 50.0},
         "per_class": [{"class": c, "IoU": v, "Acc": v, "intersect": 1, "union": 2, "pred_area": 1, "label_area": 1}
                       for c, v in per_class.items()],
-        "protocol": {"name": protocol, "short_side": 336, "crop_size": 224, "stride": 112},
+        "protocol": settings,
         "model": {"name": model, "pretrained": pretrained, "sha256": None, "seed": None, "quick_gelu": None},
         "config": {}, "config_file": f"configs/{dataset}.py", "config_hash": config_hash,
         "code": {"version": "0.1.0", "git_commit": commit, "git_dirty": False},
@@ -56,98 +71,211 @@ def write_results(folder: Path, **kwargs) -> Path:
     return path
 
 
-OURS = {"pascal_context59": 30.12, "coco_stuff171": 20.0, "cityscapes": 31.4, "ade20k": 13.55}
+# --- results/paper.csv -------------------------------------------------------------------------------
+
+def test_paper_csv_columns_and_values():
+    paper = load_paper()
+    assert resources.paper_csv().read_text().splitlines()[0] == ",".join(PAPER_COLUMNS)
+    assert set(paper["method"]) <= set(METHODS) and set(paper["dataset"]) <= set(BENCHMARKS)
+    assert set(paper["verified"]) <= {"yes", "no"} and set(paper["postprocess"]) <= {"none", "pamr"}
+    assert set(paper["protocol"]) <= set(available_protocols()) | {"not published"}
+    assert (paper["model"] == "ViT-B/16").all() and (paper["weights"] == "openai").all()
+    assert paper["mIoU"].between(0, 100).all() and (paper["source"] != "").all() and (paper["settings"] != "").all()
+    # one number per method, dataset, source and settings
+    assert not paper.duplicated(["method", "dataset", "source", "protocol", "postprocess"]).any()
+    # the numbers this harness started from are kept
+    surgery = paper[paper["method"] == "clip_surgery"].set_index("dataset")["mIoU"].to_dict()
+    assert surgery == {"pascal_context59": 29.3, "coco_stuff171": 21.9, "cityscapes": 31.4, "ade20k": 12.9}
+    clearclip_reported = paper[(paper["protocol"] == "clearclip") & (paper["method"] == "vanilla")]
+    assert clearclip_reported.set_index("dataset")["mIoU"].to_dict() == {
+        "pascal_context59": 9.2, "coco_stuff171": 4.4, "cityscapes": 5.5, "ade20k": 2.1}
+
+
+README_DATASETS = {"VOC21": "voc21", "Context-60": "pascal_context60", "Object": "coco_object", "VOC20": "voc20",
+                   "Context-59": "pascal_context59", "Stuff": "coco_stuff171", "Cityscapes": "cityscapes",
+                   "ADE20K": "ade20k"}
+
+
+def _readme_table():
+    """The README's published-numbers table: {(method, postprocess): {column: cell}}."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("| published (ViT-B/16) |")
+    lines = [line for line in text[start:].splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].split("|")[1:-1]]
+    rows = {}
+    labels = {cls.label: name for name, cls in METHODS.items()}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        name, _, step = cells[0].partition(" + ")
+        rows[(labels[name], step.lower() or None)] = dict(zip(header[1:], cells[1:]))
+    return header, rows
+
+
+def test_readme_published_table_is_paper_csv():
+    """Every cell of the README's table is what the harness shows beside a default (sclip, no
+    post-processing) run: the number, `*` when published under other settings, `?` when unverified."""
+    header, rows = _readme_table()
+    assert header[1:] == list(README_DATASETS) + ["average"]
+    paper = load_paper()
+    assert {m for m, _ in rows} == set(METHODS)
+    for (method, step), cells in rows.items():
+        values = []
+        for column, dataset in README_DATASETS.items():
+            published, same = published_for(paper, method, dataset, "sclip", step)
+            if published is None:
+                assert cells[column] == "–", (method, dataset)
+                continue
+            number, elsewhere, unverified = re.fullmatch(r"(\d+\.\d+)(\*?)(\??)", cells[column]).groups()
+            assert float(number) == published.mIoU and number == published.text, (method, dataset)
+            assert (elsewhere == "*") != same and (unverified == "?") != published.verified, (method, dataset)
+            values.append(published.mIoU)
+        average = f"{sum(values) / len(values):.2f}" + ("" if len(values) == 8 else f" ({len(values)} of 8)")
+        assert cells["average"] == average, method
+    # and every method x dataset number of paper.csv has its cell
+    shown = {(m, d) for (m, _), cells in rows.items() for c, d in README_DATASETS.items() if cells[c] != "–"}
+    assert set(zip(paper["method"], paper["dataset"])) <= shown
+
+
+def _paper(tmp_path, rows):
+    path = tmp_path / "paper.csv"
+    lines = [",".join(PAPER_COLUMNS)]
+    for method, dataset, miou, protocol, postprocess, verified in rows:
+        lines.append(f"{dataset},{method},ViT-B/16,openai,{miou},{protocol},{postprocess},src {miou},"
+                     f"table,settings,{verified},")
+    path.write_text("\n".join(lines) + "\n")
+    return load_paper(path)
+
+
+def test_published_number_of_the_same_settings_first(tmp_path):
+    paper = _paper(tmp_path, [("sclip", "ade20k", 10.0, "clearclip", "none", "yes"),
+                              ("sclip", "ade20k", 11.0, "sclip", "none", "no"),
+                              ("sclip", "ade20k", 12.0, "sclip", "none", "yes"),
+                              ("sclip", "ade20k", 13.0, "sclip", "pamr", "yes"),
+                              ("naclip", "ade20k", 20.0, "sclip", "pamr", "no"),
+                              ("naclip", "ade20k", 21.0, "sclip", "pamr", "yes")])
+    value = lambda *args: (published_for(paper, *args)[0].mIoU, published_for(paper, *args)[1])  # noqa: E731
+    assert value("sclip", "ade20k", "sclip", None) == (12.0, True)  # verified before unverified
+    assert value("sclip", "ade20k", "sclip", "pamr") == (13.0, True)
+    assert value("sclip", "ade20k", "clearclip", "none") == (10.0, True)
+    assert value("naclip", "ade20k", "sclip", None) == (21.0, False)  # elsewhere: verified first
+    assert value("naclip", "ade20k", "clearclip", "pamr") == (21.0, False)
+    assert published_for(paper, "vanilla", "ade20k", "sclip", None) == (None, False)
+
+
+def test_bad_paper_files_are_one_line_errors(tmp_path, capsys):
+    run = tmp_path / "run"
+    write_results(run / "ade20k")
+    (tmp_path / "few.csv").write_text("dataset,method,mIoU\nade20k,sclip,1\n")
+    assert report_main([str(run), "--paper", str(tmp_path / "few.csv")]) == EXIT_USAGE
+    assert "lacks the column(s) model, weights" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text(",".join(PAPER_COLUMNS) + "\nade20k,sclip,ViT-B/16,openai,high,sclip,none,s,t,"
+                                      "x,yes,\n")
+    assert report_main([str(run), "--paper", str(tmp_path / "bad.csv")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 2: mIoU 'high' is not a number" in err
+
+
+# --- the methods x datasets table ----------------------------------------------------------------------
+
+OURS = {("sclip", "pascal_context59"): 30.12, ("sclip", "cityscapes"): 31.4, ("clip_surgery", "pascal_context59"): 20.0,
+        ("clip_surgery", "coco_stuff171"): 21.0, ("clip_surgery", "cityscapes"): 22.5, ("clip_surgery", "ade20k"): 13.55}
 
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
-    """A reproduce-style run folder with all four datasets."""
+    """A reproduce-style run folder: CLIP Surgery on all four datasets, SCLIP on two."""
     run = tmp_path / "run"
-    for name, miou in OURS.items():
-        write_results(run / name, dataset=name, miou=miou)
+    for (method, name), miou in OURS.items():
+        write_results(run / method / name, dataset=name, miou=miou, method=method)
     return run
 
 
-def test_paper_csv_holds_the_published_numbers():
-    paper = pd.read_csv(resources.paper_csv())
-    surgery = paper[paper["method"] == "CLIP Surgery"].set_index("dataset")["mIoU"].to_dict()
-    assert surgery == {"pascal_context59": 29.3, "coco_stuff171": 21.9, "cityscapes": 31.4, "ade20k": 12.9}
-    clip = paper[paper["method"] == "CLIP"].set_index("dataset")["mIoU"].to_dict()
-    assert clip == {"pascal_context59": 9.2, "coco_stuff171": 4.4, "cityscapes": 5.5, "ade20k": 2.1}
-    maskclip = paper[paper["method"] == "MaskCLIP"].set_index("dataset")["mIoU"].to_dict()
-    assert maskclip == {"pascal_context59": 26.4, "coco_stuff171": 16.4, "cityscapes": 12.6, "ade20k": 9.8}
-    assert paper["source"].notna().all() and paper["protocol"].notna().all()
-    assert (paper["model"] == "ViT-B/16").all() and (paper["weights"] == "openai").all()
-
-
-# the catalogue's order: the four datasets with a background class (not evaluated here) come first
-NOT_EVALUATED = ["PASCAL VOC21", "PASCAL Context-60", "COCO-Object", "PASCAL VOC20"]
-
-
-def test_table_numbers_differences_and_paper_order(run_dir):
-    table = paper_table(load_many([str(run_dir)]), load_paper())
-    assert list(table["dataset"]) == NOT_EVALUATED + ["PASCAL Context-59", "COCO-Stuff-171", "Cityscapes",
-                                                      "ADE20K-150"]
-    assert set(table["notes"][:4]) == {"not evaluated"} and table["ours mIoU"][:4].isna().all()
-    table = table[4:]
-    assert list(table["ours mIoU"]) == [30.12, 20.0, 31.4, 13.55]
-    assert list(table["paper mIoU"]) == [29.3, 21.9, 31.4, 12.9]
-    assert list(table["difference"]) == [0.82, -1.9, 0.0, 0.65]
-    assert set(table["protocol"]) == {"sclip"} and set(table["model"]) == {"ViT-B-16 / openai"}
-    assert set(table["date"]) == {"2025-01-02"} and set(table["notes"]) == {""}
+def test_table_rows_cells_and_average(run_dir):
+    paper = load_paper()
+    table = methods_table(load_many([str(run_dir)]), paper)
+    assert table.datasets[:len(DATASETS)] == list(DATASETS)
+    assert [row.method for row in table.rows] == ["sclip", "clip_surgery"]  # the registry's order
+    for row in table.rows:
+        assert row.protocol == "sclip" and row.model == "ViT-B-16 / openai" and row.postprocess is None
+        have = [d for d in table.datasets if (row.method, d) in OURS]
+        for dataset in table.datasets:
+            cell = row.cells[dataset]
+            ours = OURS.get((row.method, dataset))
+            assert (math.isnan(cell.ours) if ours is None else cell.ours == ours)
+            assert (cell.published, cell.same_settings) == published_for(paper, row.method, dataset, "sclip", None)
+        ours, published, count = row.average(table.datasets)
+        assert count == len(have) and ours == pytest.approx(sum(OURS[(row.method, d)] for d in have) / len(have))
+        assert published == pytest.approx(sum(row.cells[d].published.mIoU for d in have) / len(have))
 
 
 def test_markdown_table(run_dir, capsys):
     assert report_main([str(run_dir)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("|")[1:-1] == [" dataset           ", " ours mIoU ", " paper mIoU ", " difference ",
-                                         " protocol ", " model             ", " date       ", " notes         "]
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = [c.strip() for c in lines[0].split("|")[1:-1]]
+    assert header == ["method", "protocol", "model"] + [label(d) for d in DATASETS] + ["average"]
     assert lines[1].startswith("|---") and "-:|" in lines[1]
-    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[6:10]]
-    assert cells[0] == ["PASCAL Context-59", "30.12", "29.3", "+0.82", "sclip", "ViT-B-16 / openai", "2025-01-02", ""]
-    assert cells[1][:4] == ["COCO-Stuff-171", "20.00", "21.9", "-1.90"]
-    assert cells[2][:4] == ["Cityscapes", "31.40", "31.4", "+0.00"]
-    assert cells[3][:4] == ["ADE20K-150", "13.55", "12.9", "+0.65"]
-    assert "arXiv:2304.05653" in lines[-1]
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in lines[2:4])}
+    paper = load_paper()
+    surgery = rows["CLIP Surgery"]
+    city = header.index(label("cityscapes"))
+    published, same = published_for(paper, "clip_surgery", "cityscapes", "sclip", None)
+    assert not same and re.fullmatch(rf"22\.50 / {re.escape(published.text)}\* \[[a-z]\]", surgery[city])
+    sclip = rows["SCLIP"]
+    published, same = published_for(paper, "sclip", "cityscapes", "sclip", None)
+    assert same and re.fullmatch(rf"31\.40 / {re.escape(published.text)} \[[a-z]\]", sclip[city])
+    assert sclip[header.index(label("ade20k"))].startswith("n/a / ")
+    assert sclip[-1].endswith(f"(2 of {len(DATASETS)})")
+    assert "Published numbers (results/paper.csv):" in out and "arXiv:2304.05653" in out
+    assert "`*`: published under other settings" in out
 
 
 def test_csv_table_and_plot(run_dir, tmp_path, capsys):
     plot = tmp_path / "bars.png"
     assert report_main([str(run_dir), "--format", "csv", "--plot", str(plot)]) == 0
-    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
-    assert list(table.columns) == ["dataset", "ours mIoU", "paper mIoU", "difference", "protocol", "model", "date",
-                                   "notes"]
-    assert list(table["difference"][4:]) == [0.82, -1.9, 0.0, 0.65]
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out)).set_index("method")
+    assert list(table.index) == ["sclip", "clip_surgery"]
+    assert table.loc["sclip", "cityscapes"] == 31.4 and math.isnan(table.loc["sclip", "ade20k"])
+    assert table.loc["clip_surgery", "ade20k published"] == 12.9
+    assert not table.loc["clip_surgery", "ade20k published same settings"]
+    assert table.loc["sclip", "average"] == round((30.12 + 31.4) / 2, 2) and table.loc["sclip", "average datasets"] == 2
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
 
 
-def test_baseline_columns(run_dir, capsys):
-    assert report_main([str(run_dir), "--format", "csv", "--baselines"]) == 0
-    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
-    assert list(table["CLIP (published)"][4:]) == [9.2, 4.4, 5.5, 2.1]
-    assert list(table["MaskCLIP (published)"][4:]) == [26.4, 16.4, 12.6, 9.8]
+def test_rows_per_protocol_and_post_processing(tmp_path):
+    runs = [("naclip", "sclip", None, 30.0), ("naclip", "sclip", "pamr", 31.0), ("naclip", "clearclip", None, 29.0)]
+    paths = [write_results(tmp_path / f"r{i}", dataset="ade20k", method=m, protocol=p, postprocess=s, miou=v,
+                           config_hash=f"{i}" * 64) for i, (m, p, s, v) in enumerate(runs)]
+    table = methods_table(load_many([str(p) for p in paths]), load_paper())
+    assert [(r.label, r.protocol, r.cells["ade20k"].ours) for r in table.rows] == [
+        ("NACLIP", "clearclip", 29.0), ("NACLIP", "sclip", 30.0), ("NACLIP + PAMR", "sclip", 31.0)]
+    paper = load_paper()
+    for row in table.rows:
+        assert (row.cells["ade20k"].published, row.cells["ade20k"].same_settings) == published_for(
+            paper, "naclip", "ade20k", row.protocol, row.postprocess)
 
 
-def test_newest_result_per_dataset_unless_all(tmp_path, capsys):
+def test_newest_result_per_cell(tmp_path):
     old = write_results(tmp_path / "old", dataset="ade20k", miou=10.0, created="2025-01-01T00:00:00+00:00")
     new = write_results(tmp_path / "new", dataset="ade20k", miou=12.0, created="2025-02-01T00:00:00+00:00",
                         config_hash="beef" * 16)
-    table = paper_table(load_many([str(old), str(new)]), load_paper())
-    row = table[table["dataset"] == "ADE20K-150"].iloc[0]
-    assert row["ours mIoU"] == 12.0 and row["difference"] == -0.9 and row["notes"] == "newest of 2 results"
-    everything = paper_table(load_many([str(old), str(new)]), load_paper(), all_results=True)
-    assert list(everything[everything["dataset"] == "ADE20K-150"]["ours mIoU"]) == [12.0, 10.0]
-    # datasets without results still show the paper's number
-    missing = table[table["dataset"] == "Cityscapes"].iloc[0]
-    assert math.isnan(missing["ours mIoU"]) and missing["paper mIoU"] == 31.4 and missing["notes"] == "not evaluated"
-    assert report_main([str(old)]) == 0
-    assert "| Cityscapes        |       n/a |       31.4 |        n/a |" in capsys.readouterr().out
+    table = methods_table(load_many([str(old), str(new)]), load_paper())
+    cell = table.rows[0].cells["ade20k"]
+    assert len(table.rows) == 1 and cell.ours == 12.0 and cell.notes == ["newest of 2 results"]
 
 
-def test_results_that_are_not_comparable_say_why(tmp_path):
+def test_results_that_are_not_comparable_say_why(tmp_path, capsys):
     path = write_results(tmp_path / "a", dataset="cityscapes", miou=30.0, num_images=3, limit=3)
-    row = paper_table(load_many([str(path)]), load_paper()).set_index("dataset").loc["Cityscapes"]
-    assert row["notes"] == "--limit 3; 3 of 500 images"
+    assert methods_table(load_many([str(path)]), load_paper()).rows[0].cells["cityscapes"].notes == [
+        "--limit 3", "3 of 500 images"]
+    assert report_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "30.00 (1) / " in out and "- (1) CLIP Surgery (sclip), Cityscapes: --limit 3; 3 of 500 images" in out
+
+
+def test_files_from_before_methods_are_clip_surgery(tmp_path):
+    path = write_results(tmp_path / "a", dataset="cityscapes", miou=30.0, method=None)
+    assert load_many([str(path)])[0].method == "clip_surgery"
 
 
 def test_same_result_from_file_and_history_counts_once(tmp_path):
@@ -157,6 +285,21 @@ def test_same_result_from_file_and_history_counts_once(tmp_path):
     append_history(tmp_path / "history.csv", json.loads(path.read_text()))
     records = load_many([str(path), str(tmp_path / "history.csv")])
     assert len(records) == 1
+
+
+def test_table_from_the_history(tmp_path, capsys):
+    from clip_surgery_seg.reporting.history import append_history
+
+    history = tmp_path / "history.csv"
+    for i, ((method, name), miou) in enumerate(OURS.items()):
+        append_history(history, fake_results(dataset=name, miou=miou, method=method,
+                                             created=f"2025-01-01T00:00:{i:02d}+00:00"))
+    assert report_main([str(history), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out)).set_index("method")
+    for (method, name), miou in OURS.items():
+        assert table.loc[method, name] == miou
+    assert report_main([f"{history}:method=sclip", "--format", "csv"]) == 0
+    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["method"]) == ["sclip"]
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):

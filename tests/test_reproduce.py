@@ -37,63 +37,108 @@ def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_ro
     root.mkdir()
     (root / "cityscapes").symlink_to(synthetic_root / "cityscapes")
     run, history = tmp_path / "run", tmp_path / "history.csv"
-    code = reproduce_main(["--datasets", "cityscapes", "context59", "--data-root", str(root), "--out", str(run),
-                           "--history", str(history), "--record-any-run", *FAST])
+    code = reproduce_main(["--methods", "clip_surgery", "sclip", "--datasets", "cityscapes", "context59",
+                           "--data-root", str(root), "--out", str(run), "--history", str(history), "--record-any-run",
+                           *FAST])
     out = capsys.readouterr().out
     assert code == 3, out
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["protocol"] == "sclip" and summary["exit_code"] == 3 and summary["finished"]
-    assert list(summary["datasets"]) == ["pascal_context59", "cityscapes"]  # the paper's order
+    assert summary["methods"] == ["sclip", "clip_surgery"]  # the field's order
+    assert list(summary["datasets"]) == ["pascal_context59", "cityscapes"]  # the catalogue's order
     missing, ran = summary["datasets"]["pascal_context59"], summary["datasets"]["cityscapes"]
+    # missing data is reported once for the dataset, not per method
     assert missing["status"] == "missing_data" and "VOCdevkit/VOC2010 does not exist" in missing["reason"]
-    assert "\n" not in missing["reason"]
-    assert ran["status"] == "ran" and ran["recorded"] is True and ran["num_images"] == CITYSCAPES_IMAGES
-
-    metrics = json.loads((run / "cityscapes" / "metrics.json").read_text())
-    assert metrics["dataset"]["name"] == "cityscapes" and metrics["protocol"]["name"] == "sclip"
-    assert metrics["model"]["name"] == str(TINY_VIT) and metrics["protocol"]["crop_size"] == 64
-    assert not (run / "pascal_context59" / "metrics.json").exists()
+    assert "\n" not in missing["reason"] and missing["methods"] == {}
+    assert out.count("pascal_context59: MISSING DATA") == 1
+    assert ran["status"] == "ran" and ran["model_loads"] == 1  # one CLIP served both methods
+    for method in ("sclip", "clip_surgery"):
+        entry = ran["methods"][method]
+        assert entry["status"] == "ran" and entry["recorded"] is True and entry["num_images"] == CITYSCAPES_IMAGES
+        assert entry["config"] == f"configs/{method}/cityscapes.py"
+        metrics = json.loads((run / method / "cityscapes" / "metrics.json").read_text())
+        assert metrics["dataset"]["name"] == "cityscapes" and metrics["protocol"]["name"] == "sclip"
+        assert metrics["protocol"]["method"]["type"] == method and metrics["protocol"]["crop_size"] == 64
+        assert metrics["protocol"]["templates"] == {"sclip": "imagenet_80", "clip_surgery": "clip_surgery_85"}[method]
+        assert metrics["model"]["name"] == str(TINY_VIT) and entry["mIoU"] == metrics["summary"]["mIoU"]
+        assert f"cityscapes, {method}: mIoU {entry['mIoU']:.2f}" in out
+    assert not (run / "sclip" / "pascal_context59" / "metrics.json").exists()
 
     table = (run / "table.md").read_text()
-    miou = metrics["summary"]["mIoU"]
-    city = next(line for line in table.splitlines() if line.startswith("| Cityscapes"))
-    cells = [c.strip() for c in city.split("|")[1:-1]]
-    assert cells[:5] == ["Cityscapes", f"{miou:.2f}", "31.4", f"{miou - 31.4:+.2f}", "sclip"]
-    assert cells[5] == "tiny-vit.json / random weights" and cells[7] == f"{CITYSCAPES_IMAGES} of 500 images"
+    assert table.startswith("mIoU (%) of each method on each dataset, protocol `sclip`")
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+             for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    header = lines["method"]
+    city = header.index("Cityscapes")
+    for method, label in (("sclip", "SCLIP"), ("clip_surgery", "CLIP Surgery")):
+        miou = ran["methods"][method]["mIoU"]
+        assert lines[label][1:3] == ["sclip", "tiny-vit.json / random weights"]
+        assert lines[label][city].startswith(f"{miou:.2f} (")  # a note: only a few of 500 images
+        assert lines[label][-1].startswith(f"{miou:.2f} / ") and lines[label][-1].endswith(f"(1 of {len(header) - 4})")
+    assert "31.4* [" in lines["CLIP Surgery"][city]  # the paper's number, settings not published
+    assert f"{CITYSCAPES_IMAGES} of 500 images" in table
     assert "pascal_context59: missing data: data folder" in table
     assert (run / "table.csv").is_file() and (run / "table.png").read_bytes()[:4] == b"\x89PNG"
-    assert "cityscapes: mIoU" in out and "PASCAL_CONTEXT59" not in out and "pascal_context59: MISSING DATA" in out
 
     frame = read_history(history)
-    assert list(frame["dataset"]) == ["cityscapes"] and frame["mIoU"].iloc[0] == miou
+    assert list(frame["dataset"]) == ["cityscapes"] * 2 and list(frame["method"]) == ["sclip", "clip_surgery"]
+    assert list(frame["mIoU"]) == [ran["methods"][m]["mIoU"] for m in ("sclip", "clip_surgery")]
 
-    # report.py rebuilds the same table from the run folder
+    # report.py rebuilds the same table from the run folder, and from the history
     assert report_main([str(run)]) == 0
-    assert city in capsys.readouterr().out
-    # the history's only row is this run itself, which is never its own baseline
+    rebuilt = capsys.readouterr().out
+    assert [line for line in table.splitlines() if line.startswith("| SCLIP")][0] in rebuilt
+    assert report_main([str(history), "--format", "csv"]) == 0
+    assert (run / "table.csv").read_text() == capsys.readouterr().out
+    # the history's only rows are this run's, which are never their own baseline
     assert compare_main([str(run), str(history)]) == 2
     assert "no history row matches" in capsys.readouterr().err
-    # against itself: no regression
+    # against itself: no regression, each method against its own
     assert compare_main([str(run), str(run)]) == 0
+    assert "== cityscapes (method sclip, protocol sclip)" in capsys.readouterr().out
+
+
+def test_one_model_load_gives_the_numbers_of_separate_runs(in_repo, synthetic_root, tmp_path, capsys):
+    """The shared CLIP changes nothing: each method's numbers equal a tools/eval.py run of its config."""
+    from clip_surgery_seg.cli.eval import main as eval_main
+
+    run = tmp_path / "run"
+    assert reproduce_main(["--datasets", "cityscapes", "--data-root", str(synthetic_root), "--out", str(run),
+                           "--history", "none", *FAST]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["methods"] == ["vanilla", "maskclip", "sclip", "clearclip", "naclip", "clip_surgery"]
+    assert summary["datasets"]["cityscapes"]["model_loads"] == 1
+    for method in ("maskclip", "naclip"):
+        alone = tmp_path / method
+        args = ["configs/cityscapes.py", "--method", method, "--data-root", str(synthetic_root), "--work-dir",
+                str(alone), *FAST]
+        assert eval_main(args) == 0
+        ours = json.loads((run / method / "cityscapes" / "metrics.json").read_text())
+        theirs = json.loads((alone / "metrics.json").read_text())
+        assert ours["per_class"] == theirs["per_class"] and ours["config_hash"] == theirs["config_hash"]
+    capsys.readouterr()
 
 
 def test_failures_exit_1_and_smoke_runs_stay_out_of_history(in_repo, synthetic_root, tmp_path, capsys):
     history = tmp_path / "history.csv"
-    code = reproduce_main(["--datasets", "cityscapes", "--data-root", str(synthetic_root), "--out",
-                           str(tmp_path / "bad"), "--history", str(history), *FAST,
+    code = reproduce_main(["--methods", "sclip", "--datasets", "cityscapes", "--data-root", str(synthetic_root),
+                           "--out", str(tmp_path / "bad"), "--history", str(history), *FAST,
                            "--pretrained", str(tmp_path / "no-such-weights.pt")])
     assert code == 1
     summary = json.loads((tmp_path / "bad" / "summary.json").read_text())
     assert summary["datasets"]["cityscapes"]["status"] == "failed"
-    assert "no-such-weights.pt" in summary["datasets"]["cityscapes"]["reason"]
-    code = reproduce_main(["--datasets", "cityscapes", "--protocol", "clearclip", "--data-root",
-                           str(synthetic_root), "--out", str(tmp_path / "smoke"), "--history", str(history),
-                           "--limit", "1", *FAST])
+    assert summary["datasets"]["cityscapes"]["methods"]["sclip"]["status"] == "failed"
+    assert "no-such-weights.pt" in summary["datasets"]["cityscapes"]["methods"]["sclip"]["reason"]
+    assert "cityscapes, sclip: failed:" in (tmp_path / "bad" / "table.md").read_text()
+    code = reproduce_main(["--methods", "clip_surgery", "--datasets", "cityscapes", "--protocol", "clearclip",
+                           "--data-root", str(synthetic_root), "--out", str(tmp_path / "smoke"), "--history",
+                           str(history), "--limit", "1", *FAST])
     assert code == 0
     summary = json.loads((tmp_path / "smoke" / "summary.json").read_text())
-    assert summary["protocol"] == "clearclip" and summary["datasets"]["cityscapes"]["recorded"] is False
-    smoke = json.loads((tmp_path / "smoke" / "cityscapes" / "metrics.json").read_text())
+    assert summary["protocol"] == "clearclip"
+    assert summary["datasets"]["cityscapes"]["methods"]["clip_surgery"]["recorded"] is False
+    smoke = json.loads((tmp_path / "smoke" / "clip_surgery" / "cityscapes" / "metrics.json").read_text())
     assert smoke["protocol"]["name"] == "clearclip" and smoke["dataset"]["limit"] == 1
     assert not history.exists()
     capsys.readouterr()
@@ -103,6 +148,7 @@ def test_failures_exit_1_and_smoke_runs_stay_out_of_history(in_repo, synthetic_r
     (["--datasets", "cityscape"], "error: unknown dataset 'cityscape'; did you mean cityscapes?"),
     (["--protocol", "clearclp"], "error: unknown protocol 'clearclp'; did you mean clearclip?"),
     (["--limit", "0"], "error: --limit must be a positive number of images"),
+    (["--methods", "sclip", "naclp"], "error: unknown method 'naclp'; did you mean naclip"),
 ])
 def test_bad_arguments_exit_2(in_repo, tmp_path, capsys, args, message):
     assert reproduce_main(args + ["--out", str(tmp_path / "run"), "--history", "none"]) == 2

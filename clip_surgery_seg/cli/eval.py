@@ -19,6 +19,7 @@ USAGE_EXAMPLES = """examples:
   python tools/eval.py configs/ade20k.py
   python tools/eval.py configs/cityscapes.py --data-root /datasets --device cuda
   python tools/eval.py configs/ade20k.py --protocol clearclip --precision fp32
+  python tools/eval.py configs/ade20k.py --method sclip          (= configs/sclip/ade20k.py)
   python tools/eval.py configs/ade20k.py --model ViT-L-14 --pretrained openai --cfg-options model.method.depth=8
   torchrun --nproc-per-node 8 tools/eval.py configs/coco_stuff171.py --launcher pytorch
 """
@@ -35,6 +36,8 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
     parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the config)")
     parser.add_argument("--pretrained", help="open_clip tag (openai, ...), weights file, or none for random weights")
     parser.add_argument("--protocol", help="evaluation protocol: sclip (the configs' default) or clearclip")
+    parser.add_argument("--method", help="replace the config's method by this one, with its defaults: vanilla, "
+                        "maskclip, sclip, clearclip, naclip, clip_surgery (then --cfg-options model.method.KEY=...)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (sorted), for smoke runs")
     parser.add_argument("--save-preds", metavar="DIR", help="write each prediction as DIR/<image stem>.png")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
@@ -88,7 +91,7 @@ def _evaluate(args: argparse.Namespace, argv: List[str]) -> int:
         raise ConfigError("--limit must be a positive number of images")
     config = args.config or args.config_option
     opts = EvalOptions(config=config, data_root=args.data_root, work_dir=args.work_dir, model=args.model,
-                       protocol=args.protocol, limit=args.limit, save_preds=args.save_preds, device=args.device,
+                       protocol=args.protocol, method=args.method, limit=args.limit, save_preds=args.save_preds, device=args.device,
                        precision=args.precision, launcher=args.launcher,
                        cfg_options=parse_cfg_options(args.cfg_options), resume=args.resume,
                        skip_bad=args.skip_bad, progress=not args.quiet)

@@ -8,7 +8,7 @@ from typing import List, Optional
 from ..errors import ConfigError
 from . import EXIT_OK, EXIT_USAGE, add_debug_flag, console_logging, positive_int, run
 
-HISTORY_VIEW = ("time", "dataset", "protocol", "mIoU", "aAcc", "mAcc", "num_images", "model", "pretrained",
+HISTORY_VIEW = ("time", "dataset", "method", "protocol", "postprocess", "mIoU", "aAcc", "mAcc", "num_images", "model", "pretrained",
                 "code_version", "config_hash", "wall_s")
 
 
@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history", default=DEFAULT_HISTORY, metavar="CSV",
                         help=f"history file (default {DEFAULT_HISTORY})")
     parser.add_argument("--dataset", nargs="+", metavar="NAME", help="only these datasets")
+    parser.add_argument("--method", nargs="+", metavar="NAME", help="only these methods (rows from before "
+                        "methods were recorded are clip_surgery's)")
     parser.add_argument("--protocol", help="only this protocol")
     parser.add_argument("--last", type=positive_int, metavar="N", help="only the newest N rows (after filtering)")
     parser.add_argument("--format", choices=("text", "md", "csv"), default="text")
@@ -40,6 +42,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.dataset:
             known = sorted(set(PAPER_ORDER) | set(frame["dataset"]))
             frame = frame[frame["dataset"].isin(resolve_many(args.dataset, known))]
+        if args.method:
+            unknown = sorted(set(args.method) - set(frame["method"]))
+            if unknown:
+                raise ConfigError(f"no rows of method {', '.join(map(repr, unknown))} (methods: "
+                                  f"{', '.join(sorted(set(frame['method'])) or ['none'])})")
+            frame = frame[frame["method"].isin(args.method)]
         if args.protocol:
             if args.protocol not in set(frame["protocol"]):
                 raise ConfigError(f"no rows of protocol {args.protocol!r} (protocols: "

@@ -1,4 +1,4 @@
-"""``css-report`` / ``tools/report.py``: the paper's table rebuilt from results."""
+"""``css-report`` / ``tools/report.py``: the methods x datasets table rebuilt from results."""
 from __future__ import annotations
 
 import argparse
@@ -14,19 +14,17 @@ SELECTION_HELP = ("a metrics.json, a work dir holding one, a reproduce run folde
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tools/report.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="The paper's table rebuilt from results: per dataset our mIoU, the paper's, the\n"
-                    "difference, protocol, model and date. With several results for a dataset the newest\n"
-                    "is used (--all lists each).",
+        description="The methods x datasets table rebuilt from results: per method (and protocol,\n"
+                    "post-processing, model) and dataset, our mIoU beside the published one, and the\n"
+                    "average. With several results for a cell the newest is used (its note says so).",
         epilog="examples:\n  python tools/report.py work_dirs/reproduce/20250101T120000Z_sclip\n"
-               "  python tools/report.py results/history.csv --format csv\n"
-               "  python tools/report.py work_dirs/ade20k work_dirs/cityscapes --plot table.png")
+               "  python tools/report.py results/history.csv:protocol=sclip --format csv\n"
+               "  python tools/report.py results/history.csv:method=sclip --plot sclip.png\n"
+               "  python tools/report.py work_dirs/ade20k work_dirs/sclip/ade20k --out table.md")
     parser.add_argument("results", nargs="+", metavar="RUN_DIR_OR_METRICS", help=SELECTION_HELP)
     parser.add_argument("--format", choices=("md", "csv"), default="md", help="table format (default md)")
-    parser.add_argument("--plot", metavar="FILE.png", help="also draw ours vs paper per dataset")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw ours vs published as bars")
     parser.add_argument("--out", metavar="FILE", help="write the table here instead of printing it")
-    parser.add_argument("--all", action="store_true", help="one row per result, not just the newest per dataset")
-    parser.add_argument("--baselines", action="store_true",
-                        help="add the published vanilla-CLIP and MaskCLIP numbers (as reported by ClearCLIP)")
     parser.add_argument("--paper", metavar="CSV", help="published numbers (default results/paper.csv)")
     add_debug_flag(parser)
     return parser
@@ -36,18 +34,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        from ..reporting.paper import load_paper, paper_table, sources_note, to_csv, to_markdown
+        from ..reporting.paper import load_paper, methods_table, to_csv, to_markdown
         from ..reporting.records import load_many
 
         records = load_many(args.results)
-        paper = load_paper(args.paper)
-        table = paper_table(records, paper, all_results=args.all, baselines=args.baselines)
-        text = to_csv(table) if args.format == "csv" else to_markdown(table) + "\n" + sources_note(paper) + "\n"
-        write_or_print(text, args.out)
+        table = methods_table(records, load_paper(args.paper))
+        write_or_print(to_csv(table) if args.format == "csv" else to_markdown(table), args.out)
         if args.plot:
-            from ..reporting.plots import plot_paper_table
+            from ..reporting.plots import plot_methods_table
 
-            plot_paper_table(table, args.plot)
+            plot_methods_table(table, args.plot)
             print(f"wrote {args.plot}", file=sys.stderr)
         return EXIT_OK
 

@@ -71,15 +71,34 @@ def apply_protocol(cfg: Config, name: str) -> None:
 
 
 def model_settings(cfg: Config) -> Dict[str, Any]:
-    """The segmentor's arguments: ``model`` plus the protocol's settings (a key in both is refused)."""
+    """The segmentor's arguments: ``model`` plus the protocol's settings.
+
+    A key set in both is refused; a model key left at None (e.g. ``templates=None``: the method's
+    own) is not set, so a protocol may fix it (``protocol.templates``: one set for every method).
+    """
     model = cfg.model.to_dict()
     protocol = {k: v for k, v in dict(cfg.get("protocol") or {}).items() if k != "name"}
-    both = sorted(set(model) & set(protocol))
+    both = sorted(k for k in set(model) & set(protocol) if model[k] is not None)
     if both:
         raise ConfigError(f"{', '.join(both)} set both in model and in protocol; set "
                           f"{'them' if len(both) > 1 else 'it'} in protocol only (e.g. --cfg-options "
                           f"protocol.{both[0]}=...)")
     return {**model, **protocol}
+
+
+# --- methods ------------------------------------------------------------------------------------
+
+def apply_method(cfg: Config, name: str) -> None:
+    """Replace the config's whole ``model.method`` by method ``name`` with its defaults.
+
+    The other settings stay; the templates follow the method when the config leaves them to it
+    (``templates=None``). Parameters can then be changed with ``--cfg-options model.method.KEY=...``.
+    """
+    from ..models.methods import METHODS
+
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}{suggest(name, METHODS)} (methods: {', '.join(METHODS)})")
+    cfg.model.method = METHODS[name]().config()
 
 
 # --- KEY=VALUE overrides ------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Schema ``clip-surgery-seg/metrics/v1``::
     per_class: [{class, IoU, Acc, intersect, union, pred_area, label_area}, ...]
     protocol:  name, short_side, max_long_side, crop_size, stride, prob_threshold, logit_scale, and
                the model settings that change the numbers: method (its dict, every default filled
-               in), templates, feature_surgery, similarity_normalize, precision, background_index
+               in), templates (the set used: its name, or the list), postprocess (its dict, or null),
+               feature_surgery, similarity_normalize, precision, background_index
     model:     name, pretrained, sha256, seed, quick_gelu
     config:    the full config; config_file; config_hash (sha256 of what determines the numbers)
     code:      version, git_commit, git_dirty
@@ -36,7 +37,7 @@ PREVIOUS_RESULTS_FILE = "previous_metrics.json"
 # model keys that change speed or caching, not the numbers
 RUNTIME_MODEL_KEYS = ("window_batch_size", "text_cache_dir")
 # model keys recorded as part of the protocol: they change the numbers
-PROTOCOL_MODEL_KEYS = ("method", "templates", "feature_surgery", "similarity_normalize", "precision",
+PROTOCOL_MODEL_KEYS = ("method", "templates", "postprocess", "feature_surgery", "similarity_normalize", "precision",
                        "background_index")
 
 
@@ -65,13 +66,22 @@ def config_hash(cfg: dict) -> str:
 
 
 def protocol_of(cfg: dict) -> Dict[str, Any]:
-    """The protocol's settings and the model settings that change the numbers."""
-    protocol = {"name": "custom", **dict(cfg.get("protocol") or {})}
-    protocol.update({k: cfg["model"][k] for k in PROTOCOL_MODEL_KEYS if k in cfg["model"]})
-    if protocol.get("method") is not None:  # every default filled in: the record says exactly what ran
-        from ..models.methods import build_method
+    """The protocol's settings and the model settings that change the numbers, as the segmentor
+    resolves them: the method with every default filled in, the template set actually used (the
+    protocol's, else the model's, else the method's own) and the post-processing step."""
+    from ..models.methods import build_method
+    from ..segmentors.postprocess import build_postprocess
 
-        protocol["method"] = build_method(protocol["method"]).config()
+    protocol = {"name": "custom", **dict(cfg.get("protocol") or {})}
+    model = cfg["model"]
+    # a model setting left at None is not set: the protocol's value (if any) is the one used
+    protocol.update({k: model[k] for k in PROTOCOL_MODEL_KEYS if k in model and (model[k] is not None or k not in protocol)})
+    method = build_method(protocol.get("method") or "clip_surgery")
+    protocol["method"] = method.config()
+    if protocol.get("templates") is None:
+        protocol["templates"] = method.default_templates
+    step = build_postprocess(protocol.get("postprocess"))
+    protocol["postprocess"] = step.config() if step is not None else None
     return jsonable(protocol)
 
 

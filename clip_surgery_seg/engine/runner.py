@@ -29,9 +29,9 @@ from ..datasets.classnames import ClassNames, load_classnames
 from ..errors import BadSampleError, ConfigError, NumericalError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
 from ..fileio import LockHeld, check_writable, file_lock
-from ..models import weights_identity
+from ..models import SharedCLIP, build_method, weights_identity
 from ..models.clip_loader import canonical_model_name
-from .config import apply_cfg_options, apply_protocol, check_component, load_config, model_settings
+from .config import apply_cfg_options, apply_method, apply_protocol, check_component, load_config, model_settings
 from .data import CheckedSamples, ImageList, build_loader, list_images
 from .distributed import Processes, init_processes
 from .progress import ProgressJournal, clear_progress, decode_counts, fingerprint_diff, read_progress
@@ -52,6 +52,7 @@ class EvalOptions:
     model: Optional[str] = None
     pretrained: Any = _UNSET  # tag, path, "none", or unset (the config's)
     protocol: Optional[str] = None  # None keeps the config's
+    method: Optional[str] = None  # None keeps the config's; a name replaces its method dict
     limit: Optional[int] = None
     save_preds: Optional[str] = None
     device: Optional[str] = None
@@ -71,10 +72,12 @@ class EvaluationInterrupted(RuntimeError):
         self.done, self.total, self.work_dir = done, total, work_dir
 
 
-def evaluate(opts: EvalOptions) -> Dict[str, Any]:
+def evaluate(opts: EvalOptions, shared_clip: Optional[SharedCLIP] = None) -> Dict[str, Any]:
     """Run one evaluation; returns the results dict (also written to ``<work_dir>/metrics.json``).
 
-    Ranks other than 0 return only the computed metrics. The work dir is locked for the run.
+    ``shared_clip``: take the CLIP from there (one load for several evaluations, e.g. every method
+    on a dataset) instead of loading it for this run. Ranks other than 0 return only the computed
+    metrics. The work dir is locked for the run.
     """
     start = time.perf_counter()
     cfg = prepare_config(opts)
@@ -82,10 +85,11 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
     work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
     check_outputs(work_dir, opts.save_preds)
     with lock_work_dir(work_dir, procs):
-        return _evaluate(cfg, opts, procs, work_dir, start)
+        return _evaluate(cfg, opts, procs, work_dir, start, shared_clip)
 
 
-def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, start: float) -> Dict[str, Any]:
+def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, start: float,
+              shared_clip: Optional[SharedCLIP]) -> Dict[str, Any]:
     classes = load_classnames(cfg.model.classnames)
     check_class_count(cfg, classes)
     images = list_images(cfg, opts.skip_bad, opts.limit, procs.rank)
@@ -95,7 +99,7 @@ def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, 
     observers = build_observers(opts, cfg, classes)
     todo, restored = restore_counts(images, images.keys[procs.rank::procs.world], previous, metric, journal,
                                     observers, procs.device)
-    model = build_model(cfg, procs.device, classes.num_classes)
+    model = build_model(cfg, procs.device, classes.num_classes, shared_clip)
     text_s = encode_text_once(model)
     samples = CheckedSamples(images.layout, todo, cfg.test_dataloader.dataset.pipeline, classes.num_classes,
                              metric.ignore_index)
@@ -146,7 +150,10 @@ def prepare_config(opts: EvalOptions) -> Config:
             raise ConfigError(f"config {opts.config} has no {key!r}; start from one of the dataset configs in configs/")
     if opts.protocol is not None:
         apply_protocol(cfg, opts.protocol)
+    if opts.method is not None:
+        apply_method(cfg, opts.method)
     apply_cfg_options(cfg, dict(opts.cfg_options))
+    check_method(cfg, opts)
     if opts.model is not None:
         cfg.model.clip.name = opts.model
     cfg.model.clip.name = canonical_model_name(cfg.model.clip.name)
@@ -171,6 +178,18 @@ def check_class_count(cfg: Config, classes: ClassNames) -> None:
         raise ConfigError(f"class-name file {cfg.model.classnames} has {classes.num_classes} classes, the "
                           f"{info.name} dataset has {info.num_classes}; set model.classnames to a file with one "
                           f"line per class in label order (e.g. configs/classnames/{info.name}.txt)")
+
+
+def check_method(cfg: Config, opts: EvalOptions) -> None:
+    """The method dict builds (unknown names and parameters are refused before any data is read)."""
+    try:
+        method = cfg.model.get("method", "clip_surgery")
+        build_method(method.to_dict() if hasattr(method, "to_dict") else method)
+    except ConfigError as err:
+        switched = opts.cfg_options.get("model.method.type")
+        hint = (f"; to switch methods use --method {switched}, which replaces the whole method dict"
+                if switched is not None else "")
+        raise ConfigError(f"{opts.config}: {err}{hint}") from None
 
 
 def check_outputs(work_dir: Path, save_preds: Optional[str]) -> None:
@@ -288,10 +307,14 @@ def build_metric(cfg: Config, classes: ClassNames) -> SegConfusionMetric:
     return METRICS.build(dict(evaluator, num_classes=classes.num_classes, class_names=classes.classes))
 
 
-def build_model(cfg: Config, device: torch.device, num_classes: int) -> torch.nn.Module:
+def build_model(cfg: Config, device: torch.device, num_classes: int,
+                shared_clip: Optional[SharedCLIP] = None) -> torch.nn.Module:
     from mmseg.registry import MODELS
 
-    model = MODELS.build(model_settings(cfg)).to(device).eval()
+    settings = model_settings(cfg)
+    if shared_clip is not None:
+        settings["shared_clip"] = shared_clip
+    model = MODELS.build(settings).to(device).eval()
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise ConfigError(f"model has {model.num_classes} classes, the class-name file {num_classes}")
     return model

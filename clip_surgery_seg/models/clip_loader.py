@@ -324,3 +324,30 @@ def _create_pretrained(open_clip, name: str, tag: str, force_quick_gelu: bool) -
                            f"network access pass --pretrained PATH to a downloaded weights file (e.g. OpenAI's "
                            f"{name}.pt, or an open_clip checkpoint), or fill the open_clip / Hugging Face cache "
                            "on a connected machine and set HF_HUB_OFFLINE=1") from None
+class SharedCLIP:
+    """One CLIP, built once and handed to every segmentor that asks for the same one.
+
+    ``tools/reproduce.py`` evaluates several methods on a dataset; no method changes a weight, so one
+    model serves them all. The caller creates one of these and passes it to each segmentor it
+    builds (``shared_clip=``); a request with other arguments than the model held replaces it (one
+    model in memory at a time). Nothing is shared that is not passed explicitly.
+
+    Attributes:
+        loads: how many times a model was built (for checks and benchmarks).
+    """
+
+    def __init__(self) -> None:
+        self._key: Optional[str] = None
+        self._built: Optional[Tuple[nn.Module, Callable]] = None
+        self.loads = 0
+
+    def get(self, name: str, pretrained: Optional[str] = None, quick_gelu: Optional[bool] = None,
+            seed: int = 0) -> Tuple[nn.Module, Callable]:
+        """``build_clip(name, pretrained, quick_gelu=..., seed=...)``, built on the first request only."""
+        key = json.dumps([str(name), pretrained, quick_gelu, seed])
+        if key != self._key:
+            self._built = None  # free the previous model before building the next
+            self._built = build_clip(name, pretrained, quick_gelu=quick_gelu, seed=seed)
+            self._key = key
+            self.loads += 1
+        return self._built

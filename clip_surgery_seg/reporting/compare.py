@@ -1,7 +1,8 @@
 """Compare a new result against a baseline: what moved, and whether it is a regression.
 
 A regression is an mIoU drop of more than ``tolerance`` points, or a per-class IoU drop of more than
-``class_tolerance`` points. Only results of the same dataset and protocol are compared unless forced.
+``class_tolerance`` points. Only results of the same dataset, method and protocol are compared unless
+forced.
 
 An mIoU that is not a finite number is never a pass: in the new result it is a regression (whatever
 the baseline holds); in the baseline (with a finite new value) there is nothing to compare against,
@@ -75,7 +76,7 @@ def _dropped(delta: float, tolerance: float) -> bool:
 def compare_records(new: ResultRecord, baseline: ResultRecord, tolerance: float = 0.1,
                     class_tolerance: float = 1.0) -> DatasetComparison:
     """Summary deltas, and the classes that moved by more than ``class_tolerance``."""
-    result = DatasetComparison(new.dataset, new, baseline, tolerance, class_tolerance)
+    result = DatasetComparison(new.name, new, baseline, tolerance, class_tolerance)
     for metric in SUMMARY_METRICS:
         delta = Delta(metric, getattr(baseline, metric), getattr(new, metric))
         if metric != GATED_METRIC:
@@ -125,45 +126,61 @@ def _provenance_warnings(new: ResultRecord, baseline: ResultRecord) -> List[str]
 
 def pair_records(new: Sequence[ResultRecord], baseline: Sequence[ResultRecord],
                  force: bool = False) -> Tuple[List[Tuple[ResultRecord, ResultRecord]], List[str]]:
-    """Match new and baseline results by dataset; refuse mismatches unless ``force``.
+    """Match new and baseline results by dataset and method; refuse mismatches unless ``force``.
 
     Returns the pairs and notes on what was left out (only when forced).
     """
     notes: List[str] = []
-    new_by = _one_per_dataset(new, "NEW")
-    base_by = _one_per_dataset(baseline, "BASELINE")
+    new_by = _one_per_key(new, "NEW")
+    base_by = _one_per_key(baseline, "BASELINE")
     if force and len(new_by) == 1 and len(base_by) == 1 and set(new_by) != set(base_by):
         (n,), (b,) = new_by.values(), base_by.values()
-        notes.append(f"forced: comparing dataset {n.dataset} with {b.dataset}")
+        notes.append(f"forced: comparing {n.name} with {b.name}")
         pairs = [(n, b)]
     else:
-        only_new, only_base = sorted(set(new_by) - set(base_by)), sorted(set(base_by) - set(new_by))
+        only_new, only_base = _names(new_by, base_by), _names(base_by, new_by)
         if only_new or only_base:
-            message = "datasets differ: " + "; ".join(
+            what = "datasets" if {k[0] for k in new_by} != {k[0] for k in base_by} else "methods"
+            message = f"{what} differ: " + "; ".join(
                 part for part in (f"only in NEW: {', '.join(only_new)}" if only_new else "",
                                   f"only in BASELINE: {', '.join(only_base)}" if only_base else "") if part)
             if not force or not set(new_by) & set(base_by):
                 raise MismatchError(message + ("" if force else " (pass --force to compare the common ones)"))
             notes.append(f"forced: {message}; comparing the common ones")
-        common = sorted(set(new_by) & set(base_by), key=lambda n: (paper_rank(n), n))
-        pairs = [(new_by[name], base_by[name]) for name in common]
+        common = sorted(set(new_by) & set(base_by), key=_order)
+        pairs = [(new_by[key], base_by[key]) for key in common]
     for n, b in pairs:
         if n.protocol != b.protocol:
             if not force:
-                raise MismatchError(f"protocols differ for {n.dataset}: NEW is {n.protocol}, BASELINE is "
+                raise MismatchError(f"protocols differ for {n.name}: NEW is {n.protocol}, BASELINE is "
                                     f"{b.protocol}; numbers of different protocols are not comparable "
                                     "(pass --force to compare anyway)")
-            notes.append(f"forced: {n.dataset} compared across protocols {b.protocol} -> {n.protocol}")
+            notes.append(f"forced: {n.name} compared across protocols {b.protocol} -> {n.protocol}")
     return pairs, notes
 
 
-def _one_per_dataset(records: Sequence[ResultRecord], side: str) -> Dict[str, ResultRecord]:
-    by: Dict[str, ResultRecord] = {}
+def _order(key: Tuple[str, str]) -> tuple:
+    """Datasets in the catalogue's order, then methods in the registry's."""
+    from ..models.methods import METHODS
+
+    dataset, method = key
+    methods = list(METHODS)
+    return paper_rank(dataset), dataset, methods.index(method) if method in methods else len(methods), method
+
+
+def _names(by: Dict[Tuple[str, str], ResultRecord], other: Dict[Tuple[str, str], ResultRecord]) -> List[str]:
+    return [by[key].name for key in sorted(set(by) - set(other), key=_order)]
+
+
+def _one_per_key(records: Sequence[ResultRecord], side: str) -> Dict[Tuple[str, str], ResultRecord]:
+    """The records by (dataset, method); two of the same are refused."""
+    by: Dict[Tuple[str, str], ResultRecord] = {}
     for record in records:
-        if record.dataset in by:
-            raise MismatchError(f"{side} holds two results for {record.dataset} ({by[record.dataset].source} and "
+        key = (record.dataset, record.method)
+        if key in by:
+            raise MismatchError(f"{side} holds two results for {record.name} ({by[key].source} and "
                                 f"{record.source}); name one")
-        by[record.dataset] = record
+        by[key] = record
     return by
 
 
@@ -176,7 +193,8 @@ def _fmt(value: float) -> str:
 def format_comparison(result: DatasetComparison) -> str:
     """The summary table, the classes that moved, and notes, for the terminal."""
     new, base = result.new, result.baseline
-    lines = [f"== {result.dataset} (protocol {new.protocol})",
+    method = "" if new.name == new.dataset else f"method {new.method}, "
+    lines = [f"== {new.dataset} ({method}protocol {new.protocol})",
              f"   new:      {new.source}  [{new.date or '?'}, {new.code_version or '?'}]",
              f"   baseline: {base.source}  [{base.date or '?'}, {base.code_version or '?'}]"]
     rows = []

@@ -2,7 +2,9 @@
 
 Format (``results/history.csv`` by default; see ``results/README.md``): a plain CSV with the header
 ``HISTORY_COLUMNS``. ``per_class_iou`` holds a JSON object ``{class: IoU}`` (``null`` where the IoU
-is undefined), so that per-class comparisons work from the history alone.
+is undefined), so that per-class comparisons work from the history alone. ``method`` is the
+image-token method (rows of files written before that column existed are CLIP Surgery's, the only
+method then), ``postprocess`` the post-processing step's name (empty: none).
 
 Appending is safe with several evaluations finishing at once: each append takes an exclusive
 ``flock`` on ``<history>.lock``, reads the file, and atomically replaces it with the old content
@@ -17,12 +19,13 @@ Selections (what ``tools/compare.py`` accepts besides results files)::
     PATH[:FILTER[,FILTER...]][@REF]
 
     FILTER  a dataset name (ade20k, coco_stuff171, cityscapes, pascal_context59) or COLUMN=VALUE
-            (protocol=clearclip, model=ViT-B-16, pretrained=openai, config_hash=<prefix>, ...)
-    REF     latest (default): the newest matching row, per dataset;
+            (method=sclip, protocol=clearclip, model=ViT-B-16, pretrained=openai, config_hash=<prefix>, ...)
+    REF     latest (default): the newest matching row, per dataset and method;
             -N: the N-th newest (-1 = latest, -2 = the one before);
             a git commit prefix (4+ hex digits): the newest row of that commit.
 
-e.g. ``results/history.csv:ade20k@-2``, ``results/history.csv:protocol=clearclip@3f2a9c1``.
+e.g. ``results/history.csv:ade20k@-2``, ``results/history.csv:protocol=clearclip@3f2a9c1``,
+``results/history.csv:method=sclip``.
 """
 from __future__ import annotations
 
@@ -46,13 +49,15 @@ logger = logging.getLogger("clip_surgery_seg")
 DEFAULT_HISTORY = "results/history.csv"
 
 HISTORY_COLUMNS = (
-    "time", "dataset", "protocol", "mIoU", "aAcc", "mAcc", "num_images", "expected_images", "wall_s",
+    "time", "dataset", "method", "protocol", "postprocess", "mIoU", "aAcc", "mAcc", "num_images", "expected_images", "wall_s",
     "model", "pretrained", "weights_sha256", "seed", "config_file", "config_hash", "code_version",
     "git_commit", "git_dirty", "device", "per_class_iou",
 )
 NUMERIC_COLUMNS = ("mIoU", "aAcc", "mAcc", "num_images", "expected_images", "wall_s", "seed")
 
 PathLike = Union[str, Path]
+# the method of results and history rows from before methods were recorded: the only one there was
+LEGACY_METHOD = "clip_surgery"
 
 
 
@@ -97,10 +102,13 @@ def history_row(results: Mapping[str, Any]) -> Dict[str, Any]:
     else:
         version = None
     per_class = {r["class"]: _finite_or_none(r.get("IoU")) for r in results.get("per_class") or []}
+    protocol = results.get("protocol") or {}
     return {
         "time": results.get("created"),
         "dataset": dataset["name"],
-        "protocol": (results.get("protocol") or {}).get("name"),
+        "method": method_of(protocol),
+        "protocol": protocol.get("name"),
+        "postprocess": postprocess_of(protocol),
         "mIoU": summary.get("mIoU"),
         "aAcc": summary.get("aAcc"),
         "mAcc": summary.get("mAcc"),
@@ -119,6 +127,22 @@ def history_row(results: Mapping[str, Any]) -> Dict[str, Any]:
         "device": (results.get("environment") or {}).get("device"),
         "per_class_iou": json.dumps(per_class, separators=(",", ":")),
     }
+
+
+def method_of(protocol: Mapping[str, Any]) -> str:
+    """The method name of a results file's ``protocol`` section (CLIP Surgery for files from before)."""
+    method = protocol.get("method")
+    if isinstance(method, Mapping):
+        method = method.get("type")
+    return str(method) if method else LEGACY_METHOD
+
+
+def postprocess_of(protocol: Mapping[str, Any]) -> Optional[str]:
+    """The post-processing step's name of a results file's ``protocol`` section, or None."""
+    step = protocol.get("postprocess")
+    if isinstance(step, Mapping):
+        step = step.get("type")
+    return str(step) if step else None
 
 
 def _finite_or_none(value: Any) -> Optional[float]:
@@ -235,6 +259,8 @@ def read_history(path: PathLike):
         if column not in frame.columns:  # a history written by another version
             frame[column] = pd.Series([""] * len(frame), dtype="str")
     frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
+    # files from before the method column: their rows are CLIP Surgery's, without post-processing
+    frame["method"] = frame["method"].replace("", LEGACY_METHOD)
     for column in NUMERIC_COLUMNS:
         frame[column] = pd.to_numeric(frame[column].replace("", None), errors="coerce")
     frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
@@ -367,7 +393,7 @@ def parse_selection(spec: str) -> HistorySelection:
 
 
 def select_rows(frame, selection: HistorySelection, exclude: Sequence[Mapping[str, Any]] = ()):
-    """The selected rows, one per dataset (the frame must come from ``read_history``).
+    """The selected rows, one per dataset and method (the frame must come from ``read_history``).
 
     ``exclude`` holds rows to skip (matched on time, dataset and config hash): a comparison never
     picks the run it is checking as its own baseline.
@@ -385,7 +411,7 @@ def select_rows(frame, selection: HistorySelection, exclude: Sequence[Mapping[st
                 & (rows["time"] == _as_timestamp(other.get("time"))))
         rows = rows[~same]
     chosen = []
-    for _, group in rows.groupby("dataset", sort=False):
+    for _, group in rows.groupby(["dataset", "method"], sort=False):
         group = group.sort_values("time", kind="stable")
         if selection.ref == "latest":
             chosen.append(group.iloc[-1])
@@ -406,6 +432,6 @@ def _as_timestamp(value: Any):
     return pd.to_datetime(value, utc=True, errors="coerce")
 
 
-__all__ = ["DEFAULT_HISTORY", "HISTORY_COLUMNS", "HistoryError", "HistorySelection", "append_history",
-           "append_rows", "history_row", "looks_like_selection", "parse_selection", "per_class_iou",
+__all__ = ["DEFAULT_HISTORY", "HISTORY_COLUMNS", "LEGACY_METHOD", "HistoryError", "HistorySelection", "append_history",
+           "append_rows", "history_row", "method_of", "postprocess_of", "looks_like_selection", "parse_selection", "per_class_iou",
            "read_history", "refusal_reason", "select_rows"]

@@ -1,4 +1,5 @@
-"""Charts (matplotlib, Agg backend: no display needed): ours vs paper, and mIoU over time."""
+"""Charts (matplotlib, Agg backend: no display needed): the methods table (ours vs published), and
+mIoU over time."""
 from __future__ import annotations
 
 import io
@@ -24,27 +25,42 @@ def _save(figure, path: Union[str, Path]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_paper_table(table, path: Union[str, Path], title: str = "CLIP Surgery, mIoU: ours vs paper") -> None:
-    """Grouped bars per dataset: our mIoU and the paper's (a missing one is left out)."""
+def plot_methods_table(table, path: Union[str, Path], title: str = "mIoU: ours vs published") -> None:
+    """Grouped bars: per dataset (and the average), one bar per row of the methods table (ours), with
+    the published number as a black tick over it -- filled when published under the row's settings,
+    hollow when elsewhere. A missing number is left out."""
+    from ..datasets.catalog import label
+
     plt = _pyplot()
-    rows = table.drop_duplicates("dataset")  # the newest result per dataset comes first
-    labels = list(rows["dataset"])
-    positions = range(len(labels))
-    width = 0.38
-    figure, axes = plt.subplots(figsize=(max(5.0, 1.6 * len(labels)), 3.6))
+    groups = list(table.datasets) + ["average"]
+    rows = table.rows
+    width = 0.8 / max(1, len(rows))
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(rows)) ** 0.5), 4.0))
     try:
-        for offset, column, colour in ((-width / 2, "ours mIoU", "#1f77b4"), (width / 2, "paper mIoU", "#bbbbbb")):
-            values = [float(v) for v in rows[column]]
-            bars = axes.bar([p + offset for p in positions], [0 if math.isnan(v) else v for v in values], width,
-                            label=column.replace(" mIoU", ""), color=colour)
-            for bar, value in zip(bars, values):
-                text = "n/a" if math.isnan(value) else f"{value:.1f}"
-                axes.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                              va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-        axes.set_xticks(list(positions), labels)
+        colours = plt.get_cmap("tab10")
+        for index, row in enumerate(rows):
+            ours, published, same = [], [], []
+            for dataset in table.datasets:
+                cell = row.cells[dataset]
+                ours.append(cell.ours)
+                published.append(cell.published.mIoU if cell.published is not None else math.nan)
+                same.append(cell.same_settings)
+            average = row.average(table.datasets)
+            ours.append(average[0])
+            published.append(average[1])
+            same.append(all(row.cells[d].same_settings for d in table.datasets if not math.isnan(row.cells[d].ours)))
+            xs = [g + (index - (len(rows) - 1) / 2) * width for g in range(len(groups))]
+            axes.bar(xs, [0 if math.isnan(v) else v for v in ours], width * 0.9, color=colours(index % 10),
+                     label=f"{row.label} ({row.protocol})")
+            for x, value, filled in zip(xs, published, same):
+                if not math.isnan(value):
+                    axes.plot([x], [value], marker="_", markersize=max(4.0, 40 * width), mew=2,
+                              color="black" if filled else "#888888")
+        axes.set_xticks(range(len(groups)), [label(g) if g != "average" else "average" for g in groups],
+                        rotation=30, ha="right")
         axes.set_ylabel("mIoU (%)")
-        axes.set_title(title)
-        axes.legend(frameon=False)
+        axes.set_title(title + " (ticks: published; grey: under other settings)", fontsize=10)
+        axes.legend(frameon=False, fontsize=7, ncol=2)
         axes.spines[["top", "right"]].set_visible(False)
         figure.tight_layout()
         _save(figure, path)
@@ -53,15 +69,17 @@ def plot_paper_table(table, path: Union[str, Path], title: str = "CLIP Surgery, 
 
 
 def plot_history(frame, path: Union[str, Path], title: str = "mIoU over time") -> None:
-    """One line per dataset and protocol: mIoU of each recorded run against its time."""
+    """One line per dataset, method and protocol: mIoU of each recorded run against its time."""
     plt = _pyplot()
     from ..datasets.catalog import label
 
     figure, axes = plt.subplots(figsize=(7.0, 3.8))
     try:
-        for (dataset, protocol), group in frame.groupby(["dataset", "protocol"], sort=True):
+        methods = frame["method"] if "method" in frame.columns else "clip_surgery"
+        for (dataset, method, protocol), group in frame.assign(method=methods).groupby(
+                ["dataset", "method", "protocol"], sort=True):
             group = group.sort_values("time")
-            axes.plot(group["time"], group["mIoU"], marker="o", label=f"{label(dataset)} ({protocol})")
+            axes.plot(group["time"], group["mIoU"], marker="o", label=f"{label(dataset)}, {method} ({protocol})")
         axes.set_ylabel("mIoU (%)")
         axes.set_title(title)
         axes.legend(frameon=False, fontsize=8)

@@ -3,7 +3,7 @@
 ``load_records(spec)`` turns what a user types into records:
 
 * a ``metrics.json`` file, or a work dir holding one (``tools/eval.py --work-dir``);
-* a reproduce run folder: every ``<dataset>/metrics.json`` in it;
+* a reproduce run folder: every ``<method>/<dataset>/metrics.json`` (or ``<dataset>/metrics.json``) in it;
 * a history selection ``PATH.csv[:FILTER,...][@REF]`` (see ``clip_surgery_seg.reporting.history``).
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .history import (HistoryError, history_row, looks_like_selection, parse_selection,
-                              per_class_iou, read_history, select_rows)
+from .history import (LEGACY_METHOD, HistoryError, history_row, looks_like_selection, parse_selection,
+                      per_class_iou, read_history, select_rows)
 from ..engine.results import RESULTS_FILE, ResultsFileError, load_results
 from ..errors import ReportingError
 
@@ -43,6 +43,13 @@ class ResultRecord:
     wall_s: Optional[float] = None
     source: str = ""
     history_key: Dict[str, Any] = field(default_factory=dict)
+    method: str = LEGACY_METHOD
+    postprocess: Optional[str] = None  # the post-processing step's name, None for none
+
+    @property
+    def name(self) -> str:
+        """What comparisons call this result: the dataset, with the method unless it is CLIP Surgery."""
+        return self.dataset if self.method == LEGACY_METHOD else f"{self.dataset} ({self.method})"
 
     @property
     def model_label(self) -> str:
@@ -79,7 +86,7 @@ class ResultRecord:
                    created=row["time"], code_version=row["code_version"], config_hash=row["config_hash"],
                    num_images=dataset.get("num_images"), expected_images=dataset.get("expected_images"),
                    limit=dataset.get("limit"), skipped=len(results.get("skipped") or []),
-                   wall_s=row["wall_s"], source=source,
+                   wall_s=row["wall_s"], source=source, method=row["method"], postprocess=row["postprocess"],
                    history_key={"time": row["time"], "dataset": row["dataset"], "config_hash": row["config_hash"]})
 
     @classmethod
@@ -93,13 +100,14 @@ class ResultRecord:
                    code_version=_text(row.get("code_version")), config_hash=_text(row.get("config_hash")),
                    num_images=_int(row.get("num_images")), expected_images=_int(row.get("expected_images")),
                    wall_s=_num(row.get("wall_s")), source=source,
+                   method=_text(row.get("method")) or LEGACY_METHOD, postprocess=_text(row.get("postprocess")),
                    history_key={"time": created, "dataset": str(row["dataset"]),
                                 "config_hash": _text(row.get("config_hash"))})
 
     @property
     def identity(self) -> tuple:
-        """Same for a run's ``metrics.json`` and its history row: dataset, config hash, time."""
-        return (self.dataset, self.config_hash, (self.created or "")[:19])
+        """Same for a run's ``metrics.json`` and its history row: dataset, method, config hash, time."""
+        return (self.dataset, self.method, self.config_hash, (self.created or "")[:19])
 
 
 def _missing(value: Any) -> bool:
@@ -141,19 +149,19 @@ def load_path(path: Path) -> List[ResultRecord]:
     if path.is_dir():
         if (path / RESULTS_FILE).is_file():
             return [_from_results_file(path / RESULTS_FILE)]
-        found = sorted(path.glob(f"*/{RESULTS_FILE}"))
+        found = sorted(path.glob(f"*/{RESULTS_FILE}")) + sorted(path.glob(f"*/*/{RESULTS_FILE}"))
         if not found:
-            raise ReportingError(f"{path} holds no {RESULTS_FILE} (nor */{RESULTS_FILE})")
+            raise ReportingError(f"{path} holds no {RESULTS_FILE} (nor */{RESULTS_FILE}, */*/{RESULTS_FILE})")
         return [_from_results_file(p) for p in found]
     raise ReportingError(f"{path} does not exist")
 
 
 def load_selection(spec: str, like: Sequence[ResultRecord] = ()) -> List[ResultRecord]:
-    """Records from a history selection, one per dataset.
+    """Records from a history selection, one per dataset and method.
 
     With ``like`` (the results being checked), it picks a row for each of their datasets (those the
-    selection names, when it names any), under the same protocol unless ``protocol=`` is given, and
-    never one of them itself.
+    selection names, when it names any), of the same method and protocol unless ``method=`` or
+    ``protocol=`` is given, and never one of them itself.
     """
     try:
         selection = parse_selection(spec)
@@ -169,14 +177,18 @@ def load_selection(spec: str, like: Sequence[ResultRecord] = ()) -> List[ResultR
             narrowed = parse_selection(spec)
             narrowed.datasets = [record.dataset]
             narrowed.filters.setdefault("protocol", record.protocol)
+            narrowed.filters.setdefault("method", record.method)
             chosen += select_rows(frame, narrowed, exclude)
     else:
         chosen = select_rows(frame, selection, exclude)
     if not chosen:
         raise ReportingError(f"no history row matches {selection.describe()}"
-                             + (f" for {', '.join(sorted({r.dataset for r in like}))} (other than NEW itself)"
+                             + (f" for {', '.join(sorted({r.name for r in like}))} (other than NEW itself)"
                                 if like else ""))
-    return [ResultRecord.from_history_row(row, f"{selection.describe()} [{row['dataset']}]") for row in chosen]
+    records = [ResultRecord.from_history_row(row, "") for row in chosen]
+    for record in records:
+        record.source = f"{selection.describe()} [{record.name}]"
+    return records
 
 
 def load_records(spec: str, like: Sequence[ResultRecord] = ()) -> List[ResultRecord]:

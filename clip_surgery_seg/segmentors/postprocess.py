@@ -1,10 +1,20 @@
-"""Post-processing that some training-free methods apply to their class logits."""
+"""Post-processing that some training-free methods apply to their class logits.
+
+A post-processing step is a registered component, built from the segmentor's
+``postprocess=dict(type=name, **params)`` (or a name) by :func:`build_postprocess`; ``None`` (the
+default) applies none. The segmentor calls it on each image's class logits at the original image
+size, where NACLIP's code applies PAMR (docs/methods.md).
+"""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+import difflib
+import inspect
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
+
+from ..errors import ConfigError
 
 # the eight neighbours in the order of the released PAMR kernels (row-major, centre left out)
 _NEIGHBOURS: Tuple[Tuple[int, int], ...] = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
@@ -80,3 +90,94 @@ def pamr(image: torch.Tensor, masks: torch.Tensor, num_iter: int = 10,
             out.addcmul_(neighbour, weights[:, p:p + 1])
         masks = out
     return masks
+
+
+# --- post-processing as a config step -------------------------------------------------------------
+
+class Postprocess:
+    """One post-processing step: ``step(image (B, C, H, W), logits (B, R, H, W)) -> (B, R, H, W)``.
+
+    ``image`` is the normalised image at the logits' size; ``logits`` are the per-row class scores
+    (cosine similarities, before any softmax). Subclasses set :attr:`name` and implement
+    :meth:`__call__` and :meth:`params`.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __call__(self, image: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def params(self) -> Dict[str, Any]:
+        """The step's parameters, as its config dict takes them (without ``type``)."""
+        return {}
+
+    def config(self) -> Dict[str, Any]:
+        """``{"type": name, **params}``: builds an equal step, and is what results record."""
+        return {"type": self.name, **self.params()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
+
+POSTPROCESSORS: Dict[str, Type[Postprocess]] = {}
+
+
+def register_postprocess(cls: Type[Postprocess]) -> Type[Postprocess]:
+    """Class decorator: make ``cls`` buildable by its ``name``."""
+    if not cls.name or cls.name in POSTPROCESSORS:
+        raise ValueError(f"post-processing class {cls.__name__} needs a new, non-empty name (got {cls.name!r})")
+    POSTPROCESSORS[cls.name] = cls
+    return cls
+
+
+@register_postprocess
+class PAMR(Postprocess):
+    """:func:`pamr` as a config step, ``dict(type='pamr', num_iter=10, dilations=(8, 16))``
+    (NACLIP's default; SCLIP's code offers the same with the same dilations, off by default)."""
+
+    name = "pamr"
+
+    def __init__(self, num_iter: int = 10, dilations: Sequence[int] = (8, 16)) -> None:
+        if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 0:
+            raise ConfigError(f"pamr num_iter must be an int >= 0, got {num_iter!r}")
+        if (isinstance(dilations, (str, bytes)) or not isinstance(dilations, Sequence) or not dilations
+                or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations)):
+            raise ConfigError(f"pamr dilations must be a list of positive ints such as [8, 16], got {dilations!r}")
+        self.num_iter = num_iter
+        self.dilations = tuple(dilations)
+
+    def params(self) -> Dict[str, Any]:
+        return {"num_iter": self.num_iter, "dilations": self.dilations}
+
+    def __call__(self, image: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return pamr(image, logits, self.num_iter, self.dilations)
+
+
+PostprocessSpec = Union[None, str, Mapping[str, Any], Postprocess]
+
+
+def build_postprocess(spec: PostprocessSpec) -> Optional[Postprocess]:
+    """A step from its name, a ``{"type": name, **params}`` dict or a step object; None for None.
+
+    Raises:
+        ConfigError: unknown name or parameter, or a value the step refuses.
+    """
+    if spec is None or isinstance(spec, Postprocess):
+        return spec
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"postprocess must be None, a name or a dict with 'type', not {type(spec).__name__}; "
+                          "e.g. postprocess=dict(type='pamr')")
+    params = dict(spec)
+    name = params.pop("type", None)
+    if name not in POSTPROCESSORS:
+        close = difflib.get_close_matches(str(name), list(POSTPROCESSORS), n=1, cutoff=0.5)
+        raise ConfigError(f"unknown postprocess {name!r}; {f'did you mean {close[0]}? ' if close else ''}"
+                          f"known: {', '.join(POSTPROCESSORS)} (or none)")
+    cls = POSTPROCESSORS[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in params:
+        if key not in accepted:
+            raise ConfigError(f"postprocess {name!r} has no parameter {key!r}; its parameters: {', '.join(accepted)}")
+    return cls(**params)

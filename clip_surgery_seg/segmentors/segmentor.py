@@ -11,8 +11,9 @@ from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 
 from ..datasets.classnames import ClassNames, load_classnames
-from ..models import FEATURE_SURGERY_MODES, SurgeryCLIP, build_clip, feature_surgery, weights_identity
+from ..models import FEATURE_SURGERY_MODES, SharedCLIP, SurgeryCLIP, build_clip, feature_surgery, weights_identity
 from .data_preprocessor import CLIP_MEAN, CLIP_STD
+from .postprocess import PostprocessSpec, build_postprocess
 from .sliding import ScratchBuffers, WindowBatcher, keep_ratio_size, resize_bilinear, slide_logits
 from .text_embeddings import cached_text_embeddings
 from ..errors import ConfigError, NumericalError
@@ -42,7 +43,10 @@ class CLIPSurgerySegmentor(BaseSegmentor):
             (default, ``depth``, ``new_path_attention``, ``resnet_norm``), ``vanilla``, ``maskclip``,
             ``sclip``, ``clearclip``, ``naclip``; see :mod:`clip_surgery_seg.models.methods`.
         feature_surgery: ``none`` | ``redundant`` | ``weighted`` (docs/method.md §4).
-        templates: named template set or list of templates (docs/method.md §3).
+        templates: named template set or list of templates (docs/method.md §3); None (default): the
+            method's own (``default_templates``: what its released code uses).
+        postprocess: optional refinement of each image's logits at its original size, e.g.
+            ``dict(type='pamr', num_iter=10, dilations=(8, 16))`` (:mod:`.postprocess`); None: none.
         short_side, max_long_side: keep-ratio test scale.
         crop_size, stride: sliding window.
         window_batch_size: windows per forward pass (halved on GPU out-of-memory), or ``"auto"``:
@@ -55,18 +59,21 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         precision: ``fp32`` | ``fp16`` | ``bf16`` (autocast of the image encoder) | ``auto``
             (:data:`AUTO_PRECISION`: fp16 on a GPU, fp32 on a CPU; see ``compute_precision``).
         text_cache_dir: where text embeddings are cached (None: the user cache).
+        shared_clip: build the CLIP through this :class:`~clip_surgery_seg.models.SharedCLIP` (one
+            model for several segmentors) instead of loading it anew; not a config setting.
     """
 
     def __init__(self, clip: dict, classnames: Union[str, Sequence[str]],
                  method: Union[str, dict] = "clip_surgery", feature_surgery: str = "none",
-                 templates: Union[str, Sequence[str]] = "clip_surgery_85", short_side: int = 336,
+                 templates: Union[str, Sequence[str], None] = None, postprocess: PostprocessSpec = None,
+                 short_side: int = 336,
                  max_long_side: int = 2048, crop_size: int = 224, stride: int = 112,
                  window_batch_size: Union[int, str] = 32, similarity_normalize: str = "none",
                  logit_scale: Optional[float] = None, prob_threshold: Optional[float] = None,
                  background_index: Optional[int] = None, precision: str = "fp32",
                  text_cache_dir: Optional[str] = None, mean: Sequence[float] = CLIP_MEAN,
                  std: Sequence[float] = CLIP_STD, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None, shared_clip: Optional[SharedCLIP] = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type="CLIPSegDataPreProcessor", mean=mean, std=std)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -92,13 +99,14 @@ class CLIPSurgerySegmentor(BaseSegmentor):
             raise ConfigError(f"background_index={background_index} is not a class of {source} "
                               f"({self.classes.num_classes} classes); set it to the 0-based line of the background class")
         clip_cfg = dict(clip)
-        clip_model, tokenizer = build_clip(**clip_cfg)
+        clip_model, tokenizer = shared_clip.get(**clip_cfg) if shared_clip is not None else build_clip(**clip_cfg)
         self.surgery = SurgeryCLIP(clip_model, tokenizer, method=method)
+        self.postprocess = build_postprocess(postprocess)
         identity = weights_identity(clip_cfg["name"], clip_cfg.get("pretrained"), clip_cfg.get("seed", 0))
         self.weights = identity
         self._weights_key = f"{identity.key()}:quick_gelu={clip_cfg.get('quick_gelu')}"
         self.feature_surgery_mode = feature_surgery
-        self.templates = templates
+        self.templates = templates if templates is not None else self.surgery.method.default_templates
         self.short_side, self.max_long_side = short_side, max_long_side
         self.crop_size, self.stride = crop_size, stride
         self.batcher = WindowBatcher(window_batch_size, self._bytes_per_window)
@@ -211,7 +219,8 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         """Normalised (3, H, W) images -> per image (R, H0, W0) logits of every class-name row at the
         original size (what :meth:`labels_from_logits` takes)."""
         canvases = self._canvases(inputs, None)
-        return [resize_bilinear(canvas, tuple(shape[:2]))[0] for canvas, shape in zip(canvases, ori_shapes)]
+        return [self._refine(resize_bilinear(canvas, tuple(shape[:2]))[0], image)
+                for canvas, image, shape in zip(canvases, inputs, ori_shapes)]
 
     @torch.inference_mode()
     def seg_logits(self, inputs: List[torch.Tensor], ori_shapes: Sequence[Sequence[int]]) -> List[torch.Tensor]:
@@ -227,13 +236,26 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         """
         canvases = self._canvases(inputs, self._scratch)
         labels = []
-        for canvas, shape in zip(canvases, ori_shapes):
+        for canvas, image, shape in zip(canvases, inputs, ori_shapes):
             size = tuple(shape[:2])
             out = self._scratch.get("logits", (1, canvas.shape[1], *size), canvas.dtype, canvas.device,
                                     channels_last=True)
-            logits = resize_bilinear(canvas, size, out)[0]
+            logits = self._refine(resize_bilinear(canvas, size, out)[0], image)
             labels.append(self.labels_from_logits(logits))
         return labels
+
+    def _refine(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The optional post-processing of one image's (R, H0, W0) logits at its original size.
+
+        Where NACLIP's code applies PAMR: on every text row's scores, before the maximum over
+        synonyms and the background threshold, guided by the normalised image as the model saw it --
+        resized to the test scale -- and resized back (bilinear) to the original size.
+        """
+        if self.postprocess is None:
+            return logits
+        guide = F.interpolate(self._resize(image)[None].float(), size=tuple(logits.shape[-2:]), mode="bilinear",
+                              align_corners=False)
+        return self.postprocess(guide, logits[None].float())[0]
 
     def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """(R, ...) logits of the class-name rows -> (K, ...): each class the max over its rows."""

@@ -24,9 +24,11 @@ class ImageTokenMethod:
     (B, 1 + h*w, D): the CLS token first, then the patch tokens row-major, after ``ln_post`` and the
     projection, not L2-normalised. It never changes the wrapped weights.
 
-    Subclasses set :attr:`name` (the registry key), :attr:`default_templates` (the prompt templates
-    the method's released code uses), :attr:`default_postprocess` (post-processing its code applies
-    by default, or None) and :attr:`supports_resnet`, and implement :meth:`vit_tokens` (and
+    Subclasses set :attr:`name` (the registry key), :attr:`label` (as papers print it),
+    :attr:`default_templates` (the prompt templates the method's released code uses: what the
+    segmentor uses unless the config or the protocol fixes a set), :attr:`default_postprocess`
+    (post-processing its code applies by default, or None; for the record only: the harness applies
+    none unless the config asks) and :attr:`supports_resnet`, and implement :meth:`vit_tokens` (and
     :meth:`resnet_tokens` where the method's code supports ResNet CLIPs).
 
     Args:
@@ -36,6 +38,7 @@ class ImageTokenMethod:
     """
 
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
     default_templates: ClassVar[str] = "imagenet_80"
     default_postprocess: ClassVar[Optional[Dict[str, Any]]] = None
     supports_resnet: ClassVar[bool] = False

@@ -22,6 +22,7 @@ class ClearCLIP(ImageTokenMethod):
     """
 
     name = "clearclip"
+    label = "ClearCLIP"
     default_templates = "imagenet_80"
 
     def vit_tokens(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:

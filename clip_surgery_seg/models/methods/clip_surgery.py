@@ -113,6 +113,7 @@ class ClipSurgery(ImageTokenMethod):
     """
 
     name = "clip_surgery"
+    label = "CLIP Surgery"
     default_templates = "clip_surgery_85"
     supports_resnet = True
     default_pos_interp = "bilinear"

@@ -46,6 +46,7 @@ class NACLIP(ImageTokenMethod):
     """
 
     name = "naclip"
+    label = "NACLIP"
     default_templates = "imagenet_80"
     # the code's segmentor refines the final logits with PAMR unless it is turned off
     default_postprocess = {"type": "pamr", "num_iter": 10, "dilations": (8, 16)}

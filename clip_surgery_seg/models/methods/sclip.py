@@ -23,6 +23,7 @@ class SCLIP(ImageTokenMethod):
     """
 
     name = "sclip"
+    label = "SCLIP"
     default_templates = "imagenet_80"
     # PAMR is in the code but off by default (pamr_steps=0); dilations (8, 16) when turned on
     default_postprocess = None

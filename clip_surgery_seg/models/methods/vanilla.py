@@ -33,6 +33,7 @@ class Vanilla(ImageTokenMethod):
     """
 
     name = "vanilla"
+    label = "CLIP"
     default_templates = "imagenet_80"
     supports_resnet = True
 

@@ -6,9 +6,12 @@ model = dict(
         type='clip_surgery',
         depth=6,                    # blocks on the two-path (surgery) forward
         new_path_attention='vv',    # 'vv' | 'identity' (MaskCLIP-style)
-        resnet_norm=False),         # ResNet CLIPs: the paper's normalised-v variant
+        resnet_norm=False,          # ResNet CLIPs: the paper's normalised-v variant
+        pos_interp='bilinear'),     # positional-embedding resize for other grids, as its code does
     feature_surgery='none',         # 'none' | 'redundant' | 'weighted'
-    templates='clip_surgery_85',    # 'clip_surgery_85' | 'imagenet_80' | list of '{}' templates
+    templates=None,                 # None: the method's own (CLIP Surgery's: 'clip_surgery_85'); or
+                                    # 'clip_surgery_85' | 'imagenet_80' | a list of '{}' templates
+    postprocess=None,               # None | dict(type='pamr', num_iter=10, dilations=(8, 16))
     classnames=None,                # class-name file, set by each dataset config
     window_batch_size='auto',       # windows per forward: 8 on CPU, from free memory on GPU (halved on OOM)
     similarity_normalize='none',    # 'none' | 'minmax'
