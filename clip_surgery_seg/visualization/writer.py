@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Optional, Set, Tuple, Union
+from typing import Callable, List, Optional, Set, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -57,6 +57,15 @@ def encode_png(pixels: Union[np.ndarray, Panel], palette: Optional[np.ndarray] =
     return buffer.getvalue()
 
 
+def _checked_pixels(pixels: Union[np.ndarray, Panel], palette: Optional[np.ndarray]) -> np.ndarray:
+    if isinstance(pixels, Panel):
+        pixels = pixels.pixels
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+        to_pil(pixels, palette)  # raises the precise TypeError / ValueError
+    return pixels
+
+
 class PngWriter:
     """Encode and atomically write PNGs on ``workers`` background threads.
 
@@ -92,24 +101,24 @@ class PngWriter:
 
     # --- submitting ------------------------------------------------------------------------------
 
-    def submit(self, path: Union[str, Path], pixels: Union[np.ndarray, Panel],
+    def submit(self, path: Union[str, Path], pixels: Union[np.ndarray, Panel, Callable[[], Union[np.ndarray, Panel]]],
                palette: Optional[np.ndarray] = None, compress_level: Optional[int] = None) -> None:
         """Queue ``pixels`` (see :func:`to_pil`) to be written to ``path``; blocks while the queue is full.
 
+        ``pixels`` may also be a function of no arguments that returns them: it is called on a
+        writer thread, so that rendering (``render_panel``) leaves the caller's thread as well.
         ``compress_level`` overrides the writer's for this file (index maps are cheap to compress
         well: level 6 costs ~2 ms on a 512 x 683 map).
 
         Raises ValueError if this writer already has ``path`` (two images with one name would
-        leave only one file); TypeError/ValueError at once for pixels that cannot be a PNG.
+        leave only one file); TypeError/ValueError at once for pixels that cannot be a PNG (for a
+        function, at :meth:`close`).
         """
         if self._closed:
             raise RuntimeError("PngWriter.submit after close()")
         path = Path(path)
-        if isinstance(pixels, Panel):
-            pixels = pixels.pixels
-        pixels = np.asarray(pixels)
-        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-            to_pil(pixels, palette)  # raises the precise TypeError / ValueError now, not at close()
+        if not callable(pixels):
+            pixels = _checked_pixels(pixels, palette)
         key = path.absolute()
         with self._lock:
             if key in self._paths:
@@ -123,9 +132,11 @@ class PngWriter:
             self._slots.release()
             raise
 
-    def _write(self, path: Path, pixels: np.ndarray, palette: Optional[np.ndarray], level: int) -> None:
+    def _write(self, path: Path, pixels, palette: Optional[np.ndarray], level: int) -> None:
         start = time.perf_counter()
         try:
+            if callable(pixels):
+                pixels = _checked_pixels(pixels(), palette)
             data = encode_png(pixels, palette, level)
             atomic_write_bytes(path, data, fsync=self._fsync)
         except BaseException as err:  # kept for close(): a worker thread has no one to raise to
@@ -155,7 +166,7 @@ class PngWriter:
 
     @property
     def busy_s(self) -> float:
-        """Seconds the worker threads spent encoding and writing, summed over threads."""
+        """Seconds the worker threads spent rendering (functions), encoding and writing, summed over threads."""
         with self._lock:
             return self._busy_s
 
