@@ -26,9 +26,12 @@ from ..models import weights_identity
 from .config import apply_cfg_options, apply_protocol, check_component, load_config, model_settings
 from .data import CheckedSamples, ImageList, build_loader, list_images
 from .distributed import Processes, init_processes
+from .observers import (EXAMPLES_DIR, EXAMPLES_FILE, REPORT_EXAMPLES, ExampleKeeper, ImageObserver, PanelWriter,
+                        gather_examples, write_examples)
 from .progress import ProgressJournal, clear_progress, decode_counts, fingerprint_diff, read_progress
 from .provenance import code_version, environment
-from .results import RESULTS_FILE, SCHEMA, config_hash, jsonable, protocol_of, result_config, utc_now, write_results
+from .results import (RESULTS_FILE, SCHEMA, config_hash, jsonable, protocol_of, result_config, utc_now, write_confusion,
+                      write_results)
 
 logger = logging.getLogger("clip_surgery_seg")
 _UNSET = object()
@@ -46,6 +49,7 @@ class EvalOptions:
     protocol: Optional[str] = None  # None keeps the config's
     limit: Optional[int] = None
     save_preds: Optional[str] = None
+    show_dir: Optional[str] = None  # a panel per image (image | ground truth / prediction | errors)
     device: Optional[str] = None
     precision: Optional[str] = None  # fp32 | fp16 | bf16 | auto; None keeps the config's
     launcher: str = "none"
@@ -53,6 +57,7 @@ class EvalOptions:
     resume: bool = False
     skip_bad: bool = False
     progress: bool = True
+    report_examples: int = REPORT_EXAMPLES  # the k worst and k best images kept for the report
 
 
 class EvaluationInterrupted(RuntimeError):
@@ -72,7 +77,7 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
     cfg = prepare_config(opts)
     procs = init_processes(opts.launcher, opts.device)
     work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
-    check_outputs(work_dir, opts.save_preds)
+    check_outputs(work_dir, opts.save_preds, opts.show_dir)
     classes = load_classnames(cfg.model.classnames)
     images = list_images(cfg, opts.skip_bad, opts.limit, procs.rank)
     clip = cfg.model.clip
@@ -81,7 +86,9 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
                             "data_root": str(images.layout.data_root), "device_type": procs.device.type})
     journal, previous = open_progress(work_dir, fingerprint, opts.resume, procs)
     metric = build_metric(cfg, classes)
-    todo, restored = restore_counts(images.keys[procs.rank::procs.world], previous, metric, journal, procs.device)
+    observers = build_observers(opts, cfg, classes)
+    todo, restored = restore_counts(images.keys[procs.rank::procs.world], previous, metric, journal, procs.device,
+                                    observers, images)
     model = build_model(cfg, procs.device, classes.num_classes)
     text_s = encode_text_once(model)
     samples = CheckedSamples(images.layout, todo, cfg.test_dataloader.dataset.pipeline, classes.num_classes,
@@ -89,7 +96,7 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
     loader = build_loader(samples, cfg.test_dataloader, procs.device)
     stats = LoopStats(restored=restored)
     try:
-        run_loop(model, loader, metric, journal, stats, opts, images, procs)
+        run_loop(model, loader, metric, journal, stats, opts, images, procs, observers)
     except KeyboardInterrupt:
         raise EvaluationInterrupted((restored + stats.evaluated + len(stats.skipped)) * procs.world,
                                     len(images.keys), work_dir) from None
@@ -97,15 +104,18 @@ def evaluate(opts: EvalOptions) -> Dict[str, Any]:
         journal.close()
     computed = metric.compute()
     gathered = procs.gather(stats.summary())
+    worst, best = gather_examples(next((o for o in observers if isinstance(o, ExampleKeeper)), None), procs)
     if procs.rank != 0:
         procs.barrier()
         return computed
     results = assemble_results(cfg, opts, images, computed, gathered, model, procs,
                                time.perf_counter() - start, text_s, num_workers=loader.num_workers)
+    write_confusion(work_dir, computed["confusion"])  # before metrics.json: a metrics.json has its matrix
     write_results(work_dir, results)
     finished = ProgressJournal(work_dir / "progress", procs.rank, fingerprint)
     finished.mark_finished(results["created"])
     finished.close()
+    save_examples(work_dir, results["created"], worst, best, cfg, classes, metric, model, images)
     procs.barrier()
     return results
 
@@ -150,11 +160,13 @@ def prepare_config(opts: EvalOptions) -> Config:
     return cfg
 
 
-def check_outputs(work_dir: Path, save_preds: Optional[str]) -> None:
+def check_outputs(work_dir: Path, save_preds: Optional[str], show_dir: Optional[str] = None) -> None:
     """Every folder the run writes to must be writable before the first image."""
     check_writable(work_dir, "--work-dir")
     if save_preds:
         check_writable(Path(save_preds), "--save-preds")
+    if show_dir:
+        check_writable(Path(show_dir), "--show-dir")
 
 
 # --- progress -----------------------------------------------------------------------------------
@@ -188,16 +200,24 @@ def open_progress(work_dir: Path, fingerprint: dict, resume: bool,
 
 
 def restore_counts(keys: Sequence[str], previous, metric: SegConfusionMetric, journal: ProgressJournal,
-                   device: torch.device) -> Tuple[List[str], int]:
-    """Add the counts an interrupted run already committed; returns (keys still to do, restored)."""
+                   device: torch.device, observers: Sequence[ImageObserver] = (),
+                   images: Optional[ImageList] = None) -> Tuple[List[str], int]:
+    """Add the counts an interrupted run already committed; returns (keys still to do, restored).
+
+    An image whose output an observer lacks (a ``--save-preds`` or ``--show-dir`` file the
+    interrupted run had not written yet) is evaluated again rather than restored.
+    """
     shape = (metric.num_classes, metric.num_classes + 1)
     todo: List[str] = []
     restored = 0
     for key in keys:
-        if previous is not None and key in previous.done:
+        img_path = images.layout.image_path(key) if images is not None else Path(key)
+        if previous is not None and key in previous.done and not any(o.missing(key, img_path) for o in observers):
             counts = decode_counts(*previous.done[key], shape)
             metric.merge_state(torch.from_numpy(counts).to(device))
             journal.record(key, counts)  # this rank's file holds all it counted, whatever the old sharding
+            for observer in observers:
+                observer.on_restored(key, img_path, counts)
             restored += 1
         else:
             todo.append(key)
@@ -247,20 +267,6 @@ class LoopStats:
                 "restored": self.restored}
 
 
-class ImageObserver:
-    """Sees every image the loop evaluates, after it is counted (writes pictures, keeps examples).
-
-    ``close`` waits for any background work and raises what failed: nothing is dropped silently.
-    """
-
-    def on_image(self, key: str, sample: Any, counts: torch.Tensor) -> None:
-        """``sample``: the mmseg data sample (``pred_sem_seg``, ``gt_sem_seg``, ``metainfo``);
-        ``counts``: the image's (K, K + 1) confusion counts."""
-
-    def close(self) -> None:
-        pass
-
-
 class PredictionWriter(ImageObserver):
     """``--save-preds``: each prediction as ``<folder>/<image stem>.png`` (uint8 class indices)."""
 
@@ -270,17 +276,38 @@ class PredictionWriter(ImageObserver):
         self.folder = folder
         self._writer = PngWriter()
 
-    def on_image(self, key: str, sample: Any, counts: torch.Tensor) -> None:
+    def path(self, img_path: Path) -> Path:
+        return self.folder / f"{Path(img_path).stem}.png"
+
+    def on_image(self, key: str, sample: Any, counts: Any, image: torch.Tensor) -> None:
         pred = sample.pred_sem_seg.data[0].to("cpu", torch.uint8).numpy()
-        self._writer.submit(self.folder / f"{Path(sample.metainfo['img_path']).stem}.png", pred, compress_level=6)
+        self._writer.submit(self.path(sample.metainfo["img_path"]), pred, compress_level=6)
+
+    def missing(self, key: str, img_path: Path) -> bool:
+        return not self.path(img_path).is_file()
 
     def close(self) -> None:
         self._writer.close()
 
 
-def build_observers(opts: EvalOptions) -> List[ImageObserver]:
+def build_observers(opts: EvalOptions, cfg: Config, classes: ClassNames) -> List[ImageObserver]:
     """What the loop reports each image to, from the run's options."""
-    return [PredictionWriter(Path(opts.save_preds))] if opts.save_preds else []
+    observers: List[ImageObserver] = []
+    if opts.save_preds:
+        observers.append(PredictionWriter(Path(opts.save_preds)))
+    if opts.show_dir:
+        observers.append(PanelWriter(Path(opts.show_dir), run_palette(cfg, classes), classes.classes))
+    if opts.report_examples > 0:
+        observers.append(ExampleKeeper(classes.num_classes, opts.report_examples))
+    return observers
+
+
+def run_palette(cfg: Config, classes: ClassNames):
+    """The dataset's usual palette (mmseg's ``METAINFO``) when the class count is its own, else a
+    fixed palette for the count (``visualization.palette_for``)."""
+    from ..visualization import palette_for
+
+    return palette_for(classes.num_classes, cfg.test_dataloader.dataset.get("type"))
 
 
 def _readable_items(batch: list, skip_bad: bool, journal: ProgressJournal, stats: LoopStats) -> list:
@@ -298,11 +325,12 @@ def _readable_items(batch: list, skip_bad: bool, journal: ProgressJournal, stats
 
 
 def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal: ProgressJournal,
-             stats: LoopStats, opts: EvalOptions, images: ImageList, procs: Processes) -> None:
-    """Predict every batch, count it, commit its counts to the journal, show it to the observers."""
+             stats: LoopStats, opts: EvalOptions, images: ImageList, procs: Processes,
+             observers: Sequence[ImageObserver] = ()) -> None:
+    """Predict every batch, count it, commit its counts to the journal, show it to the observers
+    (closed at the end, also when the loop fails)."""
     from tqdm import tqdm
 
-    observers = build_observers(opts)
     total = len(images.keys[procs.rank::procs.world])
     bar = tqdm(total=total, initial=stats.restored, unit="img", dynamic_ncols=True,
                desc=images.name + (f" [rank 0 of {procs.world}]" if procs.world > 1 else ""),
@@ -324,14 +352,15 @@ def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal
                 timing["model_s"] += t_model - now
                 counts = metric.update([s.pred_sem_seg.data[0] for s in predictions],
                                        [s.gt_sem_seg.data[0] for s in predictions])
+                counts = [matrix.cpu().numpy() for matrix in counts]  # once, for the journal and the observers
                 for item, matrix in zip(good, counts):
-                    journal.record(item["key"], matrix.cpu().numpy())
+                    journal.record(item["key"], matrix)
                 stats.evaluated += len(good)
                 t_metric = time.perf_counter()
                 timing["metric_s"] += t_metric - t_model
                 for item, sample, matrix in zip(good, predictions, counts):
-                    for observer in observers:
-                        observer.on_image(item["key"], sample, matrix)
+                    for observer in observers:  # item["inputs"]: the decoded image, before normalisation
+                        observer.on_image(item["key"], sample, matrix, item["inputs"])
                 timing["write_s"] += time.perf_counter() - t_metric
             bar.update(len(batch))
             clock = time.perf_counter()
@@ -341,6 +370,42 @@ def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal
         for observer in observers:
             observer.close()
         timing["write_s"] += time.perf_counter() - t_wait
+
+
+# --- the report's examples ----------------------------------------------------------------------
+
+def save_examples(work_dir: Path, created: str, worst, best, cfg: Config, classes: ClassNames,
+                  metric: SegConfusionMetric, model: torch.nn.Module, images: ImageList) -> None:
+    """Panels of the run's worst and best images in ``<work_dir>/examples/`` (rank 0, after
+    ``metrics.json``). A failure here costs the report its examples, never the results: it is
+    logged, and the examples folder is left without an ``examples.json`` of this run."""
+    folder = work_dir / EXAMPLES_DIR
+    try:
+        (folder / EXAMPLES_FILE).unlink(missing_ok=True)  # no stale list beside the new results
+        if not worst and not best:
+            return
+        write_examples(folder, created, worst, best, run_palette(cfg, classes), classes.classes,
+                       classes.num_classes, metric.ignore_index,
+                       lambda lacking: predict_again(model, cfg, images, classes, metric, lacking))
+    except Exception as err:  # noqa: BLE001 - the results are written; the pictures must not undo the run
+        logger.warning("the report's example panels were not written (%s: %s); metrics.json is complete",
+                       type(err).__name__, " ".join(str(err).split()), exc_info=not isinstance(err, OSError))
+
+
+def predict_again(model: torch.nn.Module, cfg: Config, images: ImageList, classes: ClassNames,
+                  metric: SegConfusionMetric, examples) -> None:
+    """Label and prediction of examples a resumed run restored from its journal (one at a time)."""
+    samples = CheckedSamples(images.layout, [e.key for e in examples], cfg.test_dataloader.dataset.pipeline,
+                             classes.num_classes, metric.ignore_index)
+    for i, example in enumerate(examples):
+        item = samples[i]
+        if "error" in item:
+            logger.warning("report example %s left out: %s", example.key, item["error"])
+            continue
+        data = model.data_preprocessor({"inputs": [item["inputs"]], "data_samples": [item["data_samples"]]})
+        sample = model.predict(**data)[0]
+        example.label = sample.gt_sem_seg.data[0].cpu().numpy()
+        example.pred = sample.pred_sem_seg.data[0].cpu().numpy()
 
 
 # --- results ------------------------------------------------------------------------------------

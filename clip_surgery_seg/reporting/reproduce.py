@@ -6,6 +6,7 @@ Run folder (default ``work_dirs/reproduce/<UTC time>_<protocol>/``)::
     summary.json             which datasets ran, were missing data (with the reason) or failed
     table.md, table.csv      the paper's table from this run (``tools/report.py`` rebuilds it)
     table.png                ours vs paper, per dataset
+    report.html              links each dataset's report (<dataset>/report.html, written with it)
 
 A dataset whose data is missing or unusable (``DataLayoutError``) is reported with the reason and
 skipped; the others still run. Each complete, full result is also recorded in the history
@@ -101,7 +102,20 @@ def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
     summary["status"] = overall_status(summary)
     write_summary(run_dir, summary)
     write_tables(run_dir)
+    write_index(run_dir)
     return summary
+
+
+def write_index(run_dir: Path) -> None:
+    """``<run_dir>/report.html`` linking each result's report (``html_report.write_run_index``); a
+    page that cannot be written is logged, the run's results and tables stand."""
+    from .html_report import write_run_index
+
+    try:
+        logger.info("report: %s", write_run_index(run_dir))
+    except Exception as err:  # noqa: BLE001 - the results are written; the page must not fail the run
+        logger.warning("warning: %s/report.html not written (%s: %s)", run_dir, type(err).__name__,
+                       _one_line(err), exc_info=not isinstance(err, (UserError, OSError)))
 
 
 def _evaluate_one(opts: ReproduceOptions, protocol: str, run_dir: Path, name: str, entry: Dict[str, Any]) -> None:
