@@ -301,6 +301,30 @@ def test_writer_keeps_indices_in_palette_pngs(tmp_path):
     assert encode_png(pred).startswith(b"\x89PNG")
 
 
+def test_writer_renders_submitted_functions_on_its_threads(tmp_path):
+    import threading
+
+    rng = np.random.default_rng(7)
+    image, label = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), rng.integers(0, 4, (12, 16), dtype=np.uint8)
+    threads = []
+
+    def render():
+        threads.append(threading.current_thread().name)
+        return render_panel(image, label, label, PALETTE, title="t")
+
+    with PngWriter() as writer:
+        writer.submit(tmp_path / "panel.png", render)
+    assert threads and threads[0].startswith("png-writer")  # drawn off the caller's thread
+    expected = render_panel(image, label, label, PALETTE, title="t").pixels
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "panel.png")), expected)
+    # a function that fails (a bug) or returns what cannot be a PNG: raised as it is at close()
+    writer = PngWriter()
+    writer.submit(tmp_path / "bad.png", lambda: np.zeros((2, 2), np.float32))
+    with pytest.raises(TypeError):
+        writer.close()
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_writer_reports_an_unwritable_folder_at_close(tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the folder should be")  # fails even for root, unlike chmod
