@@ -373,8 +373,11 @@ def test_benchmark_quick(tmp_path):
                              "--json", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("## ") and "| render panel ms" in result.stdout
-    rows = json.loads(out.read_text())
+    data = json.loads(out.read_text())
+    rows = data["pictures"]
     assert len(rows) == 2
     for row in rows:
         assert row["render_panel_ms"] > 0 and row["encode_panel_l1_ms"] > 0
         assert row["writer_written"] == row["writer_batch"]
+    loop = data["beside_a_model"]
+    assert [r["mode"] for r in loop][0] == "model alone" and len(loop) == 3 and all(r["wall_s"] > 0 for r in loop)

@@ -9,6 +9,7 @@ Every write is atomic (a reader never sees half a PNG). A failed write is kept a
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,19 @@ from .drawing import Panel
 
 #: zlib level 1: 2-3x faster than PIL's default 6 on panels, files ~15-20 % larger (see the benchmark).
 DEFAULT_COMPRESS_LEVEL = 1
+#: The writer threads' niceness: pictures are background work, the model comes first. Where cores
+#: are idle (a GPU run) it changes nothing; on a busy CPU the threads take the cycles the model
+#: leaves (benchmarks/README.md: a third of the slowdown of equal-priority threads on 2 cores).
+BACKGROUND_NICENESS = 19
+
+
+def lower_thread_priority() -> None:
+    """Run the calling thread at :data:`BACKGROUND_NICENESS` (Linux sets it per thread); a system
+    without per-thread priorities leaves the thread as it is."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+    except (AttributeError, OSError):
+        pass
 
 
 class ImageWriteError(UserError, OSError):
@@ -75,7 +89,7 @@ class PngWriter:
     # leaving the block waits for every file and raises ImageWriteError if any failed
 
     Args:
-        workers: encoding threads.
+        workers: encoding threads (at the lowest CPU priority, :data:`BACKGROUND_NICENESS`).
         max_pending: images submitted but not yet written; :meth:`submit` blocks beyond that.
         compress_level: zlib level 0-9.
         fsync: make each file durable before the next step (slow; not needed for pictures).
@@ -87,7 +101,8 @@ class PngWriter:
                  compress_level: int = DEFAULT_COMPRESS_LEVEL, fsync: bool = False) -> None:
         if workers < 1 or max_pending < 1:
             raise ValueError("workers and max_pending must be >= 1")
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="png-writer")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="png-writer",
+                                        initializer=lower_thread_priority)
         self._slots = threading.BoundedSemaphore(max_pending)
         self._lock = threading.Lock()
         self._compress_level = compress_level
