@@ -126,13 +126,15 @@ def show_dir_cost(config: Path, data_root: Path, root: Path, cache: Path, args, 
     cpu = (min(t["process_cpu_s"] for t in shown) - min(t["process_cpu_s"] for t in plain)) / n
     costs = panel_costs(data_root, args.dataset, root / f"work_w{workers}_b{batch}" / "preds", 2 if args.quick else 8,
                         device)
-    first.update(plain_walls_s=[t["wall_s"] - t["text_s"] for t in plain], show_walls_s=[t["wall_s"] - t["text_s"] for t in shown],
+    first.update(plain_walls_s=[t["wall_s"] - t["text_s"] for t in plain],
+                 show_walls_s=[t["wall_s"] - t["text_s"] for t in shown],
                  plain_cpu_s=[t["process_cpu_s"] for t in plain], show_cpu_s=[t["process_cpu_s"] for t in shown])
     first.update(show_wall_s=with_, plain_wall_s=without, show_write_s=best["write_s"], panels=best["panels"],
-                 added_ms_per_image=1000 * added, loop_wait_ms_per_image=1000 * waited, added_cpu_ms_per_image=1000 * cpu,
+                 added_ms_per_image=1000 * added, loop_wait_ms_per_image=1000 * waited,
+                 added_cpu_ms_per_image=1000 * cpu,
                  **{f"panel_{k}": v for k, v in costs.items()})
-    return [workers, batch, n, len(plain), without, with_, 1000 * added, 1000 * waited, 1000 * cpu, costs["render_ms"],
-            costs["encode_ms"], 1000 * added <= costs["render_ms"] + costs["encode_ms"], 5000 * added / 60,
+    return [workers, batch, n, len(plain), without, with_, 1000 * added, 1000 * waited, 1000 * cpu,
+            costs["render_ms"], costs["encode_ms"], 1000 * added <= costs["render_ms"] + costs["encode_ms"], 5000 * added / 60,
             best["panels"]]
 
 

@@ -87,8 +87,9 @@ def beside_a_model(image: np.ndarray, label: np.ndarray, palette: np.ndarray, na
 
     small = {"short_side": 64, "crop_size": 32, "stride": 16} if args.quick else {}
     with tempfile.TemporaryDirectory() as cache:
-        model = MODELS.build(dict(type="CLIPSurgerySegmentor", clip=dict(name=str(C.REPO / "tests" / "assets" / "tiny-vit.json")),
-                                  classnames=names, templates=["a photo of a {}."], text_cache_dir=cache, **small)).eval()
+        tiny = str(C.REPO / "tests" / "assets" / "tiny-vit.json")
+        model = MODELS.build(dict(type="CLIPSurgerySegmentor", clip=dict(name=tiny), classnames=names,
+                                  templates=["a photo of a {}."], text_cache_dir=cache, **small)).eval()
         model.text_features()
     x = (torch.from_numpy(image).permute(2, 0, 1).float() - 120.0) / 60.0
     default = writer_module.BACKGROUND_NICENESS
