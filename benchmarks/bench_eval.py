@@ -134,7 +134,8 @@ def show_dir_cost(config: Path, data_root: Path, root: Path, cache: Path, args, 
                  added_cpu_ms_per_image=1000 * cpu,
                  **{f"panel_{k}": v for k, v in costs.items()})
     return [workers, batch, n, len(plain), without, with_, 1000 * added, 1000 * waited, 1000 * cpu,
-            costs["render_ms"], costs["encode_ms"], 1000 * added <= costs["render_ms"] + costs["encode_ms"], 5000 * added / 60,
+            costs["render_ms"], costs["encode_ms"], 1000 * added <= costs["render_ms"] + costs["encode_ms"],
+            5000 * added / 60,
             best["panels"]]
 
 
@@ -202,7 +203,8 @@ def main(argv=None) -> int:
         print(C.table(["workers", "images/call", "images", "runs each", "wall s without", "wall s with",
                        "added ms/image", "loop waited ms/image", "added CPU ms/image", "render ms/panel",
                        "encode ms/panel (zlib 1)",
-                       "added <= render + encode", "added min per 5,000 images", "panels written"], show_rows, digits=1))
+                       "added <= render + encode", "added min per 5,000 images", "panels written"], show_rows,
+                      digits=1))
         print("\nwall = metrics.json timing.wall_s - text_s (the text embeddings: encoded by the first run, read "
               "from the cache by the others), the fastest of the runs each way, taking turns; added = (wall with - "
               "wall without) / images; loop waited = the loop's own time in the observers (timing.write_s: "

@@ -130,7 +130,8 @@ def beside_a_model(image: np.ndarray, label: np.ndarray, palette: np.ndarray, na
 def main(argv=None) -> int:
     p = C.parser(__doc__.splitlines()[1])
     p.add_argument("--batch", type=int, default=None, help="panels written through PngWriter (default 24; quick 6)")
-    p.add_argument("--loop-images", type=int, default=None, help="images per run beside the model (default 12; quick 3)")
+    p.add_argument("--loop-images", type=int, default=None,
+                   help="images per run beside the model (default 12; quick 3)")
     args = p.parse_args(argv)
     device = C.setup(args)
     from clip_surgery_seg.visualization import PngWriter, encode_png, palette_for, render_overlay, render_panel

@@ -91,7 +91,8 @@ def test_show_dir_writes_a_panel_per_image_in_the_dataset_palette(run_eval, ade_
     assert code == 0, err
     assert sorted(p.stem for p in show.iterdir()) == [key for key, _, _ in _pairs(ade_root)]
     ade_palette = np.asarray(mmseg.datasets.ADE20KDataset.METAINFO["palette"], dtype=np.uint8)
-    names = [line.split(",")[0].strip() for line in (REPO / "configs" / "classnames" / "ade20k.txt").read_text().splitlines()]
+    lines = (REPO / "configs" / "classnames" / "ade20k.txt").read_text().splitlines()
+    names = [line.split(",")[0].strip() for line in lines]
     for key, image_path, label in _pairs(ade_root):
         panel = np.asarray(Image.open(show / f"{key}.png"))
         pred = np.asarray(Image.open(preds / f"{key}.png"))
@@ -102,7 +103,8 @@ def test_show_dir_writes_a_panel_per_image_in_the_dataset_palette(run_eval, ade_
             assert np.array_equal(expected.boxes[tile].of(panel), expected.boxes[tile].of(expected.pixels)), (key, tile)
         # the ground-truth and prediction tiles are mmseg's ADE20K palette, ignored pixels grey
         truth = expected.boxes["ground truth"].of(panel)
-        colours = np.where((label == 255)[..., None], np.array(IGNORE_COLOR, np.uint8), ade_palette[np.minimum(label, K - 1)])
+        colours = np.where((label == 255)[..., None], np.array(IGNORE_COLOR, np.uint8),
+                           ade_palette[np.minimum(label, K - 1)])
         assert np.array_equal(truth, colours)
         assert np.array_equal(expected.boxes["prediction"].of(panel), ade_palette[pred])
         # errors: red exactly where a labelled pixel is predicted wrong

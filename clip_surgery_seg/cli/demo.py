@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "several are shown side by side in compare.png")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: work_dirs/demo/<image stem>)")
     parser.add_argument("--config", default=DEFAULT_CONFIG,
-                        help=f"model config, or a dataset config for its classes and protocol (default {DEFAULT_CONFIG})")
+                        help="model config, or a dataset config for its classes and protocol "
+                        f"(default {DEFAULT_CONFIG})")
     parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the config)")
     parser.add_argument("--pretrained", help="open_clip tag (openai, ...), weights file, or none for random weights")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
@@ -86,7 +87,8 @@ def read_image(path: str):
         raise ConfigError(f"{err}; pass an image file Pillow can read") from None
 
 
-def class_names_option(classes: Optional[str], dataset: Optional[str]) -> Tuple[Union[None, str, List[str]], Optional[str]]:
+def class_names_option(classes: Optional[str],
+                       dataset: Optional[str]) -> Tuple[Union[None, str, List[str]], Optional[str]]:
     """What ``model.classnames`` becomes (a class-name file or a list of names; None: the config's)
     and the dataset whose palette to use (None: a palette for the class count)."""
     from ..datasets import catalog
@@ -203,7 +205,8 @@ def write_pictures(out: Path, image, results: Dict[str, Tuple["object", "object"
             for k, name in zip(shown, names):
                 for mode, (similarity, _) in results.items():
                     tiles.append((f"{mode}/{k}", f"{name} [{mode}]", explanation_maps(small, similarity, [k])[0]))
-            present = np.unique(np.concatenate([classes_present(labels, len(palette)) for _, labels in results.values()]))
+            present = np.unique(np.concatenate([classes_present(labels, len(palette))
+                                                for _, labels in results.values()]))
             columns = len(results) * max(1, 6 // len(results))
             compare = grid(tiles, columns, title=f"{title}: feature surgery {' vs '.join(results)}",
                            legend=legend_entries(present.tolist(), palette, class_names))
@@ -231,7 +234,8 @@ def _demo(args: argparse.Namespace) -> int:
         if unknown:
             from ..engine.config import suggest
 
-            raise ConfigError(f"--show-classes {unknown[0]!r} is not one of the classes{suggest(unknown[0], class_names)}")
+            raise ConfigError(f"--show-classes {unknown[0]!r} is not one of the classes"
+                              f"{suggest(unknown[0], class_names)}")
         shown = [index[name.lower()] for name in args.show_classes]
     if dataset or dataset_type:
         palette = palette_for(len(class_names), dataset or dataset_type)
