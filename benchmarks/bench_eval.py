@@ -10,13 +10,20 @@ data + metric + writing <= 10 % on CPU, with decoding in DataLoader workers over
 The text embeddings use one template (``--templates 1``) so that the text tower, which is
 benchmark 4's subject, does not dominate a short run; its time is still reported (text %).
 
+``--show-dir``: every setting runs twice, without and with ``--show-dir`` (a panel per image,
+rendered and encoded on the background writer's threads), and a second table gives the added wall
+time per image next to the render and PNG-encode time of one panel of the same images (measured
+here, in one thread, on panels of the run's own predictions), and the added time for 5,000 images.
+
     python benchmarks/bench_eval.py                                   # 16 images, workers 0 and 2
     python benchmarks/bench_eval.py --device cuda --images 500 --batch-sizes 16 --precision bf16
+    python benchmarks/bench_eval.py --show-dir --images 200 --model tests/assets/tiny-vit.json --workers 2
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,26 +45,98 @@ def write_config(folder: Path, dataset: str, templates: str) -> Path:
     return path
 
 
-def run_eval(config: Path, data_root: Path, work: Path, cache: Path, args, workers: int, batch: int) -> dict:
+def run_eval(config: Path, data_root: Path, work: Path, cache: Path, args, workers: int, batch: int,
+             show: bool = False) -> dict:
     cmd = [sys.executable, str(C.REPO / "tools" / "eval.py"), str(config), "--data-root", str(data_root),
            "--work-dir", str(work), "--model", args.model, "--pretrained", "none", "--quiet",
            "--device", args.device.split(":")[0], "--save-preds", str(work / "preds"),
+           *(["--show-dir", str(work / "show")] if show else []),
            "--cfg-options", f"test_dataloader.num_workers={workers}", f"test_dataloader.batch_size={batch}",
            f"model.precision={args.precision}", *args.cfg_options]
     env = dict(os.environ, CLIP_SURGERY_SEG_CACHE=str(cache), PYTHONPATH=str(C.REPO))
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(cmd, cwd=C.REPO, env=env, capture_output=True, text=True, timeout=args.timeout)
     process_s = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(f"tools/eval.py failed ({result.returncode}):\n{result.stderr[-3000:]}")
     metrics = json.loads((work / "metrics.json").read_text())
     timing = dict(metrics["timing"])
     timing["process_s"] = process_s
+    # CPU seconds of the whole process (all threads): less sensitive than wall time to a busy machine
+    timing["process_cpu_s"] = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
     timing["num_images"] = metrics["dataset"]["num_images"]
     timing["saved"] = len(list((work / "preds").glob("*.png")))
+    timing["panels"] = len(list((work / "show").glob("*.png"))) if show else 0
     return timing
+
+
+def panel_costs(data_root: Path, dataset: str, preds: Path, samples: int, device) -> dict:
+    """ms to render one panel and to encode it (zlib 1, what ``--show-dir`` writes), one thread,
+    fastest of three, averaged over ``samples`` of the run's images with their saved predictions."""
+    import numpy as np
+    from PIL import Image
+
+    from clip_surgery_seg.datasets import catalog
+    from clip_surgery_seg.datasets.check import check_layout
+    from clip_surgery_seg.datasets.transforms import encode_label, read_image_rgb, read_label
+    from clip_surgery_seg.visualization import encode_png, palette_for, render_panel
+
+    info = catalog.CATALOG[dataset]
+    layout = info.layout(data_root)
+    names = [f"class {k}" for k in range(info.num_classes)]
+    palette = palette_for(info.num_classes, dataset)
+    keys = {layout.image_path(key).stem: key for key in check_layout(dataset, layout, None).pairs}
+    render_ms, encode_ms, kib = [], [], []
+    for pred_file in sorted(preds.glob("*.png"))[:samples]:
+        key = keys[pred_file.stem]
+        image = read_image_rgb(str(layout.image_path(key)))
+        label = encode_label(read_label(str(layout.label_path(key))), layout.reduce_zero_label)
+        pred = np.asarray(Image.open(pred_file))
+        panel = render_panel(image, label, pred, palette, names, title=f"{key}   mIoU 12.34")
+        render, encode = C.time_interleaved([lambda: render_panel(image, label, pred, palette, names, title="x"),
+                                             lambda: encode_png(panel)], device, 1, 3)
+        render_ms.append(1000 * render)
+        encode_ms.append(1000 * encode)
+        kib.append(len(encode_png(panel)) / 1024)
+    return {"render_ms": sum(render_ms) / len(render_ms), "encode_ms": sum(encode_ms) / len(encode_ms),
+            "panel_kib": sum(kib) / len(kib)}
+
+
+def show_dir_cost(config: Path, data_root: Path, root: Path, cache: Path, args, workers: int, batch: int,
+                  first: dict, device) -> list:
+    """Runs without and with ``--show-dir`` taking turns (``--repeats`` each, the first run without is
+    ``first``); the fastest of each. Updates ``first`` with the figures; returns the table row."""
+    plain, shown = [first], []
+    for r in range(max(1, args.repeats)):
+        if r:
+            plain.append(run_eval(config, data_root, root / f"work_w{workers}_b{batch}_r{r}", cache, args, workers,
+                                  batch))
+        shown.append(run_eval(config, data_root, root / f"work_w{workers}_b{batch}_show{r}", cache, args, workers,
+                              batch, show=True))
+    # without the text embeddings: the first run of the benchmark encodes them, the others read the cache
+    without = min(t["wall_s"] - t["text_s"] for t in plain)
+    best = min(shown, key=lambda t: t["wall_s"] - t["text_s"])
+    with_ = best["wall_s"] - best["text_s"]
+    n = first["num_images"]
+    added = (with_ - without) / n
+    waited = (best["write_s"] - min(t["write_s"] for t in plain)) / n
+    cpu = (min(t["process_cpu_s"] for t in shown) - min(t["process_cpu_s"] for t in plain)) / n
+    costs = panel_costs(data_root, args.dataset, root / f"work_w{workers}_b{batch}" / "preds", 2 if args.quick else 8,
+                        device)
+    first.update(plain_walls_s=[t["wall_s"] - t["text_s"] for t in plain],
+                 show_walls_s=[t["wall_s"] - t["text_s"] for t in shown],
+                 plain_cpu_s=[t["process_cpu_s"] for t in plain], show_cpu_s=[t["process_cpu_s"] for t in shown])
+    first.update(show_wall_s=with_, plain_wall_s=without, show_write_s=best["write_s"], panels=best["panels"],
+                 added_ms_per_image=1000 * added, loop_wait_ms_per_image=1000 * waited,
+                 added_cpu_ms_per_image=1000 * cpu,
+                 **{f"panel_{k}": v for k, v in costs.items()})
+    return [workers, batch, n, len(plain), without, with_, 1000 * added, 1000 * waited, 1000 * cpu,
+            costs["render_ms"], costs["encode_ms"], 1000 * added <= costs["render_ms"] + costs["encode_ms"],
+            5000 * added / 60,
+            best["panels"]]
 
 
 def main(argv=None) -> int:
@@ -74,6 +153,7 @@ def main(argv=None) -> int:
     p.add_argument("--cfg-options", nargs="*", default=[], help="more tools/eval.py --cfg-options")
     p.add_argument("--work-root", help="keep data and work dirs here (default: a temporary folder)")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--show-dir", action="store_true", help="also run each setting with --show-dir and report its cost")
     args = p.parse_args(argv)
     device = C.setup(args)
     from clip_surgery_seg.datasets.synthetic import write_synthetic
@@ -95,10 +175,12 @@ def main(argv=None) -> int:
         write_synthetic(args.dataset, data_root, num_images=images, image_size=size)
         config = write_config(root, args.dataset, args.templates)
         cache = root / "cache"
-        rows, data = [], []
+        rows, data, show_rows = [], [], []
         for batch in args.batch_sizes:
             for w in workers:
                 t = run_eval(config, data_root, root / f"work_w{w}_b{batch}", cache, args, w, batch)
+                if args.show_dir:
+                    show_rows.append(show_dir_cost(config, data_root, root, cache, args, w, batch, t, device))
                 wall = t["wall_s"]
                 share = {k: 100 * t[k] / wall for k in ("data_s", "model_s", "metric_s", "write_s", "text_s")}
                 other = 100 - sum(share.values())
@@ -116,6 +198,20 @@ def main(argv=None) -> int:
           "prediction PNGs and waiting for the writer at the end, text = class embeddings (first run: "
           "encoded), other = config, data check, model build, loop overheads. The first run encodes the "
           "text embeddings, later runs read them from the cache.")
+    if show_rows:
+        print("\n### --show-dir: added wall time against one panel's render and encode\n")
+        print(C.table(["workers", "images/call", "images", "runs each", "wall s without", "wall s with",
+                       "added ms/image", "loop waited ms/image", "added CPU ms/image", "render ms/panel",
+                       "encode ms/panel (zlib 1)",
+                       "added <= render + encode", "added min per 5,000 images", "panels written"], show_rows,
+                      digits=1))
+        print("\nwall = metrics.json timing.wall_s - text_s (the text embeddings: encoded by the first run, read "
+              "from the cache by the others), the fastest of the runs each way, taking turns; added = (wall with - "
+              "wall without) / images; loop waited = the loop's own time in the observers (timing.write_s: "
+              "submitting, waiting while 16 panels are queued, the final wait), with - without, per image; added CPU: "
+              "the process's CPU time (all threads, user + system), fastest with - fastest without, per image; render "
+              "and encode: one panel, one thread, measured here on the run's own images. Panels are rendered and "
+              "encoded on the PngWriter's 2 threads.")
     C.write_json(args.json, data)
     return 0
 

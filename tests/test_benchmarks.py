@@ -3,6 +3,7 @@ says what it must: equal numbers where the fast path claims equality."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -99,11 +100,14 @@ def test_bench_text(tmp_path):
 
 def test_bench_eval(tmp_path):
     # one run, with a worker process (the quick default compares 0 and 1 workers)
-    stdout, rows = _run("bench_eval", tmp_path, "--images", "3", "--workers", "1", timeout=300)
+    stdout, rows = _run("bench_eval", tmp_path, "--images", "3", "--workers", "1", "--show-dir", timeout=300)
     assert "data+metric+write %" in _columns(stdout, "## Whole evaluation")
+    assert "added ms/image" in _columns(stdout, "### --show-dir")
     assert [r["workers"] for r in rows] == [1]
     for row in rows:
-        assert row["num_images"] == 3 and row["saved"] == 3
+        assert row["num_images"] == 3 and row["saved"] == 3 and row["panels"] == 3
+        assert row["panel_render_ms"] > 0 and row["panel_encode_ms"] > 0
+        assert all(math.isfinite(row[k]) for k in ("added_ms_per_image", "loop_wait_ms_per_image"))
         shares = [row[k] for k in ("data_pct", "model_pct", "metric_pct", "write_pct", "text_pct")]
         assert all(0 <= s <= 100 for s in shares) and sum(shares) <= 100.5
         assert re.match(r"^\d", str(row["images_per_s"]))

@@ -74,4 +74,11 @@ def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_pat
     table = (work / "run" / "table.md").read_text()
     assert "ADE20K-150" in next(line for line in table.splitlines() if line.startswith("| method"))
     assert all(f"| {label} " in table for label in ("CLIP ", "SCLIP", "NACLIP", "CLIP Surgery"))
+    assert (work / "work_dirs" / "ade20k" / "report.html").is_file() and (work / "run" / "report.html").is_file()
+    # the demo finds its default model config and the dataset's class names in the package
+    image = next((work / "data").rglob("*.jpg"))
+    run = _tool(installed, "css-demo", image, "--dataset", "ade20k", "--show-classes", "wall", "--out", "demo",
+                "--model", TINY_VIT, "--pretrained", "none", "--device", "cpu", "--quiet", cwd=work)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (work / "demo" / "none" / "heatmaps" / "000_wall.png").is_file()
     assert not (work / "configs").exists()

@@ -154,7 +154,7 @@ def test_distributed_equals_single_process(synthetic_root, tmp_path):
     subprocess.run([sys.executable, "tools/eval.py", *single], cwd=REPO, env=env, check=True,
                    capture_output=True, timeout=300)
     multi = eval_args("cityscapes", synthetic_root, tmp_path / "multi", "--launcher", "pytorch",
-                      "--save-preds", tmp_path / "preds")
+                      "--save-preds", tmp_path / "preds", "--show-dir", tmp_path / "show")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                              "--master-port", str(_free_port()), "tools/eval.py", *multi], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
@@ -165,4 +165,11 @@ def test_distributed_equals_single_process(synthetic_root, tmp_path):
     assert one["per_class"] == two["per_class"] and one["summary"] == two["summary"]
     assert one["dataset"]["num_images"] == two["dataset"]["num_images"] == CITYSCAPES_IMAGES
     assert len(list((tmp_path / "preds").iterdir())) == CITYSCAPES_IMAGES
+    assert len(list((tmp_path / "show").iterdir())) == CITYSCAPES_IMAGES  # each rank wrote its images' panels
+    # the report's examples are chosen over both ranks' images: the single process's choice
+    examples = [json.loads((tmp_path / run / "examples" / "examples.json").read_text())["examples"]
+                for run in ("single", "multi")]
+    single, multi = ([(e["kind"], e["name"], e["miou"]) for e in run] for run in examples)
+    assert single == multi
+    assert (tmp_path / "multi" / "report.html").is_file()
     assert len(list((tmp_path / "multi" / "progress").glob("rank*.sqlite"))) == 2

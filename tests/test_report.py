@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -100,7 +101,7 @@ def _readme_table():
     """The README's published-numbers table: {(method, postprocess): {column: cell}}."""
     text = (REPO / "README.md").read_text()
     start = text.index("| published (ViT-B/16) |")
-    lines = [line for line in text[start:].splitlines() if line.startswith("|")]
+    lines = list(itertools.takewhile(lambda line: line.startswith("|"), text[start:].splitlines()))
     header = [c.strip() for c in lines[0].split("|")[1:-1]]
     rows = {}
     labels = {cls.label: name for name, cls in METHODS.items()}

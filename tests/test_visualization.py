@@ -17,6 +17,7 @@ from clip_surgery_seg.visualization import (DATASET_CLASS_COUNTS, ERROR_COLOR, I
                                             explanation_maps, fallback_palette, jet_colors, normalize_maps,
                                             palette_for, render_explanations, render_overlay, render_panel)
 from clip_surgery_seg.visualization.drawing import blend, classes_present, fitted_size
+from clip_surgery_seg.visualization.writer import BACKGROUND_NICENESS
 
 # a hand-made palette of saturated colours: no text antialiasing (greys) produces them
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48]], dtype=np.uint8)
@@ -301,6 +302,33 @@ def test_writer_keeps_indices_in_palette_pngs(tmp_path):
     assert encode_png(pred).startswith(b"\x89PNG")
 
 
+def test_writer_renders_submitted_functions_on_its_threads(tmp_path):
+    import threading
+
+    rng = np.random.default_rng(7)
+    image, label = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), rng.integers(0, 4, (12, 16), dtype=np.uint8)
+    threads = []
+
+    def render():
+        threads.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return render_panel(image, label, label, PALETTE, title="t")
+
+    with PngWriter() as writer:
+        writer.submit(tmp_path / "panel.png", render)
+    name, niceness = threads[0]
+    assert name.startswith("png-writer")  # drawn off the caller's thread
+    if sys.platform.startswith("linux"):  # per-thread priorities
+        assert niceness == BACKGROUND_NICENESS  # background work: the lowest CPU priority
+    expected = render_panel(image, label, label, PALETTE, title="t").pixels
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "panel.png")), expected)
+    # a function that fails (a bug) or returns what cannot be a PNG: raised as it is at close()
+    writer = PngWriter()
+    writer.submit(tmp_path / "bad.png", lambda: np.zeros((2, 2), np.float32))
+    with pytest.raises(TypeError):
+        writer.close()
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_writer_reports_an_unwritable_folder_at_close(tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the folder should be")  # fails even for root, unlike chmod
@@ -349,8 +377,11 @@ def test_benchmark_quick(tmp_path):
                              "--json", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("## ") and "| render panel ms" in result.stdout
-    rows = json.loads(out.read_text())
+    data = json.loads(out.read_text())
+    rows = data["pictures"]
     assert len(rows) == 2
     for row in rows:
         assert row["render_panel_ms"] > 0 and row["encode_panel_l1_ms"] > 0
         assert row["writer_written"] == row["writer_batch"]
+    loop = data["beside_a_model"]
+    assert [r["mode"] for r in loop][0] == "model alone" and len(loop) == 3 and all(r["wall_s"] > 0 for r in loop)

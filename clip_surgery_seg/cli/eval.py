@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, add_log_file, run, console_logging
+from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, add_log_file, console_logging, debugging, run
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -40,6 +40,8 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
                         "maskclip, sclip, clearclip, naclip, clip_surgery (then --cfg-options model.method.KEY=...)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (sorted), for smoke runs")
     parser.add_argument("--save-preds", metavar="DIR", help="write each prediction as DIR/<image stem>.png")
+    parser.add_argument("--show-dir", metavar="DIR", help="write a panel per image as DIR/<image stem>.png: image | "
+                        "ground truth / prediction | errors, in the dataset's palette")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "auto"),
                         help="image-encoder autocast (default: the config's; auto = fp16 on GPU, fp32 on CPU)")
@@ -91,7 +93,8 @@ def _evaluate(args: argparse.Namespace, argv: List[str]) -> int:
         raise ConfigError("--limit must be a positive number of images")
     config = args.config or args.config_option
     opts = EvalOptions(config=config, data_root=args.data_root, work_dir=args.work_dir, model=args.model,
-                       protocol=args.protocol, method=args.method, limit=args.limit, save_preds=args.save_preds, device=args.device,
+                       protocol=args.protocol, method=args.method, limit=args.limit, save_preds=args.save_preds,
+                       show_dir=args.show_dir, device=args.device,
                        precision=args.precision, launcher=args.launcher,
                        cfg_options=parse_cfg_options(args.cfg_options), resume=args.resume,
                        skip_bad=args.skip_bad, progress=not args.quiet)
@@ -120,11 +123,28 @@ def _evaluate(args: argparse.Namespace, argv: List[str]) -> int:
         log.close()
     if "schema" in results:  # rank 0
         print(format_results(results, per_class=not args.quiet))
+        _write_report(work_dir, args)
         if args.history:
             from ..reporting.history import append_history
 
             append_history(args.history, results, any_run=args.record_any_run)
     return EXIT_OK
+
+
+def _write_report(work_dir: Path, args: argparse.Namespace) -> None:
+    """``<work-dir>/report.html``, after metrics.json: a report that cannot be written is said in one
+    line (with its traceback when it is a bug), and the run still succeeds: its numbers are saved."""
+    from ..errors import UserError
+    from ..reporting.html_report import write_work_dir_report
+
+    try:
+        page = write_work_dir_report(work_dir)
+    except Exception as err:  # noqa: BLE001 - metrics.json is written; the page must not fail the run
+        logger.warning("warning: report not written (%s: %s); %s is complete", type(err).__name__,
+                       " ".join(str(err).split()), work_dir / "metrics.json",
+                       exc_info=debugging(args) or not isinstance(err, (UserError, OSError)))
+    else:
+        print(f"report: {page}")
 
 
 if __name__ == "__main__":

@@ -26,14 +26,16 @@ logger = logging.getLogger("clip_surgery_seg")
 
 @dataclass
 class ImageList:
-    """What a run evaluates: the split's layout, its image keys (sorted, all ranks) and the
-    unpaired files that ``--skip-bad`` leaves out."""
+    """What a run evaluates: the split's layout, its image keys (sorted, all ranks; the first
+    ``--limit`` of ``pairs``, every image/label pair listed) and the unpaired files that
+    ``--skip-bad`` leaves out."""
 
     name: str
     layout: DatasetLayout
     keys: List[str]
     skipped: List[Dict[str, str]]
     expected_images: Optional[int]
+    pairs: List[str]
 
 
 def list_images(cfg: Config, skip_bad: bool, limit: Optional[int], rank: int = 0) -> ImageList:
@@ -55,7 +57,7 @@ def list_images(cfg: Config, skip_bad: bool, limit: Optional[int], rank: int = 0
     if not keys:
         raise DataLayoutError(f"no image/label pairs to evaluate in {layout.data_root}")
     skipped = [{"image": p.stem or "", "reason": p.message} for p in unpaired]
-    return ImageList(name, layout, keys, skipped, expected)
+    return ImageList(name, layout, keys, skipped, expected, list(report.pairs))
 
 
 class CheckedSamples(torch.utils.data.Dataset):

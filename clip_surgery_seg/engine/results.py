@@ -32,6 +32,7 @@ from ..tables import text_table
 
 SCHEMA = "clip-surgery-seg/metrics/v1"
 RESULTS_FILE = "metrics.json"
+CONFUSION_FILE = "confusion.npy"  # the run's (K, K + 1) int64 confusion matrix, beside metrics.json
 PREVIOUS_RESULTS_FILE = "previous_metrics.json"
 
 # model keys that change speed or caching, not the numbers
@@ -99,6 +100,21 @@ def write_results(work_dir: Path, results: Dict[str, Any]) -> Path:
     if path.is_file():
         atomic_write_bytes(path.with_name(PREVIOUS_RESULTS_FILE), path.read_bytes())
     atomic_write_json(path, results)
+    return path
+
+
+def write_confusion(work_dir: Path, confusion) -> Path:
+    """``confusion.npy``: the summed (K, K + 1) int64 matrix (row: label class, column: predicted
+    class, last column: predictions outside ``[0, K)``), written atomically (``numpy.load`` reads it)."""
+    import io
+
+    import numpy as np
+
+    matrix = np.asarray(confusion.cpu().numpy() if hasattr(confusion, "cpu") else confusion, dtype=np.int64)
+    buffer = io.BytesIO()
+    np.save(buffer, matrix, allow_pickle=False)
+    path = Path(work_dir) / CONFUSION_FILE
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

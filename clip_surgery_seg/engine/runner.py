@@ -34,9 +34,12 @@ from ..models.clip_loader import canonical_model_name
 from .config import apply_cfg_options, apply_method, apply_protocol, check_component, load_config, model_settings
 from .data import CheckedSamples, ImageList, build_loader, list_images
 from .distributed import Processes, init_processes
+from .observers import (EXAMPLES_DIR, EXAMPLES_FILE, REPORT_EXAMPLES, ExampleKeeper, ImageObserver, PanelWriter,
+                        gather_examples, write_examples)
 from .progress import ProgressJournal, clear_progress, decode_counts, fingerprint_diff, read_progress
 from .provenance import code_version, environment
-from .results import RESULTS_FILE, SCHEMA, config_hash, jsonable, protocol_of, result_config, utc_now, write_results
+from .results import (RESULTS_FILE, SCHEMA, config_hash, jsonable, protocol_of, result_config, utc_now, write_confusion,
+                      write_results)
 
 logger = logging.getLogger("clip_surgery_seg")
 _UNSET = object()
@@ -55,6 +58,7 @@ class EvalOptions:
     method: Optional[str] = None  # None keeps the config's; a name replaces its method dict
     limit: Optional[int] = None
     save_preds: Optional[str] = None
+    show_dir: Optional[str] = None  # a panel per image (image | ground truth / prediction | errors)
     device: Optional[str] = None
     precision: Optional[str] = None  # fp32 | fp16 | bf16 | auto; None keeps the config's
     launcher: str = "none"
@@ -62,6 +66,7 @@ class EvalOptions:
     resume: bool = False
     skip_bad: bool = False
     progress: bool = True
+    report_examples: int = REPORT_EXAMPLES  # the k worst and k best images kept for the report
 
 
 class EvaluationInterrupted(RuntimeError):
@@ -83,7 +88,7 @@ def evaluate(opts: EvalOptions, shared_clip: Optional[SharedCLIP] = None) -> Dic
     cfg = prepare_config(opts)
     procs = init_processes(opts.launcher, opts.device)
     work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
-    check_outputs(work_dir, opts.save_preds)
+    check_outputs(work_dir, opts.save_preds, opts.show_dir)
     with lock_work_dir(work_dir, procs):
         return _evaluate(cfg, opts, procs, work_dir, start, shared_clip)
 
@@ -114,15 +119,18 @@ def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, 
         journal.close()
     computed = checked_metrics(metric.compute(), images)
     gathered = procs.gather(stats.summary())
+    worst, best = gather_examples(next((o for o in observers if isinstance(o, ExampleKeeper)), None), procs)
     if procs.rank != 0:
         procs.barrier()
         return computed
     results = assemble_results(cfg, opts, images, computed, gathered, model, procs,
                                time.perf_counter() - start, text_s, num_workers=loader.num_workers)
+    write_confusion(work_dir, computed["confusion"])  # before metrics.json: a metrics.json has its matrix
     write_results(work_dir, results)
     finished = ProgressJournal(work_dir / "progress", procs.rank, fingerprint)
     finished.mark_finished(results["created"])
     finished.close()
+    save_examples(work_dir, results["created"], worst, best, cfg, classes, metric, model, images)
     procs.barrier()
     return results
 
@@ -192,11 +200,13 @@ def check_method(cfg: Config, opts: EvalOptions) -> None:
         raise ConfigError(f"{opts.config}: {err}{hint}") from None
 
 
-def check_outputs(work_dir: Path, save_preds: Optional[str]) -> None:
+def check_outputs(work_dir: Path, save_preds: Optional[str], show_dir: Optional[str] = None) -> None:
     """Every folder the run writes to must be writable before the first image."""
     check_writable(work_dir, "--work-dir")
     if save_preds:
         check_writable(Path(save_preds), "--save-preds")
+    if show_dir:
+        check_writable(Path(show_dir), "--show-dir")
 
 
 # --- progress -----------------------------------------------------------------------------------
@@ -258,9 +268,12 @@ def run_fingerprint(cfg: Config, classes: ClassNames, images: ImageList, procs: 
 
 
 def listing_digest(images: ImageList) -> str:
-    """sha256 of every listed pair's name, sizes and modification times (a changed file changes it)."""
+    """sha256 of every listed pair's name, sizes and modification times (a changed file changes it).
+
+    Over the whole split, not just ``--limit``'s share: a smoke run may be resumed to the full split.
+    """
     digest = hashlib.sha256()
-    for key in images.keys:
+    for key in images.pairs:
         digest.update(key.encode("utf-8", "surrogateescape"))
         for path in (images.layout.image_path(key), images.layout.label_path(key)):
             try:
@@ -273,18 +286,19 @@ def listing_digest(images: ImageList) -> str:
 
 
 def restore_counts(images: ImageList, keys: Sequence[str], previous, metric: SegConfusionMetric,
-                   journal: ProgressJournal, observers: Sequence["ImageObserver"],
+                   journal: ProgressJournal, observers: Sequence[ImageObserver],
                    device: torch.device) -> Tuple[List[str], int]:
     """Add the counts an interrupted run already committed; returns (keys still to do, restored).
 
-    An image an observer still needs (e.g. its ``--save-preds`` file is missing) is evaluated again.
+    An image whose output an observer lacks (a ``--save-preds`` or ``--show-dir`` file the
+    interrupted run had not written yet) is evaluated again rather than restored.
     """
     shape = (metric.num_classes, metric.num_classes + 1)
     todo: List[str] = []
     restored = 0
     for key in keys:
-        img_path = str(images.layout.image_path(key))
-        if previous is None or key not in previous.done or any(o.needs(key, img_path) for o in observers):
+        img_path = images.layout.image_path(key)
+        if previous is None or key not in previous.done or any(o.missing(key, img_path) for o in observers):
             todo.append(key)
             continue
         try:
@@ -294,6 +308,8 @@ def restore_counts(images: ImageList, keys: Sequence[str], previous, metric: Seg
                               "delete that folder to start over, or pass another --work-dir") from None
         metric.merge_state(torch.from_numpy(counts).to(device))
         journal.record(key, counts)  # this rank's file holds all it counted, whatever the old sharding
+        for observer in observers:
+            observer.on_restored(key, img_path, counts)
         restored += 1
     return todo, restored
 
@@ -345,25 +361,6 @@ class LoopStats:
                 "restored": self.restored}
 
 
-class ImageObserver:
-    """Sees every image the loop evaluates, after it is counted (writes pictures, keeps examples).
-
-    ``close`` waits for any background work and raises what failed: nothing is dropped silently.
-    """
-
-    def needs(self, key: str, img_path: str) -> bool:
-        """Whether a resumed run must evaluate this already-counted image again for this observer
-        (e.g. its output file is missing)."""
-        return False
-
-    def on_image(self, key: str, sample: Any, counts: torch.Tensor) -> None:
-        """``sample``: the mmseg data sample (``pred_sem_seg``, ``gt_sem_seg``, ``metainfo``);
-        ``counts``: the image's (K, K + 1) confusion counts."""
-
-    def close(self) -> None:
-        pass
-
-
 class PredictionWriter(ImageObserver):
     """``--save-preds``: each prediction as ``<folder>/<image stem>.png`` (uint8 class indices)."""
 
@@ -373,15 +370,15 @@ class PredictionWriter(ImageObserver):
         self.folder = folder
         self._writer = PngWriter()
 
-    def _path(self, img_path: str) -> Path:
+    def path(self, img_path: Path) -> Path:
         return self.folder / f"{Path(img_path).stem}.png"
 
-    def needs(self, key: str, img_path: str) -> bool:
-        return not self._path(img_path).is_file()
-
-    def on_image(self, key: str, sample: Any, counts: torch.Tensor) -> None:
+    def on_image(self, key: str, sample: Any, counts: Any, image: torch.Tensor) -> None:
         pred = sample.pred_sem_seg.data[0].to("cpu", torch.uint8).numpy()
-        self._writer.submit(self._path(sample.metainfo["img_path"]), pred, compress_level=6)
+        self._writer.submit(self.path(sample.metainfo["img_path"]), pred, compress_level=6)
+
+    def missing(self, key: str, img_path: Path) -> bool:
+        return not self.path(img_path).is_file()
 
     def close(self) -> None:
         self._writer.close()
@@ -389,7 +386,22 @@ class PredictionWriter(ImageObserver):
 
 def build_observers(opts: EvalOptions, cfg: Config, classes: ClassNames) -> List[ImageObserver]:
     """What the loop reports each image to, from the run's options."""
-    return [PredictionWriter(Path(opts.save_preds))] if opts.save_preds else []
+    observers: List[ImageObserver] = []
+    if opts.save_preds:
+        observers.append(PredictionWriter(Path(opts.save_preds)))
+    if opts.show_dir:
+        observers.append(PanelWriter(Path(opts.show_dir), run_palette(cfg, classes), classes.classes))
+    if opts.report_examples > 0:
+        observers.append(ExampleKeeper(classes.num_classes, opts.report_examples))
+    return observers
+
+
+def run_palette(cfg: Config, classes: ClassNames):
+    """The dataset's usual palette (mmseg's ``METAINFO``) when the class count is its own, else a
+    fixed palette for the count (``visualization.palette_for``)."""
+    from ..visualization import palette_for
+
+    return palette_for(classes.num_classes, cfg.test_dataloader.dataset.get("type"))
 
 
 def _readable_items(batch: list, skip_bad: bool, journal: ProgressJournal, stats: LoopStats) -> list:
@@ -428,8 +440,9 @@ def checked_metrics(computed: Dict[str, Any], images: ImageList) -> Dict[str, An
 
 def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal: ProgressJournal,
              stats: LoopStats, opts: EvalOptions, images: ImageList, procs: Processes,
-             observers: Sequence[ImageObserver]) -> None:
-    """Predict every batch, count it, commit its counts to the journal, show it to the observers."""
+             observers: Sequence[ImageObserver] = ()) -> None:
+    """Predict every batch, count it, commit its counts to the journal, show it to the observers
+    (closed at the end, also when the loop fails)."""
     from tqdm import tqdm
 
     total = len(images.keys[procs.rank::procs.world])
@@ -453,14 +466,15 @@ def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal
                 timing["model_s"] += t_model - now
                 counts = metric.update([s.pred_sem_seg.data[0] for s in predictions],
                                        [s.gt_sem_seg.data[0] for s in predictions])
+                counts = [matrix.cpu().numpy() for matrix in counts]  # once, for the journal and the observers
                 for item, matrix in zip(good, counts):
-                    journal.record(item["key"], matrix.cpu().numpy())
+                    journal.record(item["key"], matrix)
                 stats.evaluated += len(good)
                 t_metric = time.perf_counter()
                 timing["metric_s"] += t_metric - t_model
                 for item, sample, matrix in zip(good, predictions, counts):
-                    for observer in observers:
-                        observer.on_image(item["key"], sample, matrix)
+                    for observer in observers:  # item["inputs"]: the decoded image, before normalisation
+                        observer.on_image(item["key"], sample, matrix, item["inputs"])
                 timing["write_s"] += time.perf_counter() - t_metric
             bar.update(len(batch))
             clock = time.perf_counter()
@@ -470,6 +484,42 @@ def run_loop(model: torch.nn.Module, loader, metric: SegConfusionMetric, journal
         for observer in observers:
             observer.close()
         timing["write_s"] += time.perf_counter() - t_wait
+
+
+# --- the report's examples ----------------------------------------------------------------------
+
+def save_examples(work_dir: Path, created: str, worst, best, cfg: Config, classes: ClassNames,
+                  metric: SegConfusionMetric, model: torch.nn.Module, images: ImageList) -> None:
+    """Panels of the run's worst and best images in ``<work_dir>/examples/`` (rank 0, after
+    ``metrics.json``). A failure here costs the report its examples, never the results: it is
+    logged, and the examples folder is left without an ``examples.json`` of this run."""
+    folder = work_dir / EXAMPLES_DIR
+    try:
+        (folder / EXAMPLES_FILE).unlink(missing_ok=True)  # no stale list beside the new results
+        if not worst and not best:
+            return
+        write_examples(folder, created, worst, best, run_palette(cfg, classes), classes.classes,
+                       classes.num_classes, metric.ignore_index,
+                       lambda lacking: predict_again(model, cfg, images, classes, metric, lacking))
+    except Exception as err:  # noqa: BLE001 - the results are written; the pictures must not undo the run
+        logger.warning("the report's example panels were not written (%s: %s); metrics.json is complete",
+                       type(err).__name__, " ".join(str(err).split()), exc_info=not isinstance(err, OSError))
+
+
+def predict_again(model: torch.nn.Module, cfg: Config, images: ImageList, classes: ClassNames,
+                  metric: SegConfusionMetric, examples) -> None:
+    """Label and prediction of examples a resumed run restored from its journal (one at a time)."""
+    samples = CheckedSamples(images.layout, [e.key for e in examples], cfg.test_dataloader.dataset.pipeline,
+                             classes.num_classes, metric.ignore_index)
+    for i, example in enumerate(examples):
+        item = samples[i]
+        if "error" in item:
+            logger.warning("report example %s left out: %s", example.key, item["error"])
+            continue
+        data = model.data_preprocessor({"inputs": [item["inputs"]], "data_samples": [item["data_samples"]]})
+        sample = model.predict(**data)[0]
+        example.label = sample.gt_sem_seg.data[0].cpu().numpy()
+        example.pred = sample.pred_sem_seg.data[0].cpu().numpy()
 
 
 # --- results ------------------------------------------------------------------------------------

@@ -57,6 +57,21 @@ def metrics_from_confusion(matrix: torch.Tensor, class_names: Optional[Sequence[
     return {"summary": summary, "per_class": per_class}
 
 
+def image_miou(confusion) -> float:
+    """mIoU (percent) of one image's ``(K, K + 1)`` confusion matrix (numpy or torch), over the classes
+    present in its label or its prediction (zero union: left out); NaN when it has no labelled pixel.
+
+    Unrounded: it ranks images (the report's worst and best) and titles their panels.
+    """
+    m = confusion.detach().cpu().numpy() if isinstance(confusion, torch.Tensor) else np.asarray(confusion)
+    m = m.astype(np.float64, copy=False)
+    k = m.shape[0]
+    intersect = np.diag(m[:, :k])
+    union = m.sum(axis=1) + m[:, :k].sum(axis=0) - intersect
+    present = union > 0
+    return float(100 * np.mean(intersect[present] / union[present])) if present.any() else float("nan")
+
+
 @METRICS.register_module()
 class SegConfusionMetric:
     """aAcc / mIoU / mAcc / per-class IoU and Acc from one confusion matrix.

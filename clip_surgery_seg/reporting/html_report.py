@@ -1,6 +1,8 @@
 """A one-page HTML report per run, and an index page for a multi-dataset run.
 
-``write_run_report`` writes::
+``write_work_dir_report(work_dir)`` is what ``tools/eval.py`` calls after a run: it reads the work
+dir's ``metrics.json``, ``confusion.npy`` and ``examples/`` (written by the engine) and calls
+``write_run_report``, which writes::
 
     <out_dir>/report.html             the page (inline CSS, no script, no network)
     <out_dir>/report_files/           what it shows
@@ -13,6 +15,9 @@ Everything is linked by relative paths, so the folder can be moved, zipped or op
 Every string from the results (class names, paths, config values) is HTML-escaped.
 
 The page is written last: a ``report.html`` that exists has all its images.
+
+``write_run_index(run_dir)`` (``tools/reproduce.py``) writes ``<run_dir>/report.html``: a table of
+every ``*/metrics.json`` and ``*/*/metrics.json`` below it, each linking to its own report.
 """
 from __future__ import annotations
 
@@ -28,7 +33,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..errors import ReportingError
+from ..engine.observers import EXAMPLES_DIR, read_examples
+from ..engine.results import CONFUSION_FILE, RESULTS_FILE, load_results
+from ..errors import ReportingError, ResultsFileError
+from ..evaluation.metric import image_miou  # noqa: F401  (re-exported: the report's per-image mIoU)
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..visualization.palettes import palette_for
 from ..datasets.catalog import label as dataset_label
@@ -36,7 +44,7 @@ from ..datasets.catalog import paper_rank
 
 REPORT_FILE = "report.html"
 ASSETS_DIR = "report_files"
-INDEX_FILE = "index.html"
+INDEX_FILE = REPORT_FILE  # a run folder's page has the same name as a work dir's
 TOP_CONFUSIONS = 20
 # row-normalised shares below this are drawn as "none" in the confusion heat map (log scale floor)
 CONFUSION_FLOOR = 1e-4
@@ -47,11 +55,13 @@ CONFUSION_FLOOR = 1e-4
 @dataclass(frozen=True)
 class ReportExample:
     """One image shown in the report: its rendered panel (a PNG, e.g. from
-    ``visualization.render_panel``), its name and its own mIoU (percent)."""
+    ``visualization.render_panel``), its name, its own mIoU (percent), and whether it is shown
+    among the ``"worst"`` or the ``"best"`` images (None: by its mIoU, see ``write_run_report``)."""
 
     name: str
     panel: Path
     miou: float
+    kind: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -66,17 +76,6 @@ class IndexEntry:
     report: Optional[Path]
     results: Optional[Mapping[str, Any]] = None
     status: str = ""
-
-
-def image_miou(confusion: np.ndarray) -> float:
-    """mIoU (percent) of one image's ``(K, K + 1)`` confusion matrix, over the classes present in its
-    label or its prediction (zero union: left out); NaN when it has no labelled pixel."""
-    m = np.asarray(confusion, dtype=np.float64)
-    k = m.shape[0]
-    intersect = np.diag(m[:, :k])
-    union = m.sum(axis=1) + m[:, :k].sum(axis=0) - intersect
-    present = union > 0
-    return float(100 * np.mean(intersect[present] / union[present])) if present.any() else float("nan")
 
 
 # --- small helpers --------------------------------------------------------------------------------
@@ -436,9 +435,12 @@ def _provenance_section(results: Mapping[str, Any]) -> str:
 # --- the pages -------------------------------------------------------------------------------------
 
 def _split_examples(examples: Sequence[ReportExample]) -> Tuple[List[ReportExample], List[ReportExample]]:
-    """Worst and best: sorted by mIoU, the lower half (rounded up) is "worst", the rest "best"
-    (best first). Pass e.g. the 4 worst and the 4 best images of the run."""
+    """Worst (lowest mIoU first) and best (highest first): by each example's ``kind`` when every
+    one has it; otherwise, sorted by mIoU, the lower half (rounded up) is "worst", the rest "best".
+    Pass e.g. the 4 worst and the 4 best images of the run."""
     ranked = sorted(examples, key=lambda e: (math.inf if math.isnan(e.miou) else e.miou, e.name))
+    if ranked and all(e.kind in ("worst", "best") for e in ranked):
+        return [e for e in ranked if e.kind == "worst"], [e for e in ranked if e.kind == "best"][::-1]
     half = (len(ranked) + 1) // 2
     return ranked[:half], ranked[half:][::-1]
 
@@ -475,8 +477,8 @@ def write_run_report(out_dir: Union[str, Path], results: Mapping[str, Any], conf
         confusion: the run's ``(K, K + 1)`` int64 confusion matrix (row = label class, column =
             predicted class, last column = predictions outside ``[0, K)``); ``(K, K)`` is accepted.
             It must match the results' per-class counts.
-        examples: panels of chosen images (e.g. the worst and the best few); sorted by their mIoU,
-            the lower half is shown as "worst", the upper half as "best".
+        examples: panels of chosen images (e.g. the worst and the best few), shown as "worst" or
+            "best" by their ``kind``; without one, the lower half by mIoU is "worst", the rest "best".
         top_k: how many confused class pairs to list.
 
     Raises:
@@ -522,10 +524,12 @@ def write_run_report(out_dir: Union[str, Path], results: Mapping[str, Any], conf
 
 
 def write_index_report(out_dir: Union[str, Path], runs: Sequence[IndexEntry], title: str = "clip-surgery-seg run") -> Path:
-    """Write ``out_dir/index.html``: a table of the datasets' mIoU, each linking to its report.
+    """Write ``out_dir/report.html``: a table of the datasets' mIoU, each linking to its report.
 
-    The datasets are listed in the paper's order. A dataset without a report shows its status
-    (e.g. "missing data"). The mean is over the datasets with a result, and says how many.
+    The datasets are listed in the paper's order; an entry's ``name`` may be a dataset name or a
+    folder path below ``out_dir`` that starts with one (``ade20k/maskclip``). A dataset without a
+    report shows its status (e.g. "missing data"). The mean is over the entries with a result, and
+    says how many.
 
     Raises:
         ReportingError: an entry's ``report`` that does not exist.
@@ -533,7 +537,7 @@ def write_index_report(out_dir: Union[str, Path], runs: Sequence[IndexEntry], ti
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, mious = [], []
-    for entry in sorted(runs, key=lambda e: (paper_rank(e.name), e.name)):
+    for entry in sorted(runs, key=lambda e: (paper_rank(_dataset_of(e.name)), e.name)):
         results = entry.results or {}
         summary, dataset = results.get("summary") or {}, results.get("dataset") or {}
         if entry.report is not None:
@@ -550,7 +554,7 @@ def write_index_report(out_dir: Union[str, Path], runs: Sequence[IndexEntry], ti
         if dataset.get("limit"):
             flags += f" <span class='badge warn'>limit {_e(dataset['limit'])}</span>"
         protocol = (results.get("protocol") or {}).get("name")
-        rows.append(f"<tr><td>{_e(dataset_label(entry.name))}{flags}</td><td class=n>{_num(miou)}</td>"
+        rows.append(f"<tr><td>{_e(_entry_label(entry.name))}{flags}</td><td class=n>{_num(miou)}</td>"
                     f"<td class=n>{_num(summary.get('mAcc'))}</td><td class=n>{_num(summary.get('aAcc'))}</td>"
                     f"<td class=n>{_num(dataset.get('num_images'), 0)}</td><td>{_e(protocol or '')}</td>"
                     f"<td>{link}</td></tr>")
@@ -562,3 +566,93 @@ def write_index_report(out_dir: Union[str, Path], runs: Sequence[IndexEntry], ti
     page = out_dir / INDEX_FILE
     atomic_write_text(page, _page(title, body), fsync=False)
     return page
+
+
+def _entry_name(parts: Sequence[str], results: Mapping[str, Any]) -> str:
+    """``<dataset>`` or ``<dataset>/<other level>`` whichever way the folders nest
+    (``<dataset>/<method>`` or ``tools/reproduce.py``'s ``<method>/<dataset>``)."""
+    dataset = str((results.get("dataset") or {}).get("name") or parts[-1])
+    others = [p for p in parts if p != dataset]
+    return "/".join([dataset, *others])
+
+
+def _dataset_of(name: str) -> str:
+    return name.split("/", 1)[0]
+
+
+def _entry_label(name: str) -> str:
+    """``ade20k`` -> ``ADE20K-150``; ``ade20k/maskclip`` -> ``ADE20K-150 / maskclip``."""
+    from ..models.methods import METHODS
+
+    dataset, _, rest = name.partition("/")
+    rest = METHODS[rest].label if rest in METHODS else rest
+    return dataset_label(dataset) + (f" / {rest}" if rest else "")
+
+
+# --- from the files of a run ----------------------------------------------------------------------
+
+def load_confusion(work_dir: Union[str, Path]) -> np.ndarray:
+    """``<work_dir>/confusion.npy`` (written by the engine beside ``metrics.json``)."""
+    path = Path(work_dir) / CONFUSION_FILE
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ResultsFileError(f"{path} does not exist; it is written with metrics.json by tools/eval.py "
+                               "(rerun the evaluation to get a report)") from None
+    except (OSError, ValueError) as err:
+        raise ResultsFileError(f"{path} is not a readable confusion matrix ({err}); rerun the evaluation") from err
+
+
+def work_dir_examples(work_dir: Union[str, Path], created: Optional[str]) -> List[ReportExample]:
+    """The example panels the engine wrote for the run of ``metrics.json`` created at ``created``
+    (none when the examples folder is missing or from another run)."""
+    folder = Path(work_dir) / EXAMPLES_DIR
+    try:
+        listing = read_examples(folder)
+    except (OSError, ValueError):
+        return []
+    if listing.get("created") != created:
+        return []
+    return [ReportExample(name=str(e["name"]), panel=folder / e["panel"],
+                          miou=float("nan") if e.get("miou") is None else float(e["miou"]), kind=e.get("kind"))
+            for e in listing.get("examples", [])]
+
+
+def write_work_dir_report(work_dir: Union[str, Path]) -> Path:
+    """``<work_dir>/report.html`` from the run's ``metrics.json``, ``confusion.npy`` and example panels.
+
+    Raises:
+        ResultsFileError: no complete ``metrics.json`` or no ``confusion.npy``;
+        ReportingError: files that do not belong together (see :func:`write_run_report`).
+    """
+    work_dir = Path(work_dir)
+    results = load_results(work_dir / RESULTS_FILE)
+    confusion = load_confusion(work_dir)
+    return write_run_report(work_dir, results, confusion, work_dir_examples(work_dir, results.get("created")))
+
+
+def write_run_index(run_dir: Union[str, Path], title: Optional[str] = None) -> Path:
+    """``<run_dir>/report.html`` for a folder of runs (``tools/reproduce.py``): every
+    ``*/metrics.json`` and ``*/*/metrics.json`` below it, each with its own report (written here
+    where it is missing or older than its results). A run whose report cannot be written is listed
+    with the reason instead of a link."""
+    run_dir = Path(run_dir)
+    entries = []
+    for results_file in sorted(list(run_dir.glob(f"*/{RESULTS_FILE}")) + list(run_dir.glob(f"*/*/{RESULTS_FILE}"))):
+        folder = results_file.parent
+        name = folder.relative_to(run_dir).as_posix()
+        try:
+            results = load_results(results_file)
+            name = _entry_name(folder.relative_to(run_dir).parts, results)
+        except ReportingError as err:
+            entries.append(IndexEntry(name, None, None, status=f"no results: {' '.join(str(err).split())}"))
+            continue
+        page = folder / REPORT_FILE
+        try:
+            if not page.is_file() or page.stat().st_mtime < results_file.stat().st_mtime:
+                write_work_dir_report(folder)
+        except ReportingError as err:
+            entries.append(IndexEntry(name, None, results, status=f"no report: {' '.join(str(err).split())}"))
+            continue
+        entries.append(IndexEntry(name, page, results))
+    return write_index_report(run_dir, entries, title=title or f"clip-surgery-seg run {run_dir.name}")

@@ -2,10 +2,12 @@
 
 Run folder (default ``work_dirs/reproduce/<UTC time>_<protocol>/``)::
 
-    <method>/<dataset>/metrics.json   each evaluation that ran (its work dir: progress, metrics, logs)
+    <method>/<dataset>/metrics.json   each evaluation that ran (its work dir: progress, metrics, logs,
+                                      report.html)
     summary.json                      per dataset and method: ran, missing data (with the reason) or failed
     table.md, table.csv               the methods x datasets table, ours beside the published numbers
     table.png                         the same as bars (``tools/report.py`` rebuilds all three)
+    report.html                       links every evaluation's report
 
 Each method's experiment is its own config, ``configs/<method>/<dataset>.py``. For each dataset the
 CLIP is loaded once and shared by every method (a :class:`~clip_surgery_seg.models.SharedCLIP` passed
@@ -147,7 +149,20 @@ def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
     summary["status"] = overall_status(summary)
     write_summary(run_dir, summary)
     write_tables(run_dir)
+    write_index(run_dir)
     return summary
+
+
+def write_index(run_dir: Path) -> None:
+    """``<run_dir>/report.html`` linking each result's report (``html_report.write_run_index``); a
+    page that cannot be written is logged, the run's results and tables stand."""
+    from .html_report import write_run_index
+
+    try:
+        logger.info("report: %s", write_run_index(run_dir))
+    except Exception as err:  # noqa: BLE001 - the results are written; the page must not fail the run
+        logger.warning("warning: %s/report.html not written (%s: %s)", run_dir, type(err).__name__,
+                       _one_line(err), exc_info=not isinstance(err, (UserError, OSError)))
 
 
 def _evaluate_one(opts: ReproduceOptions, protocol: str, run_dir: Path, name: str, method: str,

@@ -133,9 +133,10 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         if self._text is None or self._text.device != device:
             self._text = cached_text_embeddings(self.surgery, self.classes.rows, self.templates,
                                                 self._weights_key, self.text_cache_dir).to(device)
-            if self.feature_surgery_mode == "redundant":
-                self._redundant = cached_text_embeddings(self.surgery, [""], self.templates,
-                                                         self._weights_key, self.text_cache_dir)[0].to(device)
+        # looked at on every call: the mode may change between calls (tools/demo.py compares modes)
+        if self.feature_surgery_mode == "redundant" and (self._redundant is None or self._redundant.device != device):
+            self._redundant = cached_text_embeddings(self.surgery, [""], self.templates,
+                                                     self._weights_key, self.text_cache_dir)[0].to(device)
         return self._text
 
     # --- image --------------------------------------------------------------------------------

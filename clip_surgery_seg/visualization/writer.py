@@ -9,11 +9,12 @@ Every write is atomic (a reader never sees half a PNG). A failed write is kept a
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Optional, Set, Tuple, Union
+from typing import Callable, List, Optional, Set, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -24,6 +25,19 @@ from .drawing import Panel
 
 #: zlib level 1: 2-3x faster than PIL's default 6 on panels, files ~15-20 % larger (see the benchmark).
 DEFAULT_COMPRESS_LEVEL = 1
+#: The writer threads' niceness: pictures are background work, the model comes first. Where cores
+#: are idle (a GPU run) it changes nothing; on a busy CPU the threads take the cycles the model
+#: leaves (benchmarks/README.md: a third of the slowdown of equal-priority threads on 2 cores).
+BACKGROUND_NICENESS = 19
+
+
+def lower_thread_priority() -> None:
+    """Run the calling thread at :data:`BACKGROUND_NICENESS` (Linux sets it per thread); a system
+    without per-thread priorities leaves the thread as it is."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+    except (AttributeError, OSError):
+        pass
 
 
 class ImageWriteError(UserError, OSError):
@@ -57,6 +71,15 @@ def encode_png(pixels: Union[np.ndarray, Panel], palette: Optional[np.ndarray] =
     return buffer.getvalue()
 
 
+def _checked_pixels(pixels: Union[np.ndarray, Panel], palette: Optional[np.ndarray]) -> np.ndarray:
+    if isinstance(pixels, Panel):
+        pixels = pixels.pixels
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+        to_pil(pixels, palette)  # raises the precise TypeError / ValueError
+    return pixels
+
+
 class PngWriter:
     """Encode and atomically write PNGs on ``workers`` background threads.
 
@@ -66,7 +89,7 @@ class PngWriter:
     # leaving the block waits for every file and raises ImageWriteError if any failed
 
     Args:
-        workers: encoding threads.
+        workers: encoding threads (at the lowest CPU priority, :data:`BACKGROUND_NICENESS`).
         max_pending: images submitted but not yet written; :meth:`submit` blocks beyond that.
         compress_level: zlib level 0-9.
         fsync: make each file durable before the next step (slow; not needed for pictures).
@@ -78,7 +101,8 @@ class PngWriter:
                  compress_level: int = DEFAULT_COMPRESS_LEVEL, fsync: bool = False) -> None:
         if workers < 1 or max_pending < 1:
             raise ValueError("workers and max_pending must be >= 1")
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="png-writer")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="png-writer",
+                                        initializer=lower_thread_priority)
         self._slots = threading.BoundedSemaphore(max_pending)
         self._lock = threading.Lock()
         self._compress_level = compress_level
@@ -92,24 +116,24 @@ class PngWriter:
 
     # --- submitting ------------------------------------------------------------------------------
 
-    def submit(self, path: Union[str, Path], pixels: Union[np.ndarray, Panel],
+    def submit(self, path: Union[str, Path], pixels: Union[np.ndarray, Panel, Callable[[], Union[np.ndarray, Panel]]],
                palette: Optional[np.ndarray] = None, compress_level: Optional[int] = None) -> None:
         """Queue ``pixels`` (see :func:`to_pil`) to be written to ``path``; blocks while the queue is full.
 
+        ``pixels`` may also be a function of no arguments that returns them: it is called on a
+        writer thread, so that rendering (``render_panel``) leaves the caller's thread as well.
         ``compress_level`` overrides the writer's for this file (index maps are cheap to compress
         well: level 6 costs ~2 ms on a 512 x 683 map).
 
         Raises ValueError if this writer already has ``path`` (two images with one name would
-        leave only one file); TypeError/ValueError at once for pixels that cannot be a PNG.
+        leave only one file); TypeError/ValueError at once for pixels that cannot be a PNG (for a
+        function, at :meth:`close`).
         """
         if self._closed:
             raise RuntimeError("PngWriter.submit after close()")
         path = Path(path)
-        if isinstance(pixels, Panel):
-            pixels = pixels.pixels
-        pixels = np.asarray(pixels)
-        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-            to_pil(pixels, palette)  # raises the precise TypeError / ValueError now, not at close()
+        if not callable(pixels):
+            pixels = _checked_pixels(pixels, palette)
         key = path.absolute()
         with self._lock:
             if key in self._paths:
@@ -123,9 +147,11 @@ class PngWriter:
             self._slots.release()
             raise
 
-    def _write(self, path: Path, pixels: np.ndarray, palette: Optional[np.ndarray], level: int) -> None:
+    def _write(self, path: Path, pixels, palette: Optional[np.ndarray], level: int) -> None:
         start = time.perf_counter()
         try:
+            if callable(pixels):
+                pixels = _checked_pixels(pixels(), palette)
             data = encode_png(pixels, palette, level)
             atomic_write_bytes(path, data, fsync=self._fsync)
         except BaseException as err:  # kept for close(): a worker thread has no one to raise to
@@ -155,7 +181,7 @@ class PngWriter:
 
     @property
     def busy_s(self) -> float:
-        """Seconds the worker threads spent encoding and writing, summed over threads."""
+        """Seconds the worker threads spent rendering (functions), encoding and writing, summed over threads."""
         with self._lock:
             return self._busy_s
 

@@ -1,0 +1,262 @@
+"""``css-demo`` / ``tools/demo.py``: where does CLIP see each class? One image, its segmentation and
+the authors' explanation maps, for one or several feature-surgery modes side by side.
+
+  python tools/demo.py photo.jpg --classes "cat,dog,grass"
+  python tools/demo.py photo.jpg --classes my_classes.txt --feature-surgery none weighted
+  python tools/demo.py photo.jpg --dataset ade20k --show-classes wall sky tree --out demo/
+
+Writes, under ``--out`` (default ``work_dirs/demo/<image stem>``), for each feature-surgery mode::
+
+    <mode>/overlay.png               the prediction over the image, with a legend of the classes in it
+    <mode>/heatmaps.png              the image and each shown class's heat map, captioned
+    <mode>/heatmaps/NNN_<class>.png  one heat map per shown class, at the image's size
+    compare.png                      (two or more modes) each class's heat map under every mode, side by side
+
+A heat map is the segmentor's similarity map of the class over the whole image (sliding windows,
+averaged where they overlap, max over the class's synonyms), min-max normalised on its own, coloured
+with matplotlib's ``jet`` and laid over the image (0.4 image + 0.6 colour), as in the authors' demo.
+The segmentor is built once; each mode reuses it and the cached text embeddings.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from . import EXIT_FAILED, EXIT_OK, add_debug_flag, console_logging, run
+
+logger = logging.getLogger("clip_surgery_seg")
+
+DEFAULT_CONFIG = "configs/_base_/models/clip_surgery_vit_b16.py"
+# the scale and windows of a config without a protocol (a model config): the segmentor's defaults,
+# SCLIP's ADE20K setting; --cfg-options protocol.short_side=448 ... changes them
+DEFAULT_PROTOCOL = dict(name="demo", short_side=336, max_long_side=2048, crop_size=224, stride=112)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..models import FEATURE_SURGERY_MODES
+
+    parser = argparse.ArgumentParser(prog="tools/demo.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image", help="the image (JPEG, PNG, ... anything Pillow reads)")
+    parser.add_argument("--classes", help='class names separated by commas ("cat,dog,grass"), or a class-name '
+                        "file (one class per line, comma-separated synonyms)")
+    parser.add_argument("--dataset", help="use a dataset's classes (its class-name file and palette), e.g. ade20k")
+    parser.add_argument("--show-classes", nargs="+", metavar="NAME",
+                        help="heat maps of these classes only (default: every class)")
+    parser.add_argument("--feature-surgery", nargs="+", choices=FEATURE_SURGERY_MODES, metavar="MODE",
+                        help=f"one or several of {', '.join(FEATURE_SURGERY_MODES)} (default: the config's); "
+                        "several are shown side by side in compare.png")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: work_dirs/demo/<image stem>)")
+    parser.add_argument("--config", default=DEFAULT_CONFIG,
+                        help="model config, or a dataset config for its classes and protocol "
+                        f"(default {DEFAULT_CONFIG})")
+    parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the config)")
+    parser.add_argument("--pretrained", help="open_clip tag (openai, ...), weights file, or none for random weights")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config settings, e.g. protocol.short_side=448 model.method.depth=4 "
+                        "(protocol: short_side 336, crop_size 224, stride 112 unless the config has one)")
+    parser.add_argument("--quiet", action="store_true", help="only errors")
+    add_debug_flag(parser)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    with console_logging(args.quiet):
+        return run(lambda: _demo(args), args, EXIT_FAILED)
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def read_image(path: str):
+    """``(H, W, 3)`` uint8 RGB; a missing or unreadable file is one clear error."""
+    from ..datasets.transforms import read_image_rgb
+    from ..errors import BadSampleError, ConfigError
+
+    if not Path(path).is_file():
+        raise ConfigError(f"image {path} does not exist; pass the path of an image file (JPEG, PNG, ...)")
+    try:
+        return read_image_rgb(path)
+    except BadSampleError as err:
+        raise ConfigError(f"{err}; pass an image file Pillow can read") from None
+
+
+def class_names_option(classes: Optional[str],
+                       dataset: Optional[str]) -> Tuple[Union[None, str, List[str]], Optional[str]]:
+    """What ``model.classnames`` becomes (a class-name file or a list of names; None: the config's)
+    and the dataset whose palette to use (None: a palette for the class count)."""
+    from ..datasets import catalog
+    from ..datasets.classnames import load_classnames
+    from ..errors import ConfigError
+
+    if classes is not None and dataset is not None:
+        raise ConfigError("give --classes or --dataset, not both")
+    if dataset is not None:
+        name = catalog.resolve(dataset)
+        return str(catalog.CATALOG[name].classnames), name
+    if classes is None:
+        return None, None
+    if Path(classes).is_file() or classes.endswith(".txt"):
+        load_classnames(classes)  # a missing or bad file: one error naming it, before the model is built
+        return classes, None
+    names = [name.strip() for name in classes.split(",")]
+    if not any(names):
+        raise ConfigError('--classes is empty; give class names separated by commas, e.g. --classes "cat,dog,grass", '
+                          "or a class-name file")
+    if not all(names):
+        raise ConfigError(f"--classes {classes!r} has an empty name between commas; write e.g. \"cat,dog,grass\"")
+    return names, None
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "class"
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+def build_segmentor(args: argparse.Namespace, classnames: Union[None, str, List[str]]):
+    """``(segmentor on its device, dataset type or name for the palette)`` from the config and options."""
+    from mmseg.registry import MODELS
+
+    from .. import registry  # noqa: F401  (components registered)
+    from ..engine.config import apply_cfg_options, load_config, model_settings, parse_cfg_options
+    from ..engine.distributed import init_processes
+    from ..errors import ConfigError
+
+    cfg = load_config(args.config)
+    if "model" not in cfg:
+        raise ConfigError(f"config {args.config} has no model; pass a model config such as {DEFAULT_CONFIG}")
+    if "protocol" not in cfg:
+        cfg.protocol = dict(DEFAULT_PROTOCOL)
+    apply_cfg_options(cfg, parse_cfg_options(args.cfg_options))
+    if args.model is not None:
+        cfg.model.clip.name = args.model
+    if args.pretrained is not None:
+        cfg.model.clip.pretrained = None if args.pretrained.lower() == "none" else args.pretrained
+    if classnames is not None:
+        cfg.model.classnames = classnames
+    elif not cfg.model.get("classnames"):
+        raise ConfigError(f"no classes: pass --classes \"cat,dog,grass\", --classes FILE or --dataset NAME "
+                          f"({args.config} names none)")
+    device = init_processes("none", args.device).device
+    model = MODELS.build(model_settings(cfg)).to(device).eval()
+    dataset = cfg.get("test_dataloader", {}).get("dataset", {}).get("type") if "test_dataloader" in cfg else None
+    return model, dataset
+
+
+def similarity_and_labels(model, image) -> Tuple["object", "object"]:
+    """``(K, H, W)`` float32 similarity maps at the image's size and the ``(H, W)`` labels from them
+    (numpy), with the segmentor's current feature-surgery mode."""
+    import torch
+
+    tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+    data = model.data_preprocessor({"inputs": [tensor], "data_samples": None})
+    logits = model.seg_logits(data["inputs"], [image.shape[:2]])[0]
+    labels = model.labels_from_logits(logits)
+    return logits.float().cpu().numpy(), labels.cpu().numpy()
+
+
+# --- pictures -------------------------------------------------------------------------------------
+
+def _tile_side(count: int) -> int:
+    return 512 if count <= 8 else 384 if count <= 24 else 256
+
+
+def write_pictures(out: Path, image, results: Dict[str, Tuple["object", "object"]], class_names: Sequence[str],
+                   shown: Sequence[int], palette, title: str) -> List[Path]:
+    """Render and write every picture (see the module docstring); returns their paths."""
+    import numpy as np
+
+    from ..visualization import (PngWriter, classes_present, explanation_maps, legend_entries, render_explanations,
+                                 render_overlay)
+    from ..visualization.drawing import blend, fitted_size, grid, resize_image, resize_labels
+    from ..visualization.palettes import colorize
+    from ..visualization.panels import OVERLAY_ALPHA
+
+    written: List[Path] = []
+    names = [str(class_names[k]) for k in shown]
+    side = _tile_side(len(shown))
+    with PngWriter() as writer:
+        for mode, (similarity, labels) in results.items():
+            folder = out / mode
+            overlay = render_overlay(image, labels, palette, class_names, title=f"{title}, feature surgery: {mode}")
+            sheet = render_explanations(image, similarity, class_names, shown, columns=4 if len(shown) <= 12 else 8,
+                                        max_side=side, title=f"{title}, feature surgery: {mode}")
+            for path, pixels in ((folder / "overlay.png", overlay), (folder / "heatmaps.png", sheet)):
+                writer.submit(path, pixels)
+                written.append(path)
+            for k, name in zip(shown, names):
+                path = folder / "heatmaps" / f"{k:03d}_{_slug(name)}.png"
+                writer.submit(path, lambda k=k, similarity=similarity: explanation_maps(image, similarity, [k])[0])
+                written.append(path)
+        if len(results) > 1:
+            size = fitted_size(*image.shape[:2], min(side, 384))
+            small = resize_image(image, size)
+            tiles = []
+            for mode, (_, labels) in results.items():  # the predictions first, then class by class
+                tiles.append((f"{mode}/prediction", f"prediction [{mode}]",
+                              blend(small, colorize(resize_labels(labels, size), palette), OVERLAY_ALPHA)))
+            for k, name in zip(shown, names):
+                for mode, (similarity, _) in results.items():
+                    tiles.append((f"{mode}/{k}", f"{name} [{mode}]", explanation_maps(small, similarity, [k])[0]))
+            present = np.unique(np.concatenate([classes_present(labels, len(palette))
+                                                for _, labels in results.values()]))
+            columns = len(results) * max(1, 6 // len(results))
+            compare = grid(tiles, columns, title=f"{title}: feature surgery {' vs '.join(results)}",
+                           legend=legend_entries(present.tolist(), palette, class_names))
+            writer.submit(out / "compare.png", compare)
+            written.append(out / "compare.png")
+    return written
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..fileio import check_writable
+    from ..visualization import fallback_palette, palette_for
+
+    image = read_image(args.image)
+    classnames, dataset = class_names_option(args.classes, args.dataset)
+    out = Path(args.out) if args.out else Path("work_dirs") / "demo" / Path(args.image).stem
+    check_writable(out, "--out")
+    start = time.perf_counter()
+    model, dataset_type = build_segmentor(args, classnames)
+    class_names = list(model.classes.classes)
+    shown = list(range(len(class_names)))
+    if args.show_classes:
+        index = {name.lower(): k for k, name in enumerate(class_names)}
+        unknown = [name for name in args.show_classes if name.lower() not in index]
+        if unknown:
+            from ..engine.config import suggest
+
+            raise ConfigError(f"--show-classes {unknown[0]!r} is not one of the classes"
+                              f"{suggest(unknown[0], class_names)}")
+        shown = [index[name.lower()] for name in args.show_classes]
+    if dataset or dataset_type:
+        palette = palette_for(len(class_names), dataset or dataset_type)
+    else:
+        palette = fallback_palette(len(class_names))  # a custom list: no dataset's colours
+    modes = list(dict.fromkeys(args.feature_surgery or [model.feature_surgery_mode]))
+    model.text_features()  # once: every mode reuses the embeddings (and the cache on disk)
+    logger.info("model ready in %.1f s (%d classes)", time.perf_counter() - start, len(class_names))
+    results = {}
+    for mode in modes:
+        model.feature_surgery_mode = mode
+        tick = time.perf_counter()
+        results[mode] = similarity_and_labels(model, image)
+        logger.info("feature surgery %s: %.2f s", mode, time.perf_counter() - tick)
+    written = write_pictures(out, image, results, class_names, shown, palette, Path(args.image).name)
+    for path in written:
+        if path.parent == out or path.name in ("overlay.png", "heatmaps.png"):
+            print(path)
+    print(f"{len(written)} pictures in {out}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""tools/demo.py: the explanation maps it writes are the segmentor's own similarity maps, min-max
+normalised per class, and bad input is one error line."""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clip_surgery_seg.cli.demo import main as demo_main
+from conftest import REPO, TINY_VIT
+
+CLASSES = ["cat", "dog", "grass"]
+FAST = ["--model", str(TINY_VIT), "--pretrained", "none", "--device", "cpu", "--quiet",
+        "--cfg-options", "protocol.short_side=96", "protocol.crop_size=64", "protocol.stride=32"]
+
+
+@pytest.fixture
+def in_repo(monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("CLIP_SURGERY_SEG_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    """A 72 x 120 picture with structure (gradients, a disc) and noise."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:72, 0:120]
+    image = np.stack([xx * 2.0, yy * 3.0, 255.0 * ((yy - 36) ** 2 + (xx - 80) ** 2 < 400)], -1)
+    image = np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    return path
+
+
+def _demo(args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = demo_main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _similarity(image: np.ndarray, mode: str) -> np.ndarray:
+    """The segmentor's (K, H, W) similarity maps for ``image``, computed here: the same model from
+    the same config, the image normalised by hand."""
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    import clip_surgery_seg.registry  # noqa: F401
+    from clip_surgery_seg.segmentors.data_preprocessor import CLIP_MEAN, CLIP_STD
+
+    cfg = Config.fromfile(str(REPO / "configs" / "_base_" / "models" / "clip_surgery_vit_b16.py")).model.to_dict()
+    cfg.update(clip=dict(name=str(TINY_VIT), pretrained=None), classnames=CLASSES, feature_surgery=mode,
+               short_side=96, crop_size=64, stride=32)
+    model = MODELS.build(cfg).eval()
+    x = (torch.from_numpy(image).permute(2, 0, 1).float() - torch.tensor(CLIP_MEAN).view(3, 1, 1)) \
+        / torch.tensor(CLIP_STD).view(3, 1, 1)
+    return model.seg_logits([x], [image.shape[:2]])[0].numpy()
+
+
+def _heatmap(image: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """Min-max normalised on its own, matplotlib's jet, 0.6 of the colour over the image in 256ths."""
+    from matplotlib import colormaps
+
+    s = similarity.astype(np.float32)
+    normalised = (s - s.min()) / (s.max() - s.min())
+    colour = colormaps["jet"](normalised, bytes=True)[..., :3].astype(np.int64)
+    w = round(0.6 * 256)
+    return ((image.astype(np.int64) * (256 - w) + colour * w + 128) >> 8).astype(np.uint8)
+
+
+def test_heat_maps_are_the_segmentors_similarity_min_max_normalised(in_repo, photo, tmp_path):
+    out = tmp_path / "out"
+    # one model for every mode: the redundant mode's extra embedding is fetched when it is switched to
+    code, stdout, err = _demo([photo, "--classes", ",".join(CLASSES), "--feature-surgery", "none", "redundant",
+                               "weighted", "--out", out, *FAST])
+    assert code == 0, err
+    image = np.array(Image.open(photo).convert("RGB"))
+    maps = {}
+    for mode in ("none", "redundant", "weighted"):
+        similarity = _similarity(image, mode)
+        for k, name in enumerate(CLASSES):
+            written = np.asarray(Image.open(out / mode / "heatmaps" / f"{k:03d}_{name}.png"))
+            assert written.shape == image.shape
+            assert np.array_equal(written, _heatmap(image, similarity[k])), (mode, name)
+            maps[mode, name] = written
+        # the overlay: the arg-max of the same maps, in the legend
+        assert (out / mode / "overlay.png").is_file() and (out / mode / "heatmaps.png").is_file()
+    # feature surgery changes the maps, and both are shown side by side
+    for mode in ("redundant", "weighted"):
+        assert any(not np.array_equal(maps["none", n], maps[mode, n]) for n in CLASSES)
+    compare = Image.open(out / "compare.png")
+    assert compare.width > 2 * 72 and f"{out / 'compare.png'}" in stdout
+
+
+def test_classes_from_a_file_or_a_dataset(in_repo, photo, tmp_path):
+    names = tmp_path / "classes.txt"
+    names.write_text("cat, kitty\ndog\n")
+    code, _, err = _demo([photo, "--classes", names, "--out", tmp_path / "a", *FAST])
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "a" / "none" / "heatmaps").iterdir()) == ["000_cat.png", "001_dog.png"]
+    code, _, err = _demo([photo, "--dataset", "ade", "--show-classes", "sky", "Tree", "--out", tmp_path / "b", *FAST])
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "b" / "none" / "heatmaps").iterdir()) == ["002_sky.png", "004_tree.png"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["missing.jpg", "--classes", "cat"], "image missing.jpg does not exist"),
+    (["{photo}", "--dataset", "ade21k"], "unknown dataset 'ade21k'; did you mean ade20k?"),
+    (["{photo}", "--classes", ""], "--classes is empty"),
+    (["{photo}", "--classes", " , "], "--classes is empty"),
+    (["{photo}", "--classes", "cat,,dog"], "empty name between commas"),
+    (["{photo}", "--classes", "nope.txt"], "class-name file nope.txt does not exist"),
+    (["{photo}"], "no classes: pass --classes"),
+    (["{photo}", "--classes", "cat,dog", "--show-classes", "cow"], "--show-classes 'cow' is not one of the classes"),
+])
+def test_bad_input_is_one_error_line(in_repo, photo, tmp_path, args, message):
+    out = tmp_path / "out"
+    code, stdout, err = _demo([a.replace("{photo}", str(photo)) for a in args] + ["--out", out, *FAST])
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not any(out.rglob("*.png"))
