@@ -79,15 +79,19 @@ def console_logging(quiet: bool) -> Iterator[None]:
     console = _StderrHandler()
     console.setFormatter(logging.Formatter("%(message)s"))
     console.setLevel(logging.WARNING if quiet else logging.INFO)
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.setLevel(logging.INFO)
     logger.addHandler(console)
+    # libraries that log through the root logger (open_clip does) give it a handler of its own: the
+    # harness's lines would be printed twice
+    logger.propagate = False
     warnings.filterwarnings("ignore", module="mmengine")
     try:
         yield
     finally:
         logger.removeHandler(console)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def add_log_file(path: Path) -> logging.Handler:
