@@ -318,3 +318,19 @@ def test_examples_across_ranks_equal_a_plain_sort(seed, n, k, ranks):
     assert [e.key for e in best] == ranked[k:][::-1][:k]
     for example in worst + best:
         assert example.miou == pytest.approx(mious[example.key], abs=1e-9)
+
+
+def test_save_preds_refuses_class_indices_that_do_not_fit_in_a_byte(tmp_path: Path) -> None:
+    from mmengine.config import Config
+
+    from clip_surgery_seg.datasets.classnames import ClassNames
+    from clip_surgery_seg.engine.runner import EvalOptions, build_observers
+    from clip_surgery_seg.errors import ConfigError
+
+    opts = EvalOptions(config="unused.py", save_preds=str(tmp_path / "preds"), report_examples=0)
+    fits = ClassNames.from_lines([f"class {i}" for i in range(256)])
+    assert len(build_observers(opts, Config({}), fits)) == 1
+    too_many = ClassNames.from_lines([f"class {i}" for i in range(257)])
+    with pytest.raises(ConfigError, match="257 classes"):
+        build_observers(opts, Config({}), too_many)
+    assert not (tmp_path / "preds").exists()

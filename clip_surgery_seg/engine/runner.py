@@ -388,6 +388,9 @@ def build_observers(opts: EvalOptions, cfg: Config, classes: ClassNames) -> List
     """What the loop reports each image to, from the run's options."""
     observers: List[ImageObserver] = []
     if opts.save_preds:
+        if classes.num_classes > 256:  # class indices 0..255 fit in a byte
+            raise ConfigError(f"--save-preds writes 8-bit PNGs of class indices; {classes.num_classes} classes do "
+                              "not fit in 8 bits: use --show-dir for pictures instead")
         observers.append(PredictionWriter(Path(opts.save_preds)))
     if opts.show_dir:
         observers.append(PanelWriter(Path(opts.show_dir), run_palette(cfg, classes), classes.classes))
