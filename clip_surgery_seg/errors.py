@@ -10,6 +10,16 @@ around the library keeps working.
 """
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """``'; did you mean X?'`` for the choices closest to ``word``, or ``''``: the hint every
+    "unknown name" message carries."""
+    close = difflib.get_close_matches(str(word), list(choices), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
 
 class UserError(Exception):
     """Input the user can fix; the message is one line that names the file and the fix."""

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
 from PIL import Image
 
@@ -20,7 +19,7 @@ from clip_surgery_seg.datasets.catalog import CATALOG, DATASETS
 from clip_surgery_seg.datasets.classnames import load_classnames
 from clip_surgery_seg.datasets.encodings import COCO_OBJECT_ID_TO_LABEL, coco_object_labels, encode_label, voc_palette
 from clip_surgery_seg.datasets.transforms import read_label
-from clip_surgery_seg.errors import ConfigError, ConversionError
+from clip_surgery_seg.errors import ConversionError
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSNAMES = REPO / "configs" / "classnames"

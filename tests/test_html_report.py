@@ -19,8 +19,8 @@ from PIL import Image
 
 from clip_surgery_seg.engine.results import SCHEMA
 from clip_surgery_seg.errors import ReportingError
-from clip_surgery_seg.evaluation.metric import metrics_from_confusion
-from clip_surgery_seg.reporting.html_report import (ASSETS_DIR, IndexEntry, ReportExample, image_miou, row_normalized,
+from clip_surgery_seg.evaluation.metric import image_miou, metrics_from_confusion
+from clip_surgery_seg.reporting.html_report import (ASSETS_DIR, IndexEntry, ReportExample, row_normalized,
                                                     top_confusions, write_index_report, write_run_report)
 from clip_surgery_seg.visualization import palette_for, render_panel
 

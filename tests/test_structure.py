@@ -14,7 +14,7 @@ PACKAGE = REPO / "clip_surgery_seg"
 # A module may import its own floor and the floors below it; the packages of one floor (models,
 # datasets, evaluation, visualization) do not import each other.
 FLOORS = {
-    "errors": 0, "fileio": 0, "resources": 0, "tables": 0, "mmcv_compat": 0, "__init__": 0,
+    "errors": 0, "named": 0, "fileio": 0, "resources": 0, "tables": 0, "mmcv_compat": 0, "__init__": 0,
     "models": 1, "datasets": 1, "evaluation": 1, "visualization": 1,
     "data_prep": 2, "segmentors": 2, "registry": 2,
     "engine": 3,

@@ -232,7 +232,7 @@ def _demo(args: argparse.Namespace) -> int:
         index = {name.lower(): k for k, name in enumerate(class_names)}
         unknown = [name for name in args.show_classes if name.lower() not in index]
         if unknown:
-            from ..engine.config import suggest
+            from ..errors import suggest
 
             raise ConfigError(f"--show-classes {unknown[0]!r} is not one of the classes"
                               f"{suggest(unknown[0], class_names)}")

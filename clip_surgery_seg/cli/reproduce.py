@@ -12,7 +12,6 @@ EXIT_CODES = {"ran": EXIT_OK, "missing_data": EXIT_MISSING_DATA, "failed": EXIT_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..datasets.catalog import DATASETS
     from ..reporting.history import DEFAULT_HISTORY
 
     parser = argparse.ArgumentParser(
@@ -101,12 +100,12 @@ def _reproduce(args: argparse.Namespace) -> int:
     for name, entry in summary["datasets"].items():
         if entry["status"] == "missing_data":
             print(f"{name}: MISSING DATA: {entry['reason']}")
-        for method, run in entry["methods"].items():
-            if run["status"] == "ran":
-                recorded = " (recorded in the history)" if run.get("recorded") else ""
-                print(f"{name}, {method}: mIoU {run['mIoU']:.2f} on {run['num_images']} images{recorded}")
+        for method, outcome in entry["methods"].items():
+            if outcome["status"] == "ran":
+                recorded = " (recorded in the history)" if outcome.get("recorded") else ""
+                print(f"{name}, {method}: mIoU {outcome['mIoU']:.2f} on {outcome['num_images']} images{recorded}")
             else:
-                print(f"{name}, {method}: {run['status'].replace('_', ' ').upper()}: {run['reason']}")
+                print(f"{name}, {method}: {outcome['status'].replace('_', ' ').upper()}: {outcome['reason']}")
     table = run_dir / "table.md"
     if table.is_file():
         print()

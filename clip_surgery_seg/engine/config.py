@@ -10,7 +10,6 @@ protocol for that one.
 from __future__ import annotations
 
 import ast
-import difflib
 import inspect
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
@@ -18,15 +17,9 @@ from typing import Any, Dict, Iterable, List, Tuple
 from mmengine.config import Config
 
 from .. import resources
-from ..errors import ConfigError
+from ..errors import ConfigError, suggest
 
 PROTOCOLS_DIR = ("_base_", "protocols")
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """``'; did you mean X?'`` for the closest choices, or ``''``."""
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 def load_config(path: str) -> Config:

@@ -24,7 +24,7 @@ from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError, WeightsError, suggest
 
 logger = logging.getLogger("clip_surgery_seg")
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -126,10 +126,7 @@ def load_model_config(name: str) -> dict:
         return cfg
     cfg = open_clip.get_model_config(name)
     if cfg is None:
-        import difflib
-
-        close = difflib.get_close_matches(name, open_clip.list_models(), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see open_clip.list_models()"
+        hint = suggest(name, open_clip.list_models()) or "; see open_clip.list_models()"
         raise ConfigError(f"unknown model name {name!r}{hint}")
     return cfg
 

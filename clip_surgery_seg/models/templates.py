@@ -1,11 +1,11 @@
 """Prompt-template sets for text embeddings (docs/method.md §3)."""
 from __future__ import annotations
 
-import difflib
 from typing import Dict, Sequence, Tuple, Union
 
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-from ..errors import ConfigError
+
+from ..errors import ConfigError, suggest
 
 #: The 80 ImageNet templates of the CLIP paper, in the order of OpenAI's notebook.
 IMAGENET_80: Tuple[str, ...] = tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
@@ -29,10 +29,8 @@ def resolve_templates(templates: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     """A named set (``clip_surgery_85``, ``imagenet_80``) or a list of ``{}`` templates, validated."""
     if isinstance(templates, str):
         if templates not in TEMPLATE_SETS:
-            close = difflib.get_close_matches(templates, TEMPLATE_SETS, n=2, cutoff=0.4)
-            hint = f"did you mean {' or '.join(close)}? " if close else ""
-            raise ConfigError(f"unknown template set {templates!r}; {hint}known sets: "
-                             f"{', '.join(TEMPLATE_SETS)} (or give a list of '{{}}' templates)")
+            raise ConfigError(f"unknown template set {templates!r}{suggest(templates, TEMPLATE_SETS)} (known sets: "
+                              f"{', '.join(TEMPLATE_SETS)}, or give a list of '{{}}' templates)")
         return TEMPLATE_SETS[templates]
     templates = tuple(templates)
     if not templates:

@@ -36,7 +36,6 @@ import numpy as np
 from ..engine.observers import EXAMPLES_DIR, read_examples
 from ..engine.results import CONFUSION_FILE, RESULTS_FILE, load_results
 from ..errors import ReportingError, ResultsFileError
-from ..evaluation.metric import image_miou  # noqa: F401  (re-exported: the report's per-image mIoU)
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..visualization.palettes import palette_for
 from ..datasets.catalog import label as dataset_label

@@ -28,10 +28,10 @@ from typing import Any, Dict, List, Optional
 
 from .. import resources
 from ..datasets.catalog import DATASETS, paper_rank
-from ..engine.config import available_protocols, suggest
+from ..engine.config import available_protocols
 from ..engine.results import RESULTS_FILE, utc_now
 from ..engine.runner import EvalOptions, EvaluationInterrupted, evaluate
-from ..errors import ConfigError, DataLayoutError, UserError
+from ..errors import ConfigError, DataLayoutError, UserError, suggest
 from ..fileio import atomic_write_json, atomic_write_text, check_writable
 from ..models import METHODS, SharedCLIP
 from .history import DEFAULT_HISTORY, append_history

@@ -7,14 +7,13 @@ size, where NACLIP's code applies PAMR (docs/methods.md).
 """
 from __future__ import annotations
 
-import difflib
-import inspect
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..named import build_named
 
 # the eight neighbours in the order of the released PAMR kernels (row-major, centre left out)
 _NEIGHBOURS: Tuple[Tuple[int, int], ...] = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
@@ -164,20 +163,5 @@ def build_postprocess(spec: PostprocessSpec) -> Optional[Postprocess]:
     """
     if spec is None or isinstance(spec, Postprocess):
         return spec
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"postprocess must be None, a name or a dict with 'type', not {type(spec).__name__}; "
-                          "e.g. postprocess=dict(type='pamr')")
-    params = dict(spec)
-    name = params.pop("type", None)
-    if name not in POSTPROCESSORS:
-        close = difflib.get_close_matches(str(name), list(POSTPROCESSORS), n=1, cutoff=0.5)
-        raise ConfigError(f"unknown postprocess {name!r}; {f'did you mean {close[0]}? ' if close else ''}"
-                          f"known: {', '.join(POSTPROCESSORS)} (or none)")
-    cls = POSTPROCESSORS[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    for key in params:
-        if key not in accepted:
-            raise ConfigError(f"postprocess {name!r} has no parameter {key!r}; its parameters: {', '.join(accepted)}")
-    return cls(**params)
+    return build_named("postprocess", spec, POSTPROCESSORS, forms="None, a name or a dict with 'type'",
+                       example="postprocess=dict(type='pamr')")
