@@ -57,8 +57,9 @@ def build_segmentor(model: str, dataset: str, device: str, **kwargs):
     import clip_surgery_seg.registry  # noqa: F401
     from mmseg.registry import MODELS
 
+    protocol = {k: kwargs.pop(k) for k in ("short_side", "crop_size", "stride") if k in kwargs}
     cfg = dict(type="CLIPSurgerySegmentor", clip=dict(name=model, pretrained=None),
-               classnames=str(CLASSNAMES / f"{dataset}.txt"), **kwargs)
+               classnames=str(CLASSNAMES / f"{dataset}.txt"), protocol=protocol, **kwargs)
     seg = MODELS.build(cfg).to(device).eval()
     g = torch.Generator().manual_seed(1)
     rows = len(seg.classes.rows)

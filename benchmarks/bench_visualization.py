@@ -89,7 +89,7 @@ def beside_a_model(image: np.ndarray, label: np.ndarray, palette: np.ndarray, na
     with tempfile.TemporaryDirectory() as cache:
         tiny = str(C.REPO / "tests" / "assets" / "tiny-vit.json")
         model = MODELS.build(dict(type="CLIPSurgerySegmentor", clip=dict(name=tiny), classnames=names,
-                                  templates=["a photo of a {}."], text_cache_dir=cache, **small)).eval()
+                                  templates=["a photo of a {}."], text_cache_dir=cache, protocol=small)).eval()
         model.text_features()
     x = (torch.from_numpy(image).permute(2, 0, 1).float() - 120.0) / 60.0
     default = writer_module.BACKGROUND_NICENESS

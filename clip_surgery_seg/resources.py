@@ -66,3 +66,12 @@ def known_configs() -> list:
     root = configs_dir()
     return sorted(f"configs/{p.relative_to(root).as_posix()}" for p in root.rglob("*.py")
                   if "_base_" not in p.parts)
+
+
+def display_path(path: "str | Path") -> str:
+    """A shipped file as ``configs/...`` (the same in every checkout and installed copy); any other
+    path as given."""
+    try:
+        return Path(path).resolve().relative_to(_root().resolve()).as_posix()
+    except ValueError:
+        return str(path)

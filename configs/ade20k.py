@@ -1,4 +1,18 @@
-# CLIP Surgery, ViT-B/16 (OpenAI weights), on ade20k, under the default protocol (sclip).
-_base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/ade20k.py',
-          './_base_/protocols/sclip/ade20k.py']
-model = dict(classnames='{{fileDirname}}/classnames/ade20k.txt')
+# ADE20K-150, validation split (2000 images). PNG 0 = other -> ignore; 1..150 -> 0..149.
+# The experiment: CLIP Surgery on OpenAI's ViT-B/16 (the model base), the dataset below, and a protocol.
+_base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/pipeline.py']
+dataset_name = 'ade20k'
+data_subdir = 'ADEChallengeData2016'   # under --data-root (default data/)
+test_dataloader = dict(
+    batch_size=4,      # images per forward pass (their windows are batched together)
+    num_workers=4,     # decoding in worker processes, overlapping the model
+    dataset=dict(
+        type='ADE20KDataset',
+        data_root='data/' + data_subdir,
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
+        test_mode=True,
+        pipeline={{_base_.test_pipeline}}))
+protocol = dict(name='sclip')  # configs/_base_/protocols/sclip.py, its values for this dataset

@@ -1,4 +1,7 @@
-# CLIP Surgery, ViT-B/16 (OpenAI weights), on voc20, under the default protocol (sclip).
-_base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/voc20.py',
-          './_base_/protocols/sclip/voc20.py']
-model = dict(classnames='{{fileDirname}}/classnames/voc20.txt')
+# PASCAL VOC 2012 without background (VOC20), val (1449 images): the VOC21 files, with
+# PNG 0 = background -> ignore; 1..20 -> 0..19; 255 stays ignored.
+# CLIP Surgery on OpenAI's ViT-B/16 under the sclip protocol, as configs/voc21.py.
+_base_ = ['./voc21.py']
+dataset_name = 'voc20'
+test_dataloader = dict(dataset=dict(type='PascalVOC20Dataset', reduce_zero_label=True))
+model = dict(background_index=None)  # background is ignored, not a class

@@ -17,8 +17,10 @@ def _segmentor(tmp_path, classes=CLASSES, **kwargs):
     import clip_surgery_seg.registry  # noqa: F401
     from mmseg.registry import MODELS
 
+    protocol = {k: kwargs.pop(k) for k in ("prob_threshold", "logit_scale") if k in kwargs}
     return MODELS.build(dict(type="CLIPSurgerySegmentor", clip=dict(name=str(TINY_VIT)), classnames=classes,
-                             templates=["a {}."], text_cache_dir=str(tmp_path / "cache"), **kwargs))
+                             templates=["a {}."], text_cache_dir=str(tmp_path / "cache"), protocol=protocol,
+                             **kwargs))
 
 
 def _peers_labels(row_logits: np.ndarray, row_class: np.ndarray, scale: float, prob_thd: float,

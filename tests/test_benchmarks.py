@@ -132,7 +132,10 @@ def _tiny_segmentor(tmp_path, **kwargs):
 
     return MODELS.build(dict(type="CLIPSurgerySegmentor", clip=dict(name=str(TINY_VIT)),
                              classnames=["sky", "road, street", "car", "tree"], templates=["a {}."],
-                             text_cache_dir=str(tmp_path / "cache"), short_side=64, crop_size=32, stride=16,
+                             text_cache_dir=str(tmp_path / "cache"),
+                             protocol=dict(short_side=64, crop_size=32, stride=16,
+                                           **{k: kwargs.pop(k) for k in ("prob_threshold", "logit_scale")
+                                              if k in kwargs}),
                              **kwargs))
 
 

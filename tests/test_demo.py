@@ -55,7 +55,7 @@ def _similarity(image: np.ndarray, mode: str) -> np.ndarray:
 
     cfg = Config.fromfile(str(REPO / "configs" / "_base_" / "models" / "clip_surgery_vit_b16.py")).model.to_dict()
     cfg.update(clip=dict(name=str(TINY_VIT), pretrained=None), classnames=CLASSES, feature_surgery=mode,
-               short_side=96, crop_size=64, stride=32)
+               protocol=dict(short_side=96, crop_size=64, stride=32))
     model = MODELS.build(cfg).eval()
     x = (torch.from_numpy(image).permute(2, 0, 1).float() - torch.tensor(CLIP_MEAN).view(3, 1, 1)) \
         / torch.tensor(CLIP_STD).view(3, 1, 1)

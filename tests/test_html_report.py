@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clip_surgery_seg.engine.results import SCHEMA
+from clip_surgery_seg.results import SCHEMA
 from clip_surgery_seg.errors import ReportingError
 from clip_surgery_seg.evaluation.metric import image_miou, metrics_from_confusion
 from clip_surgery_seg.reporting.html_report import (ASSETS_DIR, IndexEntry, ReportExample, row_normalized,

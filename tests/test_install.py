@@ -47,8 +47,7 @@ def test_the_wheel_holds_every_package_and_the_shipped_files(installed):
         assert (package / sub / "__init__.py").is_file(), sub
     assert (package / "_packaged" / "configs" / "ade20k.py").is_file()
     assert (package / "_packaged" / "configs" / "classnames" / "ade20k.txt").is_file()
-    assert (package / "_packaged" / "configs" / "_base_" / "protocols" / "clearclip" / "ade20k.py").is_file()
-    assert (package / "_packaged" / "configs" / "naclip" / "ade20k.py").is_file()
+    assert (package / "_packaged" / "configs" / "_base_" / "protocols" / "clearclip.py").is_file()
     assert (package / "_packaged" / "results" / "paper.csv").read_text() == (REPO / "results" / "paper.csv").read_text()
 
 

@@ -11,7 +11,8 @@ import reference as ref
 from clip_surgery_seg.datasets.catalog import DATASETS
 from clip_surgery_seg.errors import ConfigError
 from clip_surgery_seg.models import SurgeryCLIP, build_clip, resolve_templates
-from clip_surgery_seg.models.methods import METHODS, ClipSurgery, build_method
+from clip_surgery_seg.models.methods import METHODS, build_method
+from clip_surgery_seg.models.methods.clip_surgery import ClipSurgery
 from clip_surgery_seg.models.pos_embed import POS_INTERPOLATIONS, resize_pos_embed
 from conftest import REPO
 
@@ -228,13 +229,20 @@ def test_depth_beyond_the_model_is_refused(tiny_vit):
     SurgeryCLIP(*tiny_vit, method=dict(type="clip_surgery", depth=7))
 
 
-def test_default_templates_and_postprocessing():
-    expected = {"vanilla": "imagenet_80", "clip_surgery": "clip_surgery_85", "maskclip": "clip_surgery_85",
-                "sclip": "imagenet_80", "clearclip": "imagenet_80", "naclip": "imagenet_80"}
-    assert {name: cls.default_templates for name, cls in METHODS.items()} == expected
-    assert all(resolve_templates(cls.default_templates) for cls in METHODS.values())
-    assert {name: cls.default_postprocess for name, cls in METHODS.items() if cls.default_postprocess} == {
-        "naclip": {"type": "pamr", "num_iter": 10, "dilations": (8, 16)}}
+def test_every_method_declares_what_its_code_uses():
+    """Each registered method has a label, a paper, template and post-processing defaults that
+    resolve, and default parameters that build an equal method (properties, not a pinned list)."""
+    for name, cls in METHODS.items():
+        assert cls.name == name and cls.label and cls.arxiv
+        assert resolve_templates(cls.default_templates)
+        assert build_method(cls().config()).config() == cls().config()
+        if cls.default_postprocess is not None:
+            from clip_surgery_seg.segmentors.postprocess import build_postprocess
+
+            assert build_postprocess(cls.default_postprocess) is not None
+    # the ones the field's code makes a point of: CLIP Surgery and MaskCLIP share the 85 templates
+    assert METHODS["clip_surgery"].default_templates == METHODS["maskclip"].default_templates == "clip_surgery_85"
+    assert METHODS["naclip"].default_postprocess == {"type": "pamr", "num_iter": 10, "dilations": (8, 16)}
 
 
 def test_methods_run_in_a_segmentor_config(tmp_path):
@@ -249,70 +257,70 @@ def test_methods_run_in_a_segmentor_config(tmp_path):
     assert build_method(copy.deepcopy(cfg.model.method.to_dict())).gaussian_std == 3.0
 
 
-# --- one config per method and dataset; switching methods; templates -----------------------------
+# --- methods found, not listed; method configs resolved, not written; templates --------------------
 
-def test_registry_order_is_the_fields():
-    assert list(METHODS) == ["vanilla", "maskclip", "sclip", "clearclip", "naclip", "clip_surgery"]
-    assert {name: cls.label for name, cls in METHODS.items()} == {
-        "vanilla": "CLIP", "maskclip": "MaskCLIP", "sclip": "SCLIP", "clearclip": "ClearCLIP", "naclip": "NACLIP",
-        "clip_surgery": "CLIP Surgery"}
+def test_registry_lists_methods_in_publication_order():
+    papers = [cls.arxiv for cls in METHODS.values()]
+    assert papers == sorted(papers) and len(set(METHODS)) == len(METHODS)
+    # every module of the package registered its method: nothing is imported from a list
+    package = REPO / "clip_surgery_seg" / "models" / "methods"
+    modules = {p.stem for p in package.glob("*.py")} - {"__init__", "base", "registry"}
+    assert {cls.__module__.rsplit(".", 1)[-1] for cls in METHODS.values()} >= modules
 
 
 @pytest.mark.parametrize("dataset", list(DATASETS))
-def test_a_config_for_every_method_and_dataset(dataset):
-    """configs/<method>/<dataset>.py exists for every registered method and catalogue dataset, and is
-    configs/<dataset>.py with only the method replaced (every parameter listed, at its default)."""
-    from mmengine.config import Config
+def test_method_configs_are_resolved_not_written(dataset):
+    """configs/<method>/<dataset>.py names configs/<dataset>.py with that method at its defaults; no such
+    file is written, and --method gives the same experiment."""
+    from clip_surgery_seg.engine.runner import EvalOptions
 
-    base = Config.fromfile(str(REPO / "configs" / f"{dataset}.py")).to_dict()
+    base = EvalOptions(config=f"configs/{dataset}.py").resolve()
     for name in METHODS:
-        path = REPO / "configs" / name / f"{dataset}.py"
-        assert path.is_file(), f"{path.relative_to(REPO)} is missing"
-        cfg = Config.fromfile(str(path)).to_dict()
-        assert cfg["model"]["method"] == METHODS[name]().config(), path
-        assert cfg["model"]["templates"] is None and cfg["model"]["postprocess"] is None
-        assert {**cfg, "model": {**cfg["model"], "method": None}} == {**base, "model": {**base["model"], "method": None}}
+        assert not (REPO / "configs" / name / f"{dataset}.py").exists()
+        named = EvalOptions(config=f"configs/{name}/{dataset}.py").resolve()
+        switched = EvalOptions(config=f"configs/{dataset}.py", method=name).resolve()
+        assert named.method == switched.method == METHODS[name]().config()
+        assert named.config_hash() == switched.config_hash()
+        assert named.protocol == switched.protocol == base.protocol
+        assert named.templates == METHODS[name].default_templates and named.postprocess is None
+        assert {**named.cfg.to_dict(), "model": None} == {**base.cfg.to_dict(), "model": None}
 
 
 def test_method_option_replaces_the_method(tmp_path):
-    from clip_surgery_seg.engine.config import model_settings
-    from clip_surgery_seg.engine.runner import EvalOptions, prepare_config
+    from clip_surgery_seg.engine.runner import EvalOptions
 
-    cfg = prepare_config(EvalOptions(config="configs/ade20k.py", method="naclip",
-                                     cfg_options={"model.method.gaussian_std": 3.0}))
-    assert cfg.model.method.to_dict() == {"type": "naclip", "gaussian_std": 3.0, "pos_interp": "bicubic_offset"}
-    same = prepare_config(EvalOptions(config="configs/sclip/ade20k.py"))
-    switched = prepare_config(EvalOptions(config="configs/ade20k.py", method="sclip"))
-    assert model_settings(switched) == model_settings(same) and switched.protocol == same.protocol
+    experiment = EvalOptions(config="configs/ade20k.py", method="naclip",
+                             cfg_options={"model.method.gaussian_std": 3.0}).resolve()
+    assert experiment.method == {"type": "naclip", "gaussian_std": 3.0, "pos_interp": "bicubic_offset"}
     with pytest.raises(ConfigError, match="unknown method 'scip'; did you mean sclip"):
-        prepare_config(EvalOptions(config="configs/ade20k.py", method="scip"))
+        EvalOptions(config="configs/ade20k.py", method="scip").resolve()
     # the type alone leaves CLIP Surgery's parameters behind: refused, naming the fix
     with pytest.raises(ConfigError, match="has no parameter 'depth'.*use --method sclip"):
-        prepare_config(EvalOptions(config="configs/ade20k.py", cfg_options={"model.method.type": "sclip"}))
+        EvalOptions(config="configs/ade20k.py", cfg_options={"model.method.type": "sclip"}).resolve()
+    # a method config and another --method: ambiguous, refused
+    with pytest.raises(ConfigError, match="with method sclip, and --method naclip"):
+        EvalOptions(config="configs/sclip/ade20k.py", method="naclip").resolve()
 
 
 def test_templates_follow_the_method_unless_fixed(tmp_path):
-    from mmengine.config import Config
+    from clip_surgery_seg.engine.runner import EvalOptions
 
-    from clip_surgery_seg.engine.config import model_settings
-    from clip_surgery_seg.engine.results import protocol_of
-
-    def config(text: str):
+    def resolved(text: str = "", **kwargs):
         path = tmp_path / "c.py"
-        path.write_text(f"_base_ = ['{REPO}/configs/sclip/ade20k.py']\n{text}\n")
-        return Config.fromfile(str(path))
+        path.write_text(f"_base_ = ['{REPO}/configs/ade20k.py']\n{text}\n")
+        return EvalOptions(config=str(path), **kwargs).resolve()
 
-    assert protocol_of(config("").to_dict())["templates"] == "imagenet_80"
-    assert protocol_of(Config.fromfile(str(REPO / "configs/ade20k.py")).to_dict())["templates"] == "clip_surgery_85"
+    assert resolved(method="sclip").templates == "imagenet_80"
+    assert resolved().templates == "clip_surgery_85"
     # a protocol fixes one set for every method
-    fixed = config("protocol = dict(templates='clip_surgery_85')")
-    assert model_settings(fixed)["templates"] == "clip_surgery_85"
-    assert protocol_of(fixed.to_dict())["templates"] == "clip_surgery_85"
+    fixed = resolved("protocol = dict(templates='clip_surgery_85')", method="sclip")
+    assert fixed.templates == "clip_surgery_85" and fixed.segmentor_config()["templates"] == "clip_surgery_85"
+    assert fixed.sections()["text"]["templates"] == "clip_surgery_85"
     # a config fixes its own (a list is recorded as the list)
-    own = config("model = dict(templates=['a photo of a {}.'])")
-    assert protocol_of(own.to_dict())["templates"] == ["a photo of a {}."]
+    own = resolved("model = dict(templates=['a photo of a {}.'])", method="sclip")
+    assert own.sections()["text"]["templates"] == ["a photo of a {}."]
     with pytest.raises(ConfigError, match="templates set both in model and in protocol"):
-        model_settings(config("model = dict(templates='imagenet_80')\nprotocol = dict(templates='clip_surgery_85')"))
+        resolved("model = dict(templates='imagenet_80')\nprotocol = dict(templates='clip_surgery_85')")
 
 
 @pytest.mark.parametrize("name", ["sclip", "maskclip"])

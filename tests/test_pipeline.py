@@ -34,11 +34,17 @@ def test_eval_writes_complete_results(run_eval, synthetic_root, tmp_path, name):
     assert 0 <= results["summary"]["mIoU"] <= 100
     assert results["model"]["name"] == str(TINY_VIT) and results["model"]["seed"] == 0
     assert results["protocol"]["name"] == "sclip" and results["protocol"]["crop_size"] == 64
+    assert results["protocol"]["overridden"] == ["short_side", "crop_size", "stride"]  # eval_args' small windows
     assert results["config"]["model"]["method"]["depth"] == 6 and results["config_hash"]
-    assert results["protocol"]["method"] == {"type": "clip_surgery", "depth": 6, "new_path_attention": "vv",
-                                             "resnet_norm": False, "pos_interp": "bilinear"}
+    assert results["method"]["name"] == "clip_surgery" and results["method"]["params"] == {
+        "depth": 6, "new_path_attention": "vv", "resnet_norm": False, "pos_interp": "bilinear"}
+    assert results["text"]["templates"] == "clip_surgery_85"
+    assert results["text"]["classnames"] == f"configs/classnames/{name}.txt"
+    assert results["model"]["config_sha256"] and results["model"]["precision"] == "fp32"
+    # the sections do not repeat each other: a word means one thing
+    assert "method" not in results["protocol"] and "templates" not in results["method"]
     background = name in ("voc21", "pascal_context60", "coco_object")
-    assert results["protocol"]["background_index"] == (0 if background else None)
+    assert results["dataset"]["background_index"] == (0 if background else None)
     assert (results["protocol"]["prob_threshold"] is not None) == background  # SCLIP's threshold where it had one
     assert (results["protocol"]["logit_scale"] is not None) == background
     assert results["code"]["version"] and "torch" in results["environment"]["packages"]
@@ -134,7 +140,7 @@ def test_prob_threshold_sets_background(tmp_path):
     from mmseg.registry import MODELS
 
     model = MODELS.build(dict(type="CLIPSurgerySegmentor", clip=dict(name=str(TINY_VIT)), classnames=["bg", "a", "b"],
-                              prob_threshold=0.6, background_index=0, logit_scale=1.0))
+                              protocol=dict(prob_threshold=0.6, logit_scale=1.0), background_index=0))
     logits = torch.tensor([[0.0, 0.0], [5.0, 0.1], [0.0, 0.0]])[:, :, None]  # (K=3, 2, 1)
     assert model.labels_from_logits(logits)[:, 0].tolist() == [1, 0]
 

@@ -112,7 +112,7 @@ def _segmentor(**kwargs):
     from conftest import TINY_VIT
 
     settings = dict(clip=dict(name=str(TINY_VIT), pretrained=None), classnames=["sky", "tree", "road, street", "car"],
-                    method=dict(type="naclip"), short_side=48, crop_size=32, stride=16, window_batch_size=4)
+                    method=dict(type="naclip"), protocol=dict(short_side=48, crop_size=32, stride=16), window_batch_size=4)
     return CLIPSurgerySegmentor(**{**settings, **kwargs})
 
 

@@ -269,7 +269,7 @@ def test_resume_with_a_different_run_is_refused(run_eval, tmp_path, ade_root):
     work = tmp_path / "w"
     assert run_eval(eval_args("ade20k", ade_root, work))[0] == 0
     _fails(run_eval, _with_flag(eval_args("ade20k", ade_root, work, options=["model.method.depth=5"]), "--resume"),
-           "cannot resume", "config.model.method.depth: 6 -> 5")
+           "cannot resume", "experiment.method.params.depth: 6 -> 5")
     other = tmp_path / "other"
     write_synthetic("ade20k", other, num_images=3, image_size=(96, 128), seed=1)
     _fails(run_eval, _with_flag(eval_args("ade20k", other, work), "--resume"), "cannot resume", "data_root")
@@ -279,7 +279,24 @@ def test_resume_with_a_different_run_is_refused(run_eval, tmp_path, ade_root):
 
     model, _ = build_clip(args[args.index("--model") + 1])
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    _fails(run_eval, args, "cannot resume", "weights.")
+    _fails(run_eval, args, "cannot resume", "experiment.model.sha256")
+
+
+def test_resume_after_the_model_config_file_changed_is_refused(run_eval, tmp_path, ade_root):
+    """A model is its content: the same model-config path holding another architecture is another run."""
+    import json
+
+    from conftest import TINY_VIT
+
+    model = tmp_path / "model.json"
+    model.write_text(TINY_VIT.read_text())
+    args = eval_args("ade20k", ade_root, tmp_path / "w")
+    args[args.index("--model") + 1] = str(model)
+    assert run_eval(args)[0] == 0
+    edited = json.loads(model.read_text())
+    edited["vision_cfg"]["layers"] = edited["vision_cfg"]["layers"] - 1
+    model.write_text(json.dumps(edited))
+    _fails(run_eval, _with_flag(args, "--resume"), "cannot resume", "experiment.model.config_sha256")
 
 
 def test_fresh_run_moves_old_results_aside(run_eval, tmp_path, ade_root):
@@ -413,8 +430,11 @@ def test_outputs_are_checked_before_the_first_image(run_eval, tmp_path, ade_root
 
 
 @pytest.mark.parametrize("option, message", [
-    ("protocol.short_side=0", "short_side >= 1"),
+    ("protocol.short_side=0", "short_side must be an integer >= 1"),
     ("protocol.stride=500", "stride <= crop_size"),
+    ("protocol.logit_scale=0", "logit_scale=0 must be a number > 0"),
+    ("protocol.logit_scale=-5.0", "logit_scale=-5.0 must be a number > 0"),
+    ("protocol.prob_threshold=1.5", "not a probability"),
 ])
 def test_impossible_protocol_settings_are_one_line(run_eval, tmp_path, ade_root, option, message):
     _fails(run_eval, eval_args("ade20k", ade_root, tmp_path / "w", options=[option]), message)
@@ -448,7 +468,7 @@ def test_cfg_options_keep_spaces_and_config_is_an_option_too(run_eval, tmp_path,
     code, _, err = run_eval(args)
     assert code == 0, err
     results = _results(tmp_path / "w")
-    assert results["protocol"]["templates"] == ["a photo of a {}."]
+    assert results["text"]["templates"] == ["a photo of a {}."]
     logs = list((tmp_path / "w" / "logs").glob("*.log"))
     assert len(logs) == 1 and "tools/eval.py --config" in logs[0].read_text()
     assert results["environment"]["num_workers"] <= (os.cpu_count() or 1)

@@ -16,8 +16,8 @@ from clip_surgery_seg import resources
 from clip_surgery_seg.cli import EXIT_USAGE
 from clip_surgery_seg.cli.report import main as report_main
 from clip_surgery_seg.datasets.catalog import DATASETS, label
-from clip_surgery_seg.engine.config import available_protocols
-from clip_surgery_seg.engine.results import SCHEMA
+from clip_surgery_seg.protocols import available as available_protocols
+from clip_surgery_seg.results import SCHEMA, SCHEMA_V1
 from clip_surgery_seg.models.methods import METHODS
 from clip_surgery_seg.reporting.paper import PAPER_COLUMNS, load_paper, methods_table, published_for
 from clip_surgery_seg.reporting.records import load_many
@@ -37,25 +37,27 @@ def fake_results(dataset: str = "ade20k", miou: Optional[float] = None, per_clas
                  skipped: Sequence[str] = (), wall_s: float = 12.5, method: Optional[str] = "clip_surgery",
                  postprocess: Optional[str] = None) -> dict:
     """A results dict in the ``metrics.json`` schema, with the numbers a test chooses (``method=None``:
-    a file from before methods were recorded)."""
+    a version-1 file from before methods were recorded)."""
     per_class = dict(CLASSES if per_class is None else per_class)
     values = [v for v in per_class.values() if not math.isnan(v)]
     if miou is None:
         miou = round(sum(values) / len(values), 2)
     expected = EXPECTED_IMAGES.get(dataset, 100)
     settings = {"name": protocol, "short_side": 336, "crop_size": 224, "stride": 112}
-    if method is not None:
-        settings.update(method={"type": method}, templates="imagenet_80",
-                        postprocess={"type": postprocess} if postprocess else None)
+    sections = {"protocol": {**settings, "overridden": []},
+                "method": {"name": method, "params": {}, "postprocess": {"type": postprocess} if postprocess else None},
+                "text": {"templates": "imagenet_80", "classnames": f"configs/classnames/{dataset}.txt"}}
+    if method is None:  # v1: the protocol section held all there was
+        sections = {"protocol": settings}
     return {
-        "schema": SCHEMA, "created": created, "complete": True, "partial": bool(skipped),
+        "schema": SCHEMA if method is not None else SCHEMA_V1, "created": created, "complete": True,
+        "partial": bool(skipped), **sections,
         "dataset": {"name": dataset, "type": "X", "data_root": "/data", "expected_images": expected,
                     "num_images": expected if num_images is None else num_images,
                     "num_classes": len(per_class), "limit": limit},
         "summary": {"aAcc": 70.0, "mIoU": miou, "mAcc": 50.0},
         "per_class": [{"class": c, "IoU": v, "Acc": v, "intersect": 1, "union": 2, "pred_area": 1, "label_area": 1}
                       for c, v in per_class.items()],
-        "protocol": settings,
         "model": {"name": model, "pretrained": pretrained, "sha256": None, "seed": None, "quick_gelu": None},
         "config": {}, "config_file": f"configs/{dataset}.py", "config_hash": config_hash,
         "code": {"version": "0.1.0", "git_commit": commit, "git_dirty": False},
@@ -195,7 +197,7 @@ def test_table_rows_cells_and_average(run_dir):
     paper = load_paper()
     table = methods_table(load_many([str(run_dir)]), paper)
     assert table.datasets[:len(DATASETS)] == list(DATASETS)
-    assert [row.method for row in table.rows] == ["sclip", "clip_surgery"]  # the registry's order
+    assert [row.method for row in table.rows] == [m for m in METHODS if m in ("sclip", "clip_surgery")]
     for row in table.rows:
         assert row.protocol == "sclip" and row.model == "ViT-B-16 / openai" and row.postprocess is None
         have = [d for d in table.datasets if (row.method, d) in OURS]
@@ -235,7 +237,7 @@ def test_csv_table_and_plot(run_dir, tmp_path, capsys):
     plot = tmp_path / "bars.png"
     assert report_main([str(run_dir), "--format", "csv", "--plot", str(plot)]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out)).set_index("method")
-    assert list(table.index) == ["sclip", "clip_surgery"]
+    assert list(table.index) == [m for m in METHODS if m in ("sclip", "clip_surgery")]
     assert table.loc["sclip", "cityscapes"] == 31.4 and math.isnan(table.loc["sclip", "ade20k"])
     assert table.loc["clip_surgery", "ade20k published"] == 12.9
     assert not table.loc["clip_surgery", "ade20k published same settings"]

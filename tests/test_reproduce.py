@@ -8,7 +8,8 @@ from clip_surgery_seg.reporting.history import read_history
 from clip_surgery_seg.cli.compare import main as compare_main
 from clip_surgery_seg.cli.report import main as report_main
 from clip_surgery_seg.cli.reproduce import main as reproduce_main
-from clip_surgery_seg.engine.config import available_protocols, protocol_file
+from clip_surgery_seg import protocols
+from clip_surgery_seg.models.methods import METHODS
 from conftest import CITYSCAPES_IMAGES, REPO, TINY_VIT
 
 FAST = ["--model", str(TINY_VIT), "--pretrained", "none", "--quiet", "--cfg-options",
@@ -22,13 +23,18 @@ def in_repo(monkeypatch, tmp_path):
 
 
 def test_protocols_come_from_the_configs():
-    assert available_protocols() == ["clearclip", "sclip"]
-    protocols = REPO / "configs" / "_base_" / "protocols"
-    assert protocol_file("clearclip", "ade20k") == protocols / "clearclip" / "ade20k.py"
+    """A protocol is one file; every catalogue dataset gets complete, checked settings from it, and it
+    lists only datasets the catalogue knows."""
     from clip_surgery_seg.datasets.catalog import DATASETS
 
-    for name in available_protocols():  # every protocol has settings for every catalogue dataset
-        assert {p.stem for p in (protocols / name).glob("*.py")} == set(DATASETS)
+    folder = REPO / "configs" / "_base_" / "protocols"
+    assert protocols.available() == sorted(p.stem for p in folder.glob("*.py"))
+    assert protocols.DEFAULT_PROTOCOL in protocols.available()
+    for name in protocols.available():
+        assert set(protocols.listed_datasets(name)) <= set(DATASETS)
+        for dataset in DATASETS:
+            values = protocols.values(name, dataset)
+            assert values["name"] == name and set(values) == set(protocols.ProtocolSettings.keys())
 
 
 def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_root, tmp_path, capsys):
@@ -45,7 +51,7 @@ def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_ro
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["protocol"] == "sclip" and summary["exit_code"] == 3 and summary["finished"]
-    assert summary["methods"] == ["sclip", "clip_surgery"]  # the field's order
+    assert summary["methods"] == [m for m in METHODS if m in ("sclip", "clip_surgery")]  # publication order
     assert list(summary["datasets"]) == ["pascal_context59", "cityscapes"]  # the catalogue's order
     missing, ran = summary["datasets"]["pascal_context59"], summary["datasets"]["cityscapes"]
     # missing data is reported once for the dataset, not per method
@@ -59,8 +65,8 @@ def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_ro
         assert entry["config"] == f"configs/{method}/cityscapes.py"
         metrics = json.loads((run / method / "cityscapes" / "metrics.json").read_text())
         assert metrics["dataset"]["name"] == "cityscapes" and metrics["protocol"]["name"] == "sclip"
-        assert metrics["protocol"]["method"]["type"] == method and metrics["protocol"]["crop_size"] == 64
-        assert metrics["protocol"]["templates"] == {"sclip": "imagenet_80", "clip_surgery": "clip_surgery_85"}[method]
+        assert metrics["method"]["name"] == method and metrics["protocol"]["crop_size"] == 64
+        assert metrics["text"]["templates"] == {"sclip": "imagenet_80", "clip_surgery": "clip_surgery_85"}[method]
         assert metrics["model"]["name"] == str(TINY_VIT) and entry["mIoU"] == metrics["summary"]["mIoU"]
         assert f"cityscapes, {method}: mIoU {entry['mIoU']:.2f}" in out
     assert not (run / "sclip" / "pascal_context59" / "metrics.json").exists()
@@ -82,8 +88,9 @@ def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_ro
     assert (run / "table.csv").is_file() and (run / "table.png").read_bytes()[:4] == b"\x89PNG"
 
     frame = read_history(history)
-    assert list(frame["dataset"]) == ["cityscapes"] * 2 and list(frame["method"]) == ["sclip", "clip_surgery"]
-    assert list(frame["mIoU"]) == [ran["methods"][m]["mIoU"] for m in ("sclip", "clip_surgery")]
+    order = summary["methods"]
+    assert list(frame["dataset"]) == ["cityscapes"] * 2 and list(frame["method"]) == order
+    assert list(frame["mIoU"]) == [ran["methods"][m]["mIoU"] for m in order]
 
     # report.py rebuilds the same table from the run folder, and from the history
     assert report_main([str(run)]) == 0
@@ -107,7 +114,7 @@ def test_one_model_load_gives_the_numbers_of_separate_runs(in_repo, synthetic_ro
     assert reproduce_main(["--datasets", "cityscapes", "--data-root", str(synthetic_root), "--out", str(run),
                            "--history", "none", *FAST]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["methods"] == ["vanilla", "maskclip", "sclip", "clearclip", "naclip", "clip_surgery"]
+    assert summary["methods"] == list(METHODS)
     assert summary["datasets"]["cityscapes"]["model_loads"] == 1
     for method in ("maskclip", "naclip"):
         alone = tmp_path / method

@@ -94,17 +94,15 @@ def console_logging(quiet: bool) -> Iterator[None]:
         logger.propagate = propagate
 
 
-def add_log_file(path: Path) -> logging.Handler:
-    """Also write the harness's log to ``path`` (as mmengine runs write one into their work dir)."""
-    logger = logging.getLogger("clip_surgery_seg")
-    for handler in logger.handlers:
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path.resolve():
-            return handler
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    return handler
+def invoked_as(script: str) -> str:
+    """How the user ran this tool, for usage lines and hints: ``python tools/eval.py`` from a
+    checkout's script, else the installed command's name (``css-eval``), which works from any folder."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path(script)
+    if argv0.suffix == ".py" and argv0.name == Path(script).name:
+        return f"python {argv0.as_posix() if not argv0.is_absolute() else script}"
+    if argv0.suffix != ".py" and argv0.name.startswith("css-"):
+        return argv0.name
+    return f"python {script}"
 
 
 def positive_int(text: str) -> int:

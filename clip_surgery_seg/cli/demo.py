@@ -124,16 +124,18 @@ def build_segmentor(args: argparse.Namespace, classnames: Union[None, str, List[
     """``(segmentor on its device, dataset type or name for the palette)`` from the config and options."""
     from mmseg.registry import MODELS
 
-    from .. import registry  # noqa: F401  (components registered)
-    from ..engine.config import apply_cfg_options, load_config, model_settings, parse_cfg_options
+    from .. import registry, resources  # noqa: F401  (components registered)
+    from ..engine.config import apply_cfg_options, load_config, parse_cfg_options
     from ..engine.distributed import init_processes
     from ..errors import ConfigError
 
     cfg = load_config(args.config)
     if "model" not in cfg:
         raise ConfigError(f"config {args.config} has no model; pass a model config such as {DEFAULT_CONFIG}")
-    if "protocol" not in cfg:
-        cfg.protocol = dict(DEFAULT_PROTOCOL)
+    cfg.protocol = _protocol(cfg)
+    if classnames is not None:  # the user's classes: a dataset config's background rule is not theirs
+        cfg.model.background_index = None
+        cfg.protocol.prob_threshold = None
     apply_cfg_options(cfg, parse_cfg_options(args.cfg_options))
     if args.model is not None:
         cfg.model.clip.name = args.model
@@ -141,13 +143,28 @@ def build_segmentor(args: argparse.Namespace, classnames: Union[None, str, List[
         cfg.model.clip.pretrained = None if args.pretrained.lower() == "none" else args.pretrained
     if classnames is not None:
         cfg.model.classnames = classnames
+    elif not cfg.model.get("classnames") and "dataset_name" in cfg:
+        cfg.model.classnames = str(resources.classnames_file(cfg.dataset_name))
     elif not cfg.model.get("classnames"):
         raise ConfigError(f"no classes: pass --classes \"cat,dog,grass\", --classes FILE or --dataset NAME "
                           f"({args.config} names none)")
     device = init_processes("none", args.device).device
-    model = MODELS.build(model_settings(cfg)).to(device).eval()
+    model = MODELS.build({**cfg.model.to_dict(), "protocol": cfg.protocol.to_dict()}).to(device).eval()
     dataset = cfg.get("test_dataloader", {}).get("dataset", {}).get("type") if "test_dataloader" in cfg else None
     return model, dataset
+
+
+def _protocol(cfg) -> dict:
+    """A dataset config's protocol (its named protocol's values for the dataset, then its own
+    settings); for a model config, :data:`DEFAULT_PROTOCOL`."""
+    from .. import protocols
+
+    declared = dict(cfg.get("protocol") or {})
+    if not declared.get("name") or "dataset_name" not in cfg:
+        settings = {**DEFAULT_PROTOCOL, **{k: v for k, v in declared.items() if k != "name"}}
+    else:
+        settings = {**protocols.values(declared["name"], cfg.dataset_name), **declared}
+    return protocols.ProtocolSettings.from_dict(settings, "protocol").as_dict()
 
 
 def similarity_and_labels(model, image) -> Tuple["object", "object"]:

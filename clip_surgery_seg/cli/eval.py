@@ -2,42 +2,37 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import shlex
-import signal
 import sys
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, add_log_file, console_logging, debugging, run
-
-logger = logging.getLogger("clip_surgery_seg")
+from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, console_logging, invoked_as, run
 
 USAGE_EXAMPLES = """examples:
-  python tools/eval.py configs/ade20k.py
-  python tools/eval.py configs/cityscapes.py --data-root /datasets --device cuda
-  python tools/eval.py configs/ade20k.py --protocol clearclip --precision fp32
-  python tools/eval.py configs/ade20k.py --method sclip          (= configs/sclip/ade20k.py)
-  python tools/eval.py configs/ade20k.py --model ViT-L-14 --pretrained openai --cfg-options model.method.depth=8
+  {prog} configs/ade20k.py
+  {prog} configs/cityscapes.py --data-root /datasets --device cuda
+  {prog} configs/ade20k.py --protocol clearclip --precision fp32
+  {prog} configs/ade20k.py --method sclip          (= configs/sclip/ade20k.py)
+  {prog} configs/ade20k.py --model ViT-L-14 --pretrained openai --cfg-options model.method.depth=8
   torchrun --nproc-per-node 8 tools/eval.py configs/coco_stuff171.py --launcher pytorch
 """
 
 
-def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
+def build_parser(prog: str = "python tools/eval.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Training-free segmentation with a frozen CLIP: evaluate mIoU on a dataset and "
-        "write <work-dir>/metrics.json.", epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "write <work-dir>/metrics.json.", epilog=USAGE_EXAMPLES.format(prog=prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", help="experiment config, e.g. configs/ade20k.py (or a name: ade20k)")
     parser.add_argument("--config", dest="config_option", metavar="CONFIG", help="the same, as an option")
     parser.add_argument("--data-root", help="folder holding the datasets (default: data/)")
     parser.add_argument("--work-dir", help="where metrics.json, progress and logs go (default: work_dirs/<config>)")
     parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the config)")
     parser.add_argument("--pretrained", help="open_clip tag (openai, ...), weights file, or none for random weights")
-    parser.add_argument("--protocol", help="evaluation protocol: sclip (the configs' default) or clearclip")
-    parser.add_argument("--method", help="replace the config's method by this one, with its defaults: vanilla, "
-                        "maskclip, sclip, clearclip, naclip, clip_surgery (then --cfg-options model.method.KEY=...)")
+    parser.add_argument("--protocol", help=f"evaluation protocol: {_choices('protocols')} (the configs' default: "
+                        "sclip)")
+    parser.add_argument("--method", help=f"replace the config's method by this one, with its defaults: "
+                        f"{_choices('methods')} (then --cfg-options model.method.KEY=...)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (sorted), for smoke runs")
     parser.add_argument("--save-preds", metavar="DIR", help="write each prediction as DIR/<image stem>.png")
     parser.add_argument("--show-dir", metavar="DIR", help="write a panel per image as DIR/<image stem>.png: image | "
@@ -63,31 +58,38 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
     return parser
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def _choices(what: str) -> str:
+    """The registered methods or the protocol files, for the help text."""
+    if what == "methods":
+        from ..models.methods import METHODS
+
+        return ", ".join(METHODS)
+    from .. import protocols
+
+    return ", ".join(protocols.available())
 
 
-def _resume_command(argv: List[str]) -> str:
+def _resume_command(prog: str, argv: List[str]) -> str:
     args = list(argv) + ([] if "--resume" in argv else ["--resume"])
-    return " ".join(["python", "tools/eval.py"] + [shlex.quote(a) for a in args])
+    return " ".join([prog] + [shlex.quote(a) for a in args])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(invoked_as("tools/eval.py"))
     args = parser.parse_args(argv)
     if bool(args.config) == bool(args.config_option):
         parser.error("give the config once: CONFIG or --config CONFIG")
     with console_logging(args.quiet):
-        return run(lambda: _evaluate(args, argv), args, EXIT_FAILED)
+        return run(lambda: _evaluate(args, argv, parser.prog), args, EXIT_FAILED)
 
 
-def _evaluate(args: argparse.Namespace, argv: List[str]) -> int:
+def _evaluate(args: argparse.Namespace, argv: List[str], prog: str) -> int:
     from ..engine.config import parse_cfg_options
+    from ..engine.runner import EvalOptions
+    from ..engine.session import RunInterrupted, run_session
     from ..errors import ConfigError
-    from ..fileio import check_writable
-    from ..engine.results import format_results
-    from ..engine.runner import EvalOptions, EvaluationInterrupted, default_work_dir, evaluate
+    from ..results import format_results
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be a positive number of images")
@@ -100,51 +102,23 @@ def _evaluate(args: argparse.Namespace, argv: List[str]) -> int:
                        skip_bad=args.skip_bad, progress=not args.quiet)
     if args.pretrained is not None:
         opts.pretrained = args.pretrained
-    work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(config)
-    check_writable(work_dir, "--work-dir")
-    if args.history:  # before the run, not after it
-        check_writable(Path(args.history).parent, "--history folder")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    rank = os.environ.get("RANK", "0") if args.launcher == "pytorch" else "0"
-    log = add_log_file(work_dir / "logs" / f"{stamp}{'' if rank == '0' else f'.rank{rank}'}.log")
-    logger.info("%s", " ".join(["tools/eval.py"] + [shlex.quote(a) for a in argv]))
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops as cleanly as Ctrl-C
+    command = " ".join([prog] + [shlex.quote(a) for a in argv])
     try:
-        results = evaluate(opts)
-    except EvaluationInterrupted as stop:
-        print(f"\n{stop}; resume with:\n  {_resume_command(argv)}", file=sys.stderr)
+        outcome = run_session(opts, command=command, resume_command=_resume_command(prog, argv),
+                              history=args.history, record_any_run=args.record_any_run)
+    except RunInterrupted as stop:
+        print(f"\n{stop}; resume with:\n  {stop.resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("\ninterrupted before any image was evaluated; nothing to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
-        logging.getLogger("clip_surgery_seg").removeHandler(log)
-        log.close()
-    if "schema" in results:  # rank 0
-        print(format_results(results, per_class=not args.quiet))
-        _write_report(work_dir, args)
-        if args.history:
-            from ..reporting.history import append_history
-
-            append_history(args.history, results, any_run=args.record_any_run)
+    if outcome.is_main:
+        print(format_results(outcome.results, per_class=not args.quiet))
+        if outcome.report is not None:
+            print(f"report: {outcome.report}")
+        if outcome.history_error is not None:
+            raise outcome.history_error
     return EXIT_OK
-
-
-def _write_report(work_dir: Path, args: argparse.Namespace) -> None:
-    """``<work-dir>/report.html``, after metrics.json: a report that cannot be written is said in one
-    line (with its traceback when it is a bug), and the run still succeeds: its numbers are saved."""
-    from ..errors import UserError
-    from ..reporting.html_report import write_work_dir_report
-
-    try:
-        page = write_work_dir_report(work_dir)
-    except Exception as err:  # noqa: BLE001 - metrics.json is written; the page must not fail the run
-        logger.warning("warning: report not written (%s: %s); %s is complete", type(err).__name__,
-                       " ".join(str(err).split()), work_dir / "metrics.json",
-                       exc_info=debugging(args) or not isinstance(err, (UserError, OSError)))
-    else:
-        print(f"report: {page}")
 
 
 if __name__ == "__main__":

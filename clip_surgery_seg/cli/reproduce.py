@@ -2,34 +2,39 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_DATA, EXIT_OK, EXIT_USAGE, add_debug_flag, run, console_logging
+from . import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_DATA, EXIT_OK, EXIT_USAGE, add_debug_flag, console_logging,
+               invoked_as, run)
 
 EXIT_CODES = {"ran": EXIT_OK, "missing_data": EXIT_MISSING_DATA, "failed": EXIT_FAILED}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python tools/reproduce.py") -> argparse.ArgumentParser:
+    from .. import protocols
     from ..reporting.history import DEFAULT_HISTORY
 
     parser = argparse.ArgumentParser(
-        prog="tools/reproduce.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Reproduce the field's table: evaluate each method on each dataset under one protocol\n"
                     "into one run folder (<method>/<dataset>/metrics.json, summary.json, and the methods x\n"
                     "datasets table, ours beside the published numbers: table.md, table.csv, table.png).\n"
                     "The CLIP is loaded once per dataset for all methods. Exit 0: everything chosen ran;\n"
                     "3: some datasets had missing or unusable data (the rest ran); 1: some runs failed;\n"
                     "2: bad arguments.",
-        epilog="examples:\n  python tools/reproduce.py\n"
-               "  python tools/reproduce.py --methods sclip clip_surgery --datasets ade20k cityscapes --device cuda\n"
-               "  python tools/reproduce.py --protocol clearclip --data-root /datasets --history none")
+        epilog=f"examples:\n  {prog}\n"
+               f"  {prog} --methods sclip clip_surgery --datasets ade20k cityscapes --device cuda\n"
+               f"  {prog} --protocol clearclip --data-root /datasets --history none\n"
+               f"  {prog} --out work_dirs/reproduce/RUN --resume     (continue an interrupted run)")
     parser.add_argument("--methods", nargs="+", metavar="NAME",
                         help=f"default: all ({' '.join(_methods())}), run in that order")
     parser.add_argument("--datasets", nargs="+", metavar="NAME",
                         help=f"default: all, in the tables' order ({' '.join(_datasets())})")
-    parser.add_argument("--protocol", default="sclip", help="sclip (default) or clearclip")
+    parser.add_argument("--protocol", default=protocols.DEFAULT_PROTOCOL,
+                        help=f"one of {', '.join(protocols.available())} (default {protocols.DEFAULT_PROTOCOL})")
     parser.add_argument("--data-root", help="folder holding the datasets (default: data/)")
     parser.add_argument("--out", "--work-dir", dest="out", metavar="DIR",
                         help="run folder (default: work_dirs/reproduce/<UTC time>_<protocol>)")
@@ -46,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"record results here (default {DEFAULT_HISTORY}); none: do not record")
     parser.add_argument("--record-any-run", action="store_true",
                         help="record even runs with random weights or fewer images than the split")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out: keep what it finished, continue the rest")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug_flag(parser)
     return parser
@@ -64,17 +71,21 @@ def _datasets() -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(invoked_as("tools/reproduce.py"))
+    args = parser.parse_args(argv)
+    command = " ".join([parser.prog] + [shlex.quote(a) for a in argv])
     with console_logging(args.quiet):
-        return run(lambda: _reproduce(args), args, EXIT_USAGE)
+        return run(lambda: _reproduce(args, command), args, EXIT_USAGE)
 
 
-def _reproduce(args: argparse.Namespace) -> int:
+def _reproduce(args: argparse.Namespace, command: str) -> int:
+    from .. import protocols
     from ..datasets.catalog import DATASETS, resolve_many
     from ..engine.config import parse_cfg_options
+    from ..engine.reproduce import ReproduceOptions, check_methods, run_reproduction, write_summary
     from ..engine.runner import EvalOptions, EvaluationInterrupted
     from ..errors import ConfigError
-    from ..reporting.reproduce import ReproduceOptions, check_methods, check_protocol, run_reproduction, write_summary
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be a positive number of images")
@@ -83,15 +94,17 @@ def _reproduce(args: argparse.Namespace) -> int:
                              limit=args.limit, progress=not args.quiet)
     if args.pretrained is not None:
         evaluation.pretrained = args.pretrained
-    opts = ReproduceOptions(evaluation=evaluation, protocol=check_protocol(args.protocol),
+    opts = ReproduceOptions(evaluation=evaluation, protocol=protocols.check_name(args.protocol),
                             methods=check_methods(args.methods) if args.methods else _methods(),
                             datasets=resolve_many(args.datasets) if args.datasets else list(DATASETS), out=args.out,
                             history=None if str(args.history).lower() == "none" else args.history,
-                            record_any_run=args.record_any_run)
+                            record_any_run=args.record_any_run, resume=args.resume, command=command)
     try:
         summary = run_reproduction(opts)
-    except EvaluationInterrupted as stop:
-        print(f"\n{stop}", file=sys.stderr)
+    except (EvaluationInterrupted, KeyboardInterrupt) as stop:
+        where = f" --out {shlex.quote(opts.out)}" if opts.out and not args.out else ""
+        resume = command if "--resume" in command.split() else f"{command}{where} --resume"
+        print(f"\ninterrupted{': ' + str(stop) if str(stop) else ''}; continue with:\n  {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
     run_dir = Path(summary["run_dir"])
     code = EXIT_CODES[summary["status"]]

@@ -3,9 +3,12 @@
 One :class:`DatasetInfo` per dataset -- its name and the paper's label for it, the split and its
 image count, the class-name file, the archives it is prepared from (with their published
 checksums), and how its synthetic stand-in looks. The layout (folders, suffixes, label encoding) is
-in the dataset's base config, ``configs/_base_/datasets/<name>.py``, as mmsegmentation configs hold
-it; :meth:`DatasetInfo.layout` reads it from there. Every other part of the harness (data
-preparation and checks, evaluation, synthetic data, reports) reads this catalogue.
+in the dataset's config, ``configs/<name>.py``, as mmsegmentation configs hold it;
+:meth:`DatasetInfo.layout` reads it from there. Every other part of the harness (data preparation
+and checks, evaluation, synthetic data, palettes, reports) reads this catalogue.
+
+A dataset is one entry here, its class-name file ``configs/classnames/<name>.txt`` and its config
+``configs/<name>.py`` (docs/datasets.md, "Adding a dataset").
 """
 from __future__ import annotations
 
@@ -164,8 +167,8 @@ class DatasetInfo:
 
     @property
     def config(self) -> Path:
-        """The dataset's base config: its layout and label encoding."""
-        return resources.configs_dir() / "_base_" / "datasets" / f"{self.name}.py"
+        """The dataset's config: its layout and label encoding (and the default experiment on it)."""
+        return resources.configs_dir() / f"{self.name}.py"
 
     @property
     def classnames(self) -> Path:

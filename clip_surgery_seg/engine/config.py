@@ -1,26 +1,20 @@
-"""Experiment configs: loading, protocols, ``KEY=VALUE`` overrides, and checks of every component.
+"""Experiment config files: loading, ``KEY=VALUE`` overrides, and checks of every component.
 
 A config file is the whole experiment (mmengine format): ``model`` (the segmentor and its method),
 ``test_dataloader`` (the dataset's layout and pipeline), ``test_evaluator``, ``dataset_name``,
-``data_subdir`` and ``protocol`` -- the evaluation settings that published numbers depend on
-(``name``, ``short_side``, ``max_long_side``, ``crop_size``, ``stride``). Protocols are files of
-their own, ``configs/_base_/protocols/<name>/<dataset>.py``; ``--protocol NAME`` swaps the config's
-protocol for that one.
+``data_subdir`` and ``protocol`` (the name of a protocol file, ``configs/_base_/protocols/<name>.py``,
+and optionally settings of its own). :mod:`.experiment` resolves a config into an experiment.
 """
 from __future__ import annotations
 
 import ast
 import inspect
-from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
 from mmengine.config import Config
 
 from .. import resources
 from ..errors import ConfigError, suggest
-
-PROTOCOLS_DIR = ("_base_", "protocols")
-
 
 def load_config(path: str) -> Config:
     """Read a config file (a path, ``configs/<...>.py`` of the shipped configs, or a bare name)."""
@@ -33,65 +27,6 @@ def load_config(path: str) -> Config:
         return Config.fromfile(str(found))
     except Exception as err:  # noqa: BLE001 - mmengine raises many kinds; all mean "bad config file"
         raise ConfigError(f"config file {found} cannot be loaded: {type(err).__name__}: {err}") from err
-
-
-# --- protocols ----------------------------------------------------------------------------------
-
-def protocols_dir() -> Path:
-    return resources.configs_dir().joinpath(*PROTOCOLS_DIR)
-
-
-def available_protocols() -> List[str]:
-    """The protocol names: the folders of ``configs/_base_/protocols/``."""
-    return sorted(p.name for p in protocols_dir().iterdir() if p.is_dir())
-
-
-def protocol_file(name: str, dataset: str) -> Path:
-    """``configs/_base_/protocols/<name>/<dataset>.py``; an unknown protocol or dataset raises."""
-    protocols = available_protocols()
-    if name not in protocols:
-        raise ConfigError(f"unknown protocol {name!r}{suggest(name, protocols)} (protocols: {', '.join(protocols)})")
-    path = protocols_dir() / name / f"{dataset}.py"
-    if not path.is_file():
-        raise ConfigError(f"protocol {name} has no settings for dataset {dataset!r} ({path} does not exist)")
-    return path
-
-
-def apply_protocol(cfg: Config, name: str) -> None:
-    """Replace the config's protocol by protocol ``name``'s settings for the config's dataset."""
-    settings = Config.fromfile(str(protocol_file(name, cfg.dataset_name))).protocol
-    cfg.protocol = Config(dict(settings)).to_dict()
-
-
-def model_settings(cfg: Config) -> Dict[str, Any]:
-    """The segmentor's arguments: ``model`` plus the protocol's settings.
-
-    A key set in both is refused; a model key left at None (e.g. ``templates=None``: the method's
-    own) is not set, so a protocol may fix it (``protocol.templates``: one set for every method).
-    """
-    model = cfg.model.to_dict()
-    protocol = {k: v for k, v in dict(cfg.get("protocol") or {}).items() if k != "name"}
-    both = sorted(k for k in set(model) & set(protocol) if model[k] is not None)
-    if both:
-        raise ConfigError(f"{', '.join(both)} set both in model and in protocol; set "
-                          f"{'them' if len(both) > 1 else 'it'} in protocol only (e.g. --cfg-options "
-                          f"protocol.{both[0]}=...)")
-    return {**model, **protocol}
-
-
-# --- methods ------------------------------------------------------------------------------------
-
-def apply_method(cfg: Config, name: str) -> None:
-    """Replace the config's whole ``model.method`` by method ``name`` with its defaults.
-
-    The other settings stay; the templates follow the method when the config leaves them to it
-    (``templates=None``). Parameters can then be changed with ``--cfg-options model.method.KEY=...``.
-    """
-    from ..models.methods import METHODS
-
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}{suggest(name, METHODS)} (methods: {', '.join(METHODS)})")
-    cfg.model.method = METHODS[name]().config()
 
 
 # --- KEY=VALUE overrides ------------------------------------------------------------------------

@@ -20,7 +20,6 @@ restored image among the winners is predicted again at the end (``write_examples
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -32,11 +31,10 @@ import torch
 
 from ..evaluation.metric import confusion_matrix, image_miou
 from ..fileio import atomic_write_json
+from ..results import EXAMPLES_FILE
 
 logger = logging.getLogger("clip_surgery_seg")
 
-EXAMPLES_DIR = "examples"
-EXAMPLES_FILE = "examples.json"
 #: images shown in the report as the worst and as the best
 REPORT_EXAMPLES = 4
 
@@ -263,8 +261,3 @@ def write_examples(folder: Path, created: str, worst: Sequence[Example], best: S
             stale.unlink()
     atomic_write_json(folder / EXAMPLES_FILE, {"created": created, "examples": listed})
     return folder / EXAMPLES_FILE
-
-
-def read_examples(folder: Path) -> Dict[str, Any]:
-    """``examples.json`` of a work dir's examples folder (``{"created", "examples": [...]}``)."""
-    return json.loads((Path(folder) / EXAMPLES_FILE).read_text())

@@ -29,17 +29,16 @@ from ..datasets.classnames import ClassNames, load_classnames
 from ..errors import BadSampleError, ConfigError, NumericalError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
 from ..fileio import LockHeld, check_writable, file_lock
-from ..models import SharedCLIP, build_method, weights_identity
-from ..models.clip_loader import canonical_model_name
-from .config import apply_cfg_options, apply_method, apply_protocol, check_component, load_config, model_settings
+from ..models import SharedCLIP
+from ..results import (EXAMPLES_DIR, EXAMPLES_FILE, RESULTS_FILE, SCHEMA, jsonable, utc_now, write_confusion,
+                       write_results)
 from .data import CheckedSamples, ImageList, build_loader, list_images
 from .distributed import Processes, init_processes
-from .observers import (EXAMPLES_DIR, EXAMPLES_FILE, REPORT_EXAMPLES, ExampleKeeper, ImageObserver, PanelWriter,
-                        gather_examples, write_examples)
+from .experiment import Experiment, default_work_dir, resolve_experiment
+from .observers import (REPORT_EXAMPLES, ExampleKeeper, ImageObserver, PanelWriter, gather_examples,
+                        write_examples)
 from .progress import ProgressJournal, clear_progress, decode_counts, fingerprint_diff, read_progress
 from .provenance import code_version, environment
-from .results import (RESULTS_FILE, SCHEMA, config_hash, jsonable, protocol_of, result_config, utc_now, write_confusion,
-                      write_results)
 
 logger = logging.getLogger("clip_surgery_seg")
 _UNSET = object()
@@ -68,6 +67,17 @@ class EvalOptions:
     progress: bool = True
     report_examples: int = REPORT_EXAMPLES  # the k worst and k best images kept for the report
 
+    def resolve(self) -> Experiment:
+        """The experiment these options name (:func:`~.experiment.resolve_experiment`)."""
+        return resolve_experiment(self.config, protocol=self.protocol, method=self.method,
+                                  cfg_options=self.cfg_options, model=self.model,
+                                  pretrained=None if self.pretrained is _UNSET else self.pretrained,
+                                  precision=self.precision, data_root=self.data_root)
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else default_work_dir(self.config)
+
 
 class EvaluationInterrupted(RuntimeError):
     """Ctrl-C during the loop; progress so far is saved in the work dir."""
@@ -77,34 +87,38 @@ class EvaluationInterrupted(RuntimeError):
         self.done, self.total, self.work_dir = done, total, work_dir
 
 
-def evaluate(opts: EvalOptions, shared_clip: Optional[SharedCLIP] = None) -> Dict[str, Any]:
+def evaluate(opts: EvalOptions, experiment: Optional[Experiment] = None,
+             shared_clip: Optional[SharedCLIP] = None) -> Dict[str, Any]:
     """Run one evaluation; returns the results dict (also written to ``<work_dir>/metrics.json``).
 
+    ``experiment``: what to evaluate, if already resolved (else ``opts.resolve()``).
     ``shared_clip``: take the CLIP from there (one load for several evaluations, e.g. every method
     on a dataset) instead of loading it for this run. Ranks other than 0 return only the computed
-    metrics. The work dir is locked for the run.
+    metrics. The work dir is locked for the run. :mod:`.session` wraps this with the rest of a run
+    (log file, signals, report, history).
     """
     start = time.perf_counter()
-    cfg = prepare_config(opts)
+    experiment = experiment or opts.resolve()
     procs = init_processes(opts.launcher, opts.device)
-    work_dir = Path(opts.work_dir) if opts.work_dir else default_work_dir(opts.config)
+    work_dir = opts.resolved_work_dir
     check_outputs(work_dir, opts.save_preds, opts.show_dir)
     with lock_work_dir(work_dir, procs):
-        return _evaluate(cfg, opts, procs, work_dir, start, shared_clip)
+        return _evaluate(experiment, opts, procs, work_dir, start, shared_clip)
 
 
-def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, start: float,
+def _evaluate(experiment: Experiment, opts: EvalOptions, procs: Processes, work_dir: Path, start: float,
               shared_clip: Optional[SharedCLIP]) -> Dict[str, Any]:
-    classes = load_classnames(cfg.model.classnames)
-    check_class_count(cfg, classes)
+    cfg = experiment.cfg
+    classes = load_classnames(experiment.classnames)
+    check_class_count(experiment, classes)
     images = list_images(cfg, opts.skip_bad, opts.limit, procs.rank)
-    fingerprint = run_fingerprint(cfg, classes, images, procs)
+    fingerprint = run_fingerprint(experiment, classes, images, procs)
     journal, previous = open_progress(work_dir, fingerprint, opts.resume, procs)
     metric = build_metric(cfg, classes)
     observers = build_observers(opts, cfg, classes)
     todo, restored = restore_counts(images, images.keys[procs.rank::procs.world], previous, metric, journal,
                                     observers, procs.device)
-    model = build_model(cfg, procs.device, classes.num_classes, shared_clip)
+    model = build_model(experiment, procs.device, classes.num_classes, shared_clip)
     text_s = encode_text_once(model)
     samples = CheckedSamples(images.layout, todo, cfg.test_dataloader.dataset.pipeline, classes.num_classes,
                              metric.ignore_index)
@@ -123,7 +137,7 @@ def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, 
     if procs.rank != 0:
         procs.barrier()
         return computed
-    results = assemble_results(cfg, opts, images, computed, gathered, model, procs,
+    results = assemble_results(experiment, opts, images, computed, gathered, model, procs,
                                time.perf_counter() - start, text_s, num_workers=loader.num_workers)
     write_confusion(work_dir, computed["confusion"])  # before metrics.json: a metrics.json has its matrix
     write_results(work_dir, results)
@@ -137,67 +151,13 @@ def _evaluate(cfg: Config, opts: EvalOptions, procs: Processes, work_dir: Path, 
 
 # --- configuration ------------------------------------------------------------------------------
 
-def default_work_dir(config_path: str) -> Path:
-    """``work_dirs/<config path below configs/, without .py>``."""
-    path = Path(config_path).resolve()
-    parts = path.with_suffix("").parts
-    if "configs" in parts:
-        parts = parts[len(parts) - parts[::-1].index("configs"):]
-    else:
-        parts = (path.stem,)
-    return Path("work_dirs").joinpath(*parts)
-
-
-def prepare_config(opts: EvalOptions) -> Config:
-    """The config with the protocol and command-line overrides applied, every component checked."""
-    from mmseg.registry import DATASETS, METRICS, MODELS
-
-    cfg = load_config(opts.config)
-    for key in ("model", "test_dataloader", "dataset_name", "protocol"):
-        if key not in cfg:
-            raise ConfigError(f"config {opts.config} has no {key!r}; start from one of the dataset configs in configs/")
-    if opts.protocol is not None:
-        apply_protocol(cfg, opts.protocol)
-    if opts.method is not None:
-        apply_method(cfg, opts.method)
-    apply_cfg_options(cfg, dict(opts.cfg_options))
-    check_method(cfg, opts)
-    if opts.model is not None:
-        cfg.model.clip.name = opts.model
-    cfg.model.clip.name = canonical_model_name(cfg.model.clip.name)
-    if opts.precision is not None:
-        cfg.model.precision = opts.precision
-    if opts.pretrained is not _UNSET:
-        cfg.model.clip.pretrained = None if str(opts.pretrained).lower() == "none" else opts.pretrained
-    dataset = cfg.test_dataloader.dataset
-    if opts.data_root is not None:
-        dataset.data_root = os.path.join(opts.data_root, cfg.get("data_subdir", ""))
-    dataset.data_root = os.path.abspath(dataset.data_root)
-    check_component(model_settings(cfg), MODELS, "model", opts.config)
-    check_component(dataset, DATASETS, "dataset", opts.config)
-    check_component(cfg.get("test_evaluator", dict(type="SegConfusionMetric")), METRICS, "evaluator", opts.config)
-    return cfg
-
-
-def check_class_count(cfg: Config, classes: ClassNames) -> None:
+def check_class_count(experiment: Experiment, classes: ClassNames) -> None:
     """A catalogue dataset's class-name file must have one line per class of the dataset."""
-    info = catalog.CATALOG.get(cfg.dataset_name)
+    info = catalog.CATALOG.get(experiment.dataset)
     if info is not None and classes.num_classes != info.num_classes:
-        raise ConfigError(f"class-name file {cfg.model.classnames} has {classes.num_classes} classes, the "
+        raise ConfigError(f"class-name file {experiment.classnames} has {classes.num_classes} classes, the "
                           f"{info.name} dataset has {info.num_classes}; set model.classnames to a file with one "
                           f"line per class in label order (e.g. configs/classnames/{info.name}.txt)")
-
-
-def check_method(cfg: Config, opts: EvalOptions) -> None:
-    """The method dict builds (unknown names and parameters are refused before any data is read)."""
-    try:
-        method = cfg.model.get("method", "clip_surgery")
-        build_method(method.to_dict() if hasattr(method, "to_dict") else method)
-    except ConfigError as err:
-        switched = opts.cfg_options.get("model.method.type")
-        hint = (f"; to switch methods use --method {switched}, which replaces the whole method dict"
-                if switched is not None else "")
-        raise ConfigError(f"{opts.config}: {err}{hint}") from None
 
 
 def check_outputs(work_dir: Path, save_preds: Optional[str], show_dir: Optional[str] = None) -> None:
@@ -256,12 +216,12 @@ def lock_work_dir(work_dir: Path, procs: Processes) -> Iterator[None]:
                           "or pass another --work-dir") from None
 
 
-def run_fingerprint(cfg: Config, classes: ClassNames, images: ImageList, procs: Processes) -> Dict[str, Any]:
-    """Everything a resume must find unchanged: the settings, the weights, and the content of every
-    input a path stands for (the class names, the listed image and label files)."""
-    clip = cfg.model.clip
-    identity = weights_identity(clip.name, clip.get("pretrained"), clip.get("seed", 0))
-    return jsonable({"config": result_config(cfg.to_dict()), "weights": identity.as_dict(),
+def run_fingerprint(experiment: Experiment, classes: ClassNames, images: ImageList,
+                    procs: Processes) -> Dict[str, Any]:
+    """Everything a resume must find unchanged: the experiment (its settings, the weights' and the
+    model config's content), and the content of every input a path stands for (the class names, the
+    listed image and label files)."""
+    return jsonable({"experiment": {"dataset_encoding": experiment.dataset_encoding(), **experiment.sections()},
                      "classnames_sha256": hashlib.sha256("\n".join(classes.rows).encode()).hexdigest(),
                      "data_root": str(images.layout.data_root), "data_listing": listing_digest(images),
                      "device_type": procs.device.type})
@@ -323,11 +283,11 @@ def build_metric(cfg: Config, classes: ClassNames) -> SegConfusionMetric:
     return METRICS.build(dict(evaluator, num_classes=classes.num_classes, class_names=classes.classes))
 
 
-def build_model(cfg: Config, device: torch.device, num_classes: int,
+def build_model(experiment: Experiment, device: torch.device, num_classes: int,
                 shared_clip: Optional[SharedCLIP] = None) -> torch.nn.Module:
     from mmseg.registry import MODELS
 
-    settings = model_settings(cfg)
+    settings = experiment.segmentor_config()
     if shared_clip is not None:
         settings["shared_clip"] = shared_clip
     model = MODELS.build(settings).to(device).eval()
@@ -400,8 +360,8 @@ def build_observers(opts: EvalOptions, cfg: Config, classes: ClassNames) -> List
 
 
 def run_palette(cfg: Config, classes: ClassNames):
-    """The dataset's usual palette (mmseg's ``METAINFO``) when the class count is its own, else a
-    fixed palette for the count (``visualization.palette_for``)."""
+    """The dataset's usual palette (its mmseg type's ``METAINFO``) when the class count is its own,
+    else a fixed palette for the count (``visualization.palette_for``)."""
     from ..visualization import palette_for
 
     return palette_for(classes.num_classes, cfg.test_dataloader.dataset.get("type"))
@@ -527,17 +487,15 @@ def predict_again(model: torch.nn.Module, cfg: Config, images: ImageList, classe
 
 # --- results ------------------------------------------------------------------------------------
 
-def assemble_results(cfg: Config, opts: EvalOptions, images: ImageList, computed: Dict[str, Any],
+def assemble_results(experiment: Experiment, opts: EvalOptions, images: ImageList, computed: Dict[str, Any],
                      gathered: List[Dict[str, Any]], model: torch.nn.Module, procs: Processes, wall: float,
                      text_s: float, num_workers: int) -> Dict[str, Any]:
-    """The ``metrics.json`` content (schema in ``results.py``)."""
+    """The ``metrics.json`` content (schema in ``clip_surgery_seg/results.py``)."""
+    cfg = experiment.cfg
     sample_skipped = [s for g in gathered for s in g["skipped"]]
     skipped = sorted(images.skipped + sample_skipped, key=lambda s: s["image"])
     evaluated = sum(g["evaluated"] for g in gathered)
-    plain = cfg.to_dict()
-    clip = cfg.model.clip
-    identity = weights_identity(clip.name, clip.get("pretrained"), clip.get("seed", 0))
-    precision = model.compute_precision(procs.device) if hasattr(model, "compute_precision") else cfg.model.get("precision")
+    precision = model.compute_precision(procs.device) if hasattr(model, "compute_precision") else None
     timing = {k: round(max(g["timing"][k] for g in gathered), 3) for k in gathered[0]["timing"]}
     return {
         "schema": SCHEMA,
@@ -547,14 +505,13 @@ def assemble_results(cfg: Config, opts: EvalOptions, images: ImageList, computed
         "dataset": {"name": images.name, "type": cfg.test_dataloader.dataset.type,
                     "data_root": str(images.layout.data_root), "num_images": len(images.keys) - len(sample_skipped),
                     "expected_images": images.expected_images, "num_classes": len(computed["per_class"]),
-                    "limit": opts.limit},
+                    "limit": opts.limit, "background_index": cfg.model.get("background_index")},
         "summary": computed["summary"],
         "per_class": computed["per_class"],
-        "protocol": {**protocol_of(plain), "precision": precision},
-        "model": {**identity.as_dict(), "quick_gelu": clip.get("quick_gelu")},
-        "config": jsonable(plain),
-        "config_file": os.path.relpath(cfg.filename),
-        "config_hash": config_hash(plain),
+        **experiment.sections(precision),
+        "config": jsonable(cfg.to_dict()),
+        "config_file": os.path.relpath(experiment.config_file),
+        "config_hash": experiment.config_hash(),
         "code": code_version(),
         "environment": {**environment(procs.device), "world_size": procs.world,
                         "window_batch_size": getattr(getattr(model, "batcher", None), "batch_size", None),
@@ -567,4 +524,4 @@ def assemble_results(cfg: Config, opts: EvalOptions, images: ImageList, computed
     }
 
 
-__all__ = ["EvalOptions", "EvaluationInterrupted", "evaluate", "prepare_config", "default_work_dir", "RESULTS_FILE"]
+__all__ = ["EvalOptions", "EvaluationInterrupted", "evaluate", "default_work_dir", "RESULTS_FILE"]

@@ -46,8 +46,8 @@ class WeightsIdentity:
 
     def key(self) -> str:
         """A short string that changes whenever the weights may change."""
-        if self.sha256:
-            return f"{Path(self.model).name}:sha256={self.sha256}"
+        if self.sha256:  # the weights file's content, and the model config's (a JSON file by its content)
+            return f"{self.model_key}:sha256={self.sha256}"
         if self.pretrained is None:
             return f"{self.model_key}:random-seed={self.seed}"
         return f"{self.model_key}:{self.pretrained}"
@@ -76,6 +76,12 @@ def file_sha256(path: Union[str, Path]) -> str:
 @functools.lru_cache(maxsize=64)
 def _sha256_of_version(path: str, size: int, mtime_ns: int) -> str:
     return _sha256(path)
+
+
+def model_config_sha256(name: str) -> Optional[str]:
+    """sha256 of a model-config JSON file's content (the architecture is what the file says now, not
+    what its path said before); None for an open_clip model name or a file that is not there."""
+    return file_sha256(name) if _is_config_file(name) and os.path.isfile(name) else None
 
 
 def weights_identity(name: str, pretrained: Optional[str], seed: int = 0) -> WeightsIdentity:

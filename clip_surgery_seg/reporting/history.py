@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..fileio import atomic_write_bytes, file_lock, is_utf8_name, write_error
-from ..engine.results import SCHEMA
 from ..errors import HistoryError, OutputError
+from ..results import LEGACY_METHOD, SCHEMA, method_name, postprocess_name
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -52,13 +52,12 @@ HISTORY_COLUMNS = (
     "time", "dataset", "method", "protocol", "postprocess", "mIoU", "aAcc", "mAcc", "num_images", "expected_images", "wall_s",
     "model", "pretrained", "weights_sha256", "seed", "config_file", "config_hash", "code_version",
     "git_commit", "git_dirty", "device", "per_class_iou",
+    # the sections of the results file (JSON): rows of files written before them leave them empty
+    "method_params", "protocol_settings", "templates", "precision", "model_config_sha256",
 )
 NUMERIC_COLUMNS = ("mIoU", "aAcc", "mAcc", "num_images", "expected_images", "wall_s", "seed")
 
 PathLike = Union[str, Path]
-# the method of results and history rows from before methods were recorded: the only one there was
-LEGACY_METHOD = "clip_surgery"
-
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -103,12 +102,14 @@ def history_row(results: Mapping[str, Any]) -> Dict[str, Any]:
         version = None
     per_class = {r["class"]: _finite_or_none(r.get("IoU")) for r in results.get("per_class") or []}
     protocol = results.get("protocol") or {}
+    method = results.get("method") or {}
+    text = results.get("text") or {}
     return {
         "time": results.get("created"),
         "dataset": dataset["name"],
-        "method": method_of(protocol),
+        "method": method_name(results),
         "protocol": protocol.get("name"),
-        "postprocess": postprocess_of(protocol),
+        "postprocess": postprocess_name(results),
         "mIoU": summary.get("mIoU"),
         "aAcc": summary.get("aAcc"),
         "mAcc": summary.get("mAcc"),
@@ -126,23 +127,16 @@ def history_row(results: Mapping[str, Any]) -> Dict[str, Any]:
         "git_dirty": code.get("git_dirty"),
         "device": (results.get("environment") or {}).get("device"),
         "per_class_iou": json.dumps(per_class, separators=(",", ":")),
+        "method_params": _json({k: v for k, v in method.items() if k != "name"}),
+        "protocol_settings": _json({k: v for k, v in protocol.items() if k != "name"}),
+        "templates": _json(text.get("templates")),
+        "precision": model.get("precision"),
+        "model_config_sha256": model.get("config_sha256"),
     }
 
 
-def method_of(protocol: Mapping[str, Any]) -> str:
-    """The method name of a results file's ``protocol`` section (CLIP Surgery for files from before)."""
-    method = protocol.get("method")
-    if isinstance(method, Mapping):
-        method = method.get("type")
-    return str(method) if method else LEGACY_METHOD
-
-
-def postprocess_of(protocol: Mapping[str, Any]) -> Optional[str]:
-    """The post-processing step's name of a results file's ``protocol`` section, or None."""
-    step = protocol.get("postprocess")
-    if isinstance(step, Mapping):
-        step = step.get("type")
-    return str(step) if step else None
+def _json(value: Any) -> Optional[str]:
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def _finite_or_none(value: Any) -> Optional[float]:
@@ -433,5 +427,5 @@ def _as_timestamp(value: Any):
 
 
 __all__ = ["DEFAULT_HISTORY", "HISTORY_COLUMNS", "LEGACY_METHOD", "HistoryError", "HistorySelection", "append_history",
-           "append_rows", "history_row", "method_of", "postprocess_of", "looks_like_selection", "parse_selection", "per_class_iou",
+           "append_rows", "history_row", "looks_like_selection", "parse_selection", "per_class_iou",
            "read_history", "refusal_reason", "select_rows"]

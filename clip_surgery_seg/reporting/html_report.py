@@ -33,8 +33,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..engine.observers import EXAMPLES_DIR, read_examples
-from ..engine.results import CONFUSION_FILE, RESULTS_FILE, load_results
+from ..results import CONFUSION_FILE, EXAMPLES_DIR, RESULTS_FILE, load_results, read_examples
 from ..errors import ReportingError, ResultsFileError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..visualization.palettes import palette_for

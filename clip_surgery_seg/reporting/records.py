@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .history import (LEGACY_METHOD, HistoryError, history_row, looks_like_selection, parse_selection,
                       per_class_iou, read_history, select_rows)
-from ..engine.results import RESULTS_FILE, ResultsFileError, load_results
+from ..results import RESULTS_FILE, ResultsFileError, load_results
 from ..errors import ReportingError
 
 

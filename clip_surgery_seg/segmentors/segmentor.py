@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import List, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from .postprocess import PostprocessSpec, build_postprocess
 from .sliding import ScratchBuffers, WindowBatcher, keep_ratio_size, resize_bilinear, slide_logits
 from .text_embeddings import cached_text_embeddings
 from ..errors import ConfigError, NumericalError
+from ..protocols import ProtocolSettings
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # precision="auto": per device type, else fp32. fp16 because its predictions agreed with fp32 on
@@ -44,18 +45,18 @@ class CLIPSurgerySegmentor(BaseSegmentor):
             ``sclip``, ``clearclip``, ``naclip``; see :mod:`clip_surgery_seg.models.methods`.
         feature_surgery: ``none`` | ``redundant`` | ``weighted`` (docs/method.md §4).
         templates: named template set or list of templates (docs/method.md §3); None (default): the
-            method's own (``default_templates``: what its released code uses).
+            protocol's set if it fixes one, else the method's own (``default_templates``: what its
+            released code uses).
         postprocess: optional refinement of each image's logits at its original size, e.g.
             ``dict(type='pamr', num_iter=10, dilations=(8, 16))`` (:mod:`.postprocess`); None: none.
-        short_side, max_long_side: keep-ratio test scale.
-        crop_size, stride: sliding window.
+        protocol: the evaluation settings (:class:`~clip_surgery_seg.protocols.ProtocolSettings`, or a
+            dict of them): test scale, sliding window, and the background threshold (a pixel whose top
+            class probability -- softmax over all rows of ``logit_scale`` x logits; None: CLIP's own
+            scale -- is below ``prob_threshold`` becomes ``background_index``).
         window_batch_size: windows per forward pass (halved on GPU out-of-memory), or ``"auto"``:
             from the free memory on a GPU, a fixed size on a CPU (``sliding.auto_batch_size``).
         similarity_normalize: ``none`` | ``minmax`` (per class over each window's tokens).
         background_index: the background class (a dataset that scores one), or None.
-        prob_threshold, logit_scale: a pixel whose top class probability (softmax over all rows of
-            ``logit_scale`` x logits; None: CLIP's own scale) is below ``prob_threshold`` becomes
-            ``background_index``; None: no threshold. Set by the protocol (docs/datasets.md).
         precision: ``fp32`` | ``fp16`` | ``bf16`` (autocast of the image encoder) | ``auto``
             (:data:`AUTO_PRECISION`: fp16 on a GPU, fp32 on a CPU; see ``compute_precision``).
         text_cache_dir: where text embeddings are cached (None: the user cache).
@@ -66,10 +67,8 @@ class CLIPSurgerySegmentor(BaseSegmentor):
     def __init__(self, clip: dict, classnames: Union[str, Sequence[str]],
                  method: Union[str, dict] = "clip_surgery", feature_surgery: str = "none",
                  templates: Union[str, Sequence[str], None] = None, postprocess: PostprocessSpec = None,
-                 short_side: int = 336,
-                 max_long_side: int = 2048, crop_size: int = 224, stride: int = 112,
+                 protocol: Union[ProtocolSettings, Mapping[str, Any], None] = None,
                  window_batch_size: Union[int, str] = 32, similarity_normalize: str = "none",
-                 logit_scale: Optional[float] = None, prob_threshold: Optional[float] = None,
                  background_index: Optional[int] = None, precision: str = "fp32",
                  text_cache_dir: Optional[str] = None, mean: Sequence[float] = CLIP_MEAN,
                  std: Sequence[float] = CLIP_STD, data_preprocessor: Optional[dict] = None,
@@ -80,17 +79,12 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         _check_choice("feature_surgery", feature_surgery, FEATURE_SURGERY_MODES)
         _check_choice("similarity_normalize", similarity_normalize, SIMILARITY_NORMALIZE)
         _check_choice("precision", precision, (*PRECISIONS, "auto"))
-        if short_side < 1 or max_long_side < 1:
-            raise ConfigError(f"the test scale needs short_side >= 1 and max_long_side >= 1, got short_side="
-                              f"{short_side}, max_long_side={max_long_side} (set them in the protocol)")
-        if stride < 1 or crop_size < 1 or stride > crop_size:
-            raise ConfigError(f"need 1 <= stride <= crop_size, got crop_size={crop_size}, stride={stride}")
-        if prob_threshold is not None and background_index is None:
-            raise ConfigError(f"prob_threshold={prob_threshold} needs a background class for low-confidence pixels: "
-                              "set model.background_index (its 0-based line in the class-name file), or "
+        if not isinstance(protocol, ProtocolSettings):
+            protocol = ProtocolSettings.from_dict(dict(protocol or {}))
+        if protocol.prob_threshold is not None and background_index is None:
+            raise ConfigError(f"prob_threshold={protocol.prob_threshold} needs a background class for low-confidence "
+                              "pixels: set model.background_index (its 0-based line in the class-name file), or "
                               "protocol.prob_threshold=None for a dataset without background")
-        if prob_threshold is not None and not 0 <= prob_threshold <= 1:
-            raise ConfigError(f"prob_threshold={prob_threshold} is not a probability in [0, 1]")
 
         self.classes: ClassNames = (load_classnames(classnames) if isinstance(classnames, str)
                                     else ClassNames.from_lines(list(classnames)))
@@ -106,14 +100,16 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         self.weights = identity
         self._weights_key = f"{identity.key()}:quick_gelu={clip_cfg.get('quick_gelu')}"
         self.feature_surgery_mode = feature_surgery
-        self.templates = templates if templates is not None else self.surgery.method.default_templates
-        self.short_side, self.max_long_side = short_side, max_long_side
-        self.crop_size, self.stride = crop_size, stride
+        self.templates = next(t for t in (templates, protocol.templates, self.surgery.method.default_templates)
+                              if t is not None)
+        self.protocol = protocol
+        self.short_side, self.max_long_side = protocol.short_side, protocol.max_long_side
+        self.crop_size, self.stride = protocol.crop_size, protocol.stride
         self.batcher = WindowBatcher(window_batch_size, self._bytes_per_window)
         self._scratch = ScratchBuffers()  # large per-image CPU buffers, reused by predict()
         self.similarity_normalize = similarity_normalize
-        self.logit_scale = logit_scale
-        self.prob_threshold = prob_threshold
+        self.logit_scale = protocol.logit_scale
+        self.prob_threshold = protocol.prob_threshold
         self.background_index = background_index
         self.precision = precision
         self.text_cache_dir = text_cache_dir

@@ -24,7 +24,8 @@ class ImageTokenMethod:
     (B, 1 + h*w, D): the CLS token first, then the patch tokens row-major, after ``ln_post`` and the
     projection, not L2-normalised. It never changes the wrapped weights.
 
-    Subclasses set :attr:`name` (the registry key), :attr:`label` (as papers print it),
+    Subclasses set :attr:`name` (the registry key), :attr:`label` (as papers print it), :attr:`arxiv`
+    (the method's paper: tables list methods in its order, i.e. by publication),
     :attr:`default_templates` (the prompt templates the method's released code uses: what the
     segmentor uses unless the config or the protocol fixes a set), :attr:`default_postprocess`
     (post-processing its code applies by default, or None; for the record only: the harness applies
@@ -39,6 +40,7 @@ class ImageTokenMethod:
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    arxiv: ClassVar[str] = ""  # e.g. "2304.05653"
     default_templates: ClassVar[str] = "imagenet_80"
     default_postprocess: ClassVar[Optional[Dict[str, Any]]] = None
     supports_resnet: ClassVar[bool] = False

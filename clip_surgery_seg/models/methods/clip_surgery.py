@@ -114,6 +114,7 @@ class ClipSurgery(ImageTokenMethod):
 
     name = "clip_surgery"
     label = "CLIP Surgery"
+    arxiv = "2304.05653"
     default_templates = "clip_surgery_85"
     supports_resnet = True
     default_pos_interp = "bilinear"

@@ -34,6 +34,7 @@ class Vanilla(ImageTokenMethod):
 
     name = "vanilla"
     label = "CLIP"
+    arxiv = "2103.00020"
     default_templates = "imagenet_80"
     supports_resnet = True
 

@@ -9,10 +9,11 @@ model = dict(
         resnet_norm=False,          # ResNet CLIPs: the paper's normalised-v variant
         pos_interp='bilinear'),     # positional-embedding resize for other grids, as its code does
     feature_surgery='none',         # 'none' | 'redundant' | 'weighted'
-    templates=None,                 # None: the method's own (CLIP Surgery's: 'clip_surgery_85'); or
-                                    # 'clip_surgery_85' | 'imagenet_80' | a list of '{}' templates
+    templates=None,                 # None: the protocol's set if it fixes one, else the method's own
+                                    # (CLIP Surgery's: 'clip_surgery_85'); or 'clip_surgery_85' |
+                                    # 'imagenet_80' | a list of '{}' templates
     postprocess=None,               # None | dict(type='pamr', num_iter=10, dilations=(8, 16))
-    classnames=None,                # class-name file, set by each dataset config
+    classnames=None,                # class-name file; None: configs/classnames/<dataset_name>.txt
     window_batch_size='auto',       # windows per forward: 8 on CPU, from free memory on GPU (halved on OOM)
     similarity_normalize='none',    # 'none' | 'minmax'
     background_index=None,          # the background class, if any (set by voc21, pascal_context60, coco_object);

@@ -1,0 +1,282 @@
+"""Reproduce the field's table: every chosen method on every chosen dataset, under one protocol.
+
+Run folder (default ``work_dirs/reproduce/<UTC time>_<protocol>/``)::
+
+    <method>/<dataset>/               each evaluation's work dir: metrics.json, confusion.npy,
+                                      report.html, logs/, progress/
+    summary.json                      per dataset and method: ran, missing data (with the reason) or
+                                      failed, and whether the run finished
+    table.md, table.csv               the methods x datasets table, ours beside the published numbers
+    table.png                         the same as bars (``tools/report.py`` rebuilds all three)
+    report.html                       the table with links to every evaluation's report
+
+Each evaluation is ``configs/<dataset>.py`` with the method (what ``configs/<method>/<dataset>.py``
+names) and goes through :func:`~.session.run_session`, as ``tools/eval.py`` does. For each dataset
+the CLIP is loaded once and shared by every method (a :class:`~clip_surgery_seg.models.SharedCLIP`),
+and the text embeddings come from the cache after the first method of a template set. A dataset
+whose data is missing or unusable (``DataLayoutError``) is reported once with the reason and
+skipped; the others still run.
+
+``--resume`` continues a run folder: evaluations it finished under the same experiment are kept
+(no model load), the others continue from their own progress. Without it, a folder that holds a
+run is refused: nothing of an earlier run is overwritten, and the tables only ever show this run's
+results.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .. import protocols, resources
+from ..datasets.catalog import DATASETS, paper_rank
+from ..errors import ConfigError, DataLayoutError, ResultsFileError, ResumeError, UserError, suggest
+from ..fileio import atomic_write_json, atomic_write_text, check_writable
+from ..models import METHODS, SharedCLIP
+from ..results import RESULTS_FILE, load_results, utc_now
+from .runner import EvalOptions, EvaluationInterrupted
+from .session import RunInterrupted, run_session
+
+logger = logging.getLogger("clip_surgery_seg")
+
+SUMMARY_FILE = "summary.json"
+RAN, MISSING, FAILED = "ran", "missing_data", "failed"
+
+
+@dataclass
+class ReproduceOptions:
+    """What ``tools/reproduce.py`` takes: the methods, the datasets, the protocol, where results go,
+    and the evaluation options every run shares (``evaluation.config`` is set per run)."""
+
+    evaluation: EvalOptions = field(default_factory=lambda: EvalOptions(config=""))
+    datasets: List[str] = field(default_factory=lambda: list(DATASETS))
+    methods: List[str] = field(default_factory=lambda: list(METHODS))
+    protocol: str = protocols.DEFAULT_PROTOCOL
+    out: Optional[str] = None
+    history: Optional[str] = None  # record results there
+    record_any_run: bool = False  # also record random-weight or incomplete-split runs
+    resume: bool = False
+    command: str = "tools/reproduce.py"  # as the user typed it, for the logs and the resume hint
+
+
+def check_methods(methods: List[str]) -> List[str]:
+    """Known method names, duplicates dropped, in the registry's order (publication order)."""
+    for name in methods:
+        if name not in METHODS:
+            raise ConfigError(f"unknown method {name!r}{suggest(name, METHODS)} (methods: {', '.join(METHODS)})")
+    return [name for name in METHODS if name in methods]
+
+
+def dataset_config(dataset: str) -> str:
+    """The experiment config of a dataset, ``configs/<dataset>.py`` (a method is applied to it)."""
+    if not resources.find_config(dataset).is_file():
+        raise ConfigError(f"dataset {dataset} has no config configs/{dataset}.py: a catalogue dataset needs its "
+                          "base config (docs/datasets.md, 'Adding a dataset')")
+    return f"configs/{dataset}.py"
+
+
+def new_run_dir(protocol: str, base: Path = Path("work_dirs/reproduce")) -> Path:
+    """A fresh ``<UTC time>_<protocol>`` folder (suffixed when two runs start in the same second)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for attempt in range(1, 1000):
+        path = base / (f"{stamp}_{protocol}" + (f"-{attempt}" if attempt > 1 else ""))
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise ConfigError(f"cannot create a run folder under {base} ({err.strerror or err}); pass --out DIR "
+                              "or fix its permissions") from None
+    raise ConfigError(f"cannot create a new run folder under {base}")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _previous_summary(run_dir: Path, resume: bool) -> Optional[Dict[str, Any]]:
+    """What a run folder already holds: with ``resume`` its summary (None when empty); without, a
+    folder holding a run is refused."""
+    path = run_dir / SUMMARY_FILE
+    if not path.is_file():
+        if resume:
+            logger.info("%s holds no run yet: starting one", run_dir)
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResumeError(f"{path} is damaged ({_one_line(err)}); pass another --out") from None
+    if not resume:
+        state = "a finished" if summary.get("finished") else "an unfinished"
+        raise ResumeError(f"{run_dir} holds {state} reproduce run (started {summary.get('started')}); continue it "
+                          "with --resume, or pass another --out")
+    return summary
+
+
+def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
+    """Evaluate each chosen method on each chosen dataset; returns the summary (also ``summary.json``).
+
+    ``opts.out`` is set to the run folder (a new one when it was None).
+
+    Raises:
+        RunInterrupted, KeyboardInterrupt: Ctrl-C or SIGTERM; the summary says so and ``--resume``
+            continues.
+    """
+    protocol = protocols.check_name(opts.protocol)
+    methods = check_methods(opts.methods)
+    datasets = sorted(opts.datasets, key=lambda n: (paper_rank(n), n))
+    configs = {name: dataset_config(name) for name in datasets}
+    if opts.history:  # before the run, not after it
+        check_writable(Path(opts.history).parent, "--history folder")
+    run_dir = Path(opts.out) if opts.out else new_run_dir(protocol)
+    opts.out = str(run_dir)  # the folder a resume names
+    check_writable(run_dir, "--out folder")
+    previous = _previous_summary(run_dir, opts.resume)
+    if previous is not None and previous.get("protocol") != protocol:
+        raise ResumeError(f"{run_dir} holds a run under protocol {previous.get('protocol')}, not {protocol}; pass "
+                          f"--protocol {previous.get('protocol')} to continue it, or another --out")
+    summary: Dict[str, Any] = {"run_dir": str(run_dir), "protocol": protocol, "methods": methods,
+                               "started": (previous or {}).get("started") or utc_now(), "finished": None,
+                               "history": opts.history, "command": opts.command, "datasets": {}}
+    write_summary(run_dir, summary)
+    try:
+        for name in datasets:
+            _reproduce_dataset(opts, protocol, run_dir, name, configs[name], methods, summary, previous)
+    except (KeyboardInterrupt, EvaluationInterrupted):
+        summary["interrupted"] = True
+        summary["status"] = FAILED
+        write_summary(run_dir, summary)
+        raise
+    summary["finished"] = utc_now()
+    summary["status"] = overall_status(summary)
+    write_summary(run_dir, summary)
+    write_tables(run_dir)
+    write_index(run_dir)
+    return summary
+
+
+def _reproduce_dataset(opts: ReproduceOptions, protocol: str, run_dir: Path, name: str, config: str,
+                       methods: List[str], summary: Dict[str, Any], previous: Optional[Dict[str, Any]]) -> None:
+    entry: Dict[str, Any] = {"status": None, "reason": None, "model_loads": 0, "methods": {}}
+    summary["datasets"][name] = entry
+    before = ((previous or {}).get("datasets") or {}).get(name) or {}
+    shared = SharedCLIP()  # one CLIP for every method on this dataset, released after it
+    for method in methods:
+        run: Dict[str, Any] = {"config": f"configs/{method}/{name}.py", "status": None, "reason": None}
+        entry["methods"][method] = run
+        kept = (before.get("methods") or {}).get(method)
+        _evaluate_one(opts, protocol, run_dir, name, config, method, run, shared, kept)
+        entry["model_loads"] = shared.loads
+        if run["status"] == MISSING:  # the data, not the method: reported once for the dataset
+            del entry["methods"][method]
+            entry.update(status=MISSING, reason=run["reason"])
+            logger.info("%s: data missing, skipped: %s", name, entry["reason"])
+            break
+        write_summary(run_dir, summary)
+    if entry["status"] is None:
+        entry["status"] = FAILED if any(r["status"] == FAILED for r in entry["methods"].values()) else RAN
+    write_summary(run_dir, summary)
+
+
+def _evaluate_one(opts: ReproduceOptions, protocol: str, run_dir: Path, name: str, config: str, method: str,
+                  run: Dict[str, Any], shared: SharedCLIP, kept: Optional[Dict[str, Any]]) -> None:
+    """One method on one dataset: its status in ``run``; a failure is recorded, not raised."""
+    work_dir = run_dir / method / name
+    evaluation = dataclasses.replace(opts.evaluation, config=config, method=method, work_dir=str(work_dir),
+                                     protocol=protocol, resume=opts.resume,
+                                     cfg_options=dict(opts.evaluation.cfg_options))
+    try:
+        experiment = evaluation.resolve()
+        results = _kept_results(work_dir, kept, experiment.config_hash()) if opts.resume else None
+        if results is not None:
+            logger.info("%s, %s: kept from the earlier run (mIoU %.2f)", name, method, results["summary"]["mIoU"])
+            run.update(kept_from_earlier_run=True, recorded=kept.get("recorded", False))
+        else:
+            command = f"{opts.command}  [{name}, {method}]"
+            outcome = run_session(evaluation, command=command, experiment=experiment, history=opts.history,
+                                  record_any_run=opts.record_any_run, shared_clip=shared)
+            results = outcome.results
+            run["recorded"] = outcome.recorded
+            if outcome.history_error is not None:
+                run["history_error"] = _one_line(outcome.history_error)
+    except DataLayoutError as err:
+        run.update(status=MISSING, reason=_one_line(err))
+    except (RunInterrupted, KeyboardInterrupt) as err:
+        run.update(status=FAILED, reason="interrupted" if isinstance(err, KeyboardInterrupt) else _one_line(err))
+        raise
+    except Exception as err:  # noqa: BLE001 - one run's failure must not cost the others
+        run.update(status=FAILED, reason=f"{type(err).__name__}: {_one_line(err)}")
+        logger.error("%s, %s: failed: %s", name, method, run["reason"], exc_info=not isinstance(err, UserError))
+    else:
+        run.update(status=RAN, metrics=str(work_dir / RESULTS_FILE), mIoU=results["summary"]["mIoU"],
+                   num_images=results["dataset"]["num_images"], wall_s=results["timing"]["wall_s"])
+
+
+def _kept_results(work_dir: Path, kept: Optional[Dict[str, Any]], config_hash: str) -> Optional[Dict[str, Any]]:
+    """The earlier run's results of this evaluation, when it finished them under the same experiment."""
+    if not kept or kept.get("status") != RAN:
+        return None
+    try:
+        results = load_results(work_dir / RESULTS_FILE)
+    except ResultsFileError:
+        return None
+    return results if results.get("config_hash") == config_hash else None
+
+
+def overall_status(summary: Dict[str, Any]) -> str:
+    """``failed`` if a dataset failed, else ``missing_data`` if one had no data, else ``ran``."""
+    statuses = [e["status"] for e in summary["datasets"].values()]
+    for status in (FAILED, MISSING):
+        if status in statuses:
+            return status
+    return RAN
+
+
+def write_summary(run_dir: Path, summary: Dict[str, Any]) -> None:
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
+
+
+def ran_results(run_dir: Path) -> List[Path]:
+    """The ``metrics.json`` of every evaluation this run's summary says ran (nothing of an earlier run)."""
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    return [run_dir / method / name / RESULTS_FILE for name, entry in summary["datasets"].items()
+            for method, run in entry["methods"].items() if run["status"] == RAN]
+
+
+def write_tables(run_dir: Path) -> Optional[str]:
+    """``table.md``, ``table.csv`` and ``table.png`` from the run's results; returns the Markdown."""
+    from ..reporting.paper import load_paper, methods_table, to_csv, to_markdown
+    from ..reporting.plots import plot_methods_table
+    from ..reporting.records import load_path
+
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    records = [record for path in ran_results(run_dir) for record in load_path(path)]
+    table = methods_table(records, load_paper())
+    skipped = [f"- {n}: {e['status'].replace('_', ' ')}: {e['reason']}" for n, e in summary["datasets"].items()
+               if e["status"] == MISSING]
+    skipped += [f"- {n}, {m}: failed: {r['reason']}" for n, e in summary["datasets"].items()
+                for m, r in e["methods"].items() if r["status"] == FAILED]
+    markdown = (f"mIoU (%) of each method on each dataset, protocol `{summary['protocol']}` (run `{run_dir}`)\n\n"
+                + to_markdown(table) + ("\nNot run:\n" + "\n".join(skipped) + "\n" if skipped else ""))
+    atomic_write_text(run_dir / "table.md", markdown)
+    atomic_write_text(run_dir / "table.csv", to_csv(table))
+    if records:
+        plot_methods_table(table, run_dir / "table.png", title=f"mIoU, protocol {summary['protocol']}: ours vs published")
+    return markdown
+
+
+def write_index(run_dir: Path) -> None:
+    """``<run_dir>/report.html`` (``html_report.write_run_index``); a page that cannot be written is
+    logged, the run's results and tables stand."""
+    from ..reporting.html_report import write_run_index
+
+    try:
+        logger.info("report: %s", write_run_index(run_dir))
+    except Exception as err:  # noqa: BLE001 - the results are written; the page must not fail the run
+        logger.warning("warning: %s/report.html not written (%s: %s)", run_dir, type(err).__name__,
+                       _one_line(err), exc_info=not isinstance(err, (UserError, OSError)))

@@ -1,0 +1,136 @@
+"""Evaluation protocols: the settings published numbers depend on, one file per protocol.
+
+A protocol is ``configs/_base_/protocols/<name>.py``, named by its file, holding
+
+* ``defaults``: the values for every dataset;
+* ``datasets``: per dataset (the catalogue's names), the values that differ from the defaults.
+
+Adding a protocol is adding its file; ``--protocol NAME`` and ``tools/reproduce.py --protocol NAME``
+find it. A dataset a protocol does not list gets its defaults. :class:`ProtocolSettings` is what the
+segmentor takes; every key and value is checked, so a typo or a value out of range is one line.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from . import resources
+from .errors import ConfigError, suggest
+
+PROTOCOLS_DIR = ("_base_", "protocols")
+#: the protocol of the shipped configs
+DEFAULT_PROTOCOL = "sclip"
+
+Templates = Union[None, str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """The evaluation settings of one protocol on one dataset (docs/protocol.md).
+
+    Attributes:
+        name: the protocol's name (``custom`` when not from a protocol file).
+        short_side, max_long_side: keep-ratio test scale.
+        crop_size, stride: sliding window.
+        prob_threshold: pixels whose top class probability is below it become the background
+            class (datasets with one); None: no threshold.
+        logit_scale: the scale of the logits in that softmax; None: the CLIP's own.
+        templates: a template set for every method (None: each method's own).
+    """
+
+    name: str = "custom"
+    short_side: int = 336
+    max_long_side: int = 2048
+    crop_size: int = 224
+    stride: int = 112
+    prob_threshold: Optional[float] = None
+    logit_scale: Optional[float] = None
+    templates: Templates = None
+
+    @classmethod
+    def keys(cls) -> List[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "protocol") -> "ProtocolSettings":
+        """Checked settings; an unknown key or a value out of range is a :class:`ConfigError`."""
+        known = cls.keys()
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{source}: unknown protocol setting {key!r}{suggest(key, known)} "
+                                  f"(settings: {', '.join(known)})")
+        settings = cls(**dict(values))
+        settings.check(source)
+        return settings
+
+    def check(self, source: str = "protocol") -> None:
+        def integer(name: str, low: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{source}: {name} must be an integer >= {low}, got {value!r}")
+
+        for name in ("short_side", "max_long_side", "crop_size", "stride"):
+            integer(name, 1)
+        if self.stride > self.crop_size:
+            raise ConfigError(f"{source}: need stride <= crop_size, got crop_size={self.crop_size}, "
+                              f"stride={self.stride}")
+        if self.prob_threshold is not None and not (_number(self.prob_threshold) and 0 <= self.prob_threshold <= 1):
+            raise ConfigError(f"{source}: prob_threshold={self.prob_threshold!r} is not a probability in [0, 1]")
+        if self.logit_scale is not None and not (_number(self.logit_scale) and self.logit_scale > 0):
+            raise ConfigError(f"{source}: logit_scale={self.logit_scale!r} must be a number > 0 (or None: the "
+                              "CLIP's own); at 0 every probability is equal and every pixel would become background")
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+# --- the protocol files ---------------------------------------------------------------------------
+
+def protocols_dir() -> Path:
+    return resources.configs_dir().joinpath(*PROTOCOLS_DIR)
+
+
+def available() -> List[str]:
+    """The protocol names: the files of ``configs/_base_/protocols/``."""
+    folder = protocols_dir()
+    return sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_")) if folder.is_dir() else []
+
+
+def check_name(name: str) -> str:
+    names = available()
+    if name not in names:
+        raise ConfigError(f"unknown protocol {name!r}{suggest(name, names)} (protocols: {', '.join(names)})")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _read(path: str) -> Dict[str, Any]:
+    from mmengine.config import Config
+
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as err:  # noqa: BLE001 - mmengine raises many kinds; all mean "bad protocol file"
+        raise ConfigError(f"protocol file {path} cannot be loaded: {type(err).__name__}: {err}") from err
+    defaults, datasets = cfg.get("defaults"), cfg.get("datasets", {})
+    if not isinstance(defaults, Mapping) or not isinstance(datasets, Mapping):
+        raise ConfigError(f"protocol file {path} needs `defaults = dict(...)` and `datasets = dict(name=dict(...))`")
+    return {"defaults": dict(defaults), "datasets": {k: dict(v) for k, v in datasets.items()}}
+
+
+def values(name: str, dataset: str) -> Dict[str, Any]:
+    """Protocol ``name``'s settings for ``dataset``: ``{"name": name, **every setting}``, checked."""
+    path = protocols_dir() / f"{check_name(name)}.py"
+    content = _read(str(path))
+    merged = {**ProtocolSettings(name=name).as_dict(), **content["defaults"], **content["datasets"].get(dataset, {})}
+    return ProtocolSettings.from_dict(merged, f"protocol file {path} ({dataset})").as_dict()
+
+
+def listed_datasets(name: str) -> List[str]:
+    """The datasets protocol ``name`` sets values for (the others get its defaults)."""
+    return list(_read(str(protocols_dir() / f"{check_name(name)}.py"))["datasets"])

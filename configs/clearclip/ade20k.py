@@ -1,4 +1,0 @@
-# ClearCLIP (Lan et al., ECCV 2024) on ADE20K-150: configs/ade20k.py with the method replaced (docs/methods.md).
-# The templates follow the method (imagenet_80) unless a protocol fixes a set.
-_base_ = ['../ade20k.py']
-model = dict(method=dict(_delete_=True, type='clearclip', pos_interp='bicubic_offset'))

@@ -1,4 +1,0 @@
-# MaskCLIP (Zhou et al., ECCV 2022) on COCO-Stuff-171: configs/coco_stuff171.py with the method replaced (docs/methods.md).
-# The templates follow the method (clip_surgery_85) unless a protocol fixes a set.
-_base_ = ['../coco_stuff171.py']
-model = dict(method=dict(_delete_=True, type='maskclip', pos_interp='bicubic'))

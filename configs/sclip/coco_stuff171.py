@@ -1,4 +1,0 @@
-# SCLIP (Wang et al., ECCV 2024) on COCO-Stuff-171: configs/coco_stuff171.py with the method replaced (docs/methods.md).
-# The templates follow the method (imagenet_80) unless a protocol fixes a set.
-_base_ = ['../coco_stuff171.py']
-model = dict(method=dict(_delete_=True, type='sclip', pos_interp='bicubic_offset'))

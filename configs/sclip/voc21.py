@@ -1,4 +1,0 @@
-# SCLIP (Wang et al., ECCV 2024) on PASCAL VOC21: configs/voc21.py with the method replaced (docs/methods.md).
-# The templates follow the method (imagenet_80) unless a protocol fixes a set.
-_base_ = ['../voc21.py']
-model = dict(method=dict(_delete_=True, type='sclip', pos_interp='bicubic_offset'))

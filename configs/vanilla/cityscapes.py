@@ -1,4 +1,0 @@
-# vanilla CLIP (every block unchanged) on Cityscapes: configs/cityscapes.py with the method replaced (docs/methods.md).
-# The templates follow the method (imagenet_80) unless a protocol fixes a set.
-_base_ = ['../cityscapes.py']
-model = dict(method=dict(_delete_=True, type='vanilla', pos_interp='bicubic_offset'))
