@@ -7,7 +7,7 @@ Run folder (default ``work_dirs/reproduce/<UTC time>_<protocol>/``)::
     summary.json                      per dataset and method: ran, missing data (with the reason) or failed
     table.md, table.csv               the methods x datasets table, ours beside the published numbers
     table.png                         the same as bars (``tools/report.py`` rebuilds all three)
-    report.html                       links every evaluation's report
+    report.html                       the same table, linking every evaluation's report
 
 Each method's experiment is its own config, ``configs/<method>/<dataset>.py``. For each dataset the
 CLIP is loaded once and shared by every method (a :class:`~clip_surgery_seg.models.SharedCLIP` passed
@@ -154,8 +154,9 @@ def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
 
 
 def write_index(run_dir: Path) -> None:
-    """``<run_dir>/report.html`` linking each result's report (``html_report.write_run_index``); a
-    page that cannot be written is logged, the run's results and tables stand."""
+    """``<run_dir>/report.html``: the methods table, linking each result's report
+    (``html_report.write_run_index``); a page that cannot be written is logged, the run's results
+    and tables stand."""
     from .html_report import write_run_index
 
     try:
