@@ -46,6 +46,8 @@ RESULTS_FILE = "metrics.json"
 CONFUSION_FILE = "confusion.npy"  # the run's (K, K + 1) int64 confusion matrix, beside metrics.json
 PREVIOUS_RESULTS_FILE = "previous_metrics.json"
 LOGS_DIR = "logs"
+SUMMARY_FILE = "summary.json"  # a reproduce run folder's: each evaluation's status
+RAN, MISSING_DATA, FAILED = "ran", "missing_data", "failed"  # its statuses
 EXAMPLES_DIR = "examples"  # the report's example panels and their list
 EXAMPLES_FILE = "examples.json"
 

@@ -42,7 +42,9 @@ def make_results(confusion: np.ndarray = CONFUSION, names=NAMES, dataset: str = 
         "dataset": {"name": dataset, "type": "X<Dataset>", "data_root": "/data/<root>", "num_images": 7,
                     "expected_images": 9, "num_classes": len(names), "limit": None},
         **computed,
-        "protocol": {"name": "sclip", "short_side": 336, "crop_size": 224, "stride": 112, "templates": "t&t"},
+        "protocol": {"name": "sclip", "short_side": 336, "crop_size": 224, "stride": 112, "overridden": []},
+        "method": {"name": "clip_surgery", "params": {"depth": 6}, "postprocess": None},
+        "text": {"templates": "t&t", "classnames": "configs/classnames/ade20k.txt"},
         "model": {"name": "ViT-B-16", "pretrained": "openai", "sha256": "5ca1ab1e" * 8, "seed": None,
                   "quick_gelu": False},
         "config": {"model": {"type": "<Segmentor>", "crop_size": 224}},
@@ -192,6 +194,38 @@ def test_provenance_is_on_the_page(report):
         assert value in text, value
 
 
+@pytest.mark.parametrize("schema", ["v1", "v2"])
+def test_method_and_provenance_from_either_layout(tmp_path, schema):
+    """metrics.json v1 keeps the method inside "protocol"; v2 gives method, model and text sections
+    of their own. The page names the method and shows every section the file has."""
+    from clip_surgery_seg.results import SCHEMA_V1
+
+    results = make_results(partial=False)
+    method = {"type": "naclip", "gaussian_std": 5.0}
+    postprocess = {"type": "pamr", "num_iter": 10}
+    if schema == "v1":
+        for section in ("method", "text"):
+            del results[section]
+        results["schema"] = SCHEMA_V1
+        results["protocol"].update(method=method, postprocess=postprocess)
+    else:
+        results["method"] = {"name": "naclip", "params": {"gaussian_std": 5.0}, "postprocess": postprocess}
+        results["text"] = {"templates": "imagenet_80", "classnames": "configs/classnames/x.txt",
+                           "classnames_sha256": "7e47" * 16}
+    page = Page(write_run_report(tmp_path, results, CONFUSION).read_text(encoding="utf-8"))
+    text = page.text
+    assert text[text.index("ADE20K-150: mIoU 65.72") + 1].startswith("NACLIP + PAMR \u00b7 protocol sclip")
+    headings = text[text.index("Provenance") + 1:]
+    # a v1 file is read in the current layout: its method and text get their sections too
+    sections = ["Run", "Dataset", "Protocol", "Method", "Model and weights", "Text", "Code", "Environment",
+                "Packages", "Timing (seconds)"]
+    assert [h for h in headings if h in sections] == sections
+    assert '{"type": "pamr", "num_iter": 10}' in text  # a nested value: compact JSON
+    assert any("gaussian_std" in t for t in text)
+    if schema == "v2":
+        assert "7e47" * 16 in text
+
+
 def test_report_without_examples_or_skips(tmp_path):
     square = CONFUSION[:, :5]  # a (K, K) matrix (no prediction outside the classes) is accepted
     page_path = write_run_report(tmp_path, make_results(square, partial=False), square)
@@ -235,15 +269,185 @@ def test_index_report(tmp_path):
                IndexEntry("coco_stuff171", None, None, status="missing data: <no folder>")]
     index = write_index_report(tmp_path, entries, title="run <1>")
     page = Page(index.read_text(encoding="utf-8"))
-    hrefs = [attrs["href"] for tag, attrs in page.tags if tag == "a"]
-    assert [_local_target(index, h) for h in hrefs] == [b, a]  # the paper's order: Cityscapes before ADE
+    # the paper's order, Cityscapes before ADE: in the table's columns and in the list of runs below it
+    assert [_local_target(index, h) for h in _links(page, "ours")] == [b, a]
+    assert [_local_target(index, h) for h in _links(page, "report")] == [b, a]
+    assert len(_links(page)) == 4
     text = page.text
     assert "run <1>" in text and "missing data: <no folder>" in text and "COCO-Stuff-171" in text
     miou = make_results()["summary"]["mIoU"]
     assert f"{miou:.2f}" in text
-    assert any("Mean mIoU over 2 datasets" in t for t in text)
+    assert not any("Mean mIoU" in t for t in text)  # one method's average is in its row, not over the page
     with pytest.raises(ReportingError, match="does not exist"):
         write_index_report(tmp_path, [IndexEntry("ade20k", tmp_path / "nope.html", None)])
+
+
+def _links(page: Page, css: Optional[str] = None) -> List[str]:
+    """The hrefs of the page's links (of class ``css`` only, when given), in order."""
+    return [a["href"] for tag, a in page.tags if tag == "a" and (css is None or a.get("class") == css)]
+
+
+# --- escaping and the template environment ---------------------------------------------------------
+
+HOSTILE = '<script>alert(1)</script> "q" & co'
+
+
+def test_data_from_results_is_escaped_wherever_it_goes(tmp_path):
+    """A class name, a file name, a config value, a method name and a folder name holding markup,
+    quotes and ampersands are text on both pages: escaped in the HTML, the same string when parsed."""
+    names = ["wall", HOSTILE, "a & b", "c", "d"]
+    results = make_results(names=names)
+    results["protocol"]["templates"] = HOSTILE
+    results["protocol"]["method"] = {"type": HOSTILE, "depth": 6}
+    results["config"]["model"]["templates"] = [HOSTILE]
+    results["dataset"]["data_root"] = HOSTILE
+    results["skipped"] = [{"image": f"{HOSTILE}.jpg", "reason": HOSTILE}]
+    examples = [ReportExample(name=HOSTILE, panel=e.panel, miou=e.miou) for e in make_examples(tmp_path / "show")]
+    report = write_run_report(tmp_path / "run", results, CONFUSION, examples)
+    index = write_index_report(tmp_path, [IndexEntry(f"ade20k/{HOSTILE}", report, results),
+                                          IndexEntry("cityscapes", None, None, status=HOSTILE)], title=HOSTILE)
+    for path, at_least in ((report, 10), (index, 3)):
+        html = path.read_text(encoding="utf-8")
+        assert "<script" not in html.lower()  # the pages have no script, and data brings none
+        assert '"q"' not in html and " & co" not in html  # the quotes and the ampersand too
+        quote = "(?:&#34;|&quot;)"
+        escaped = re.findall(rf"&lt;script&gt;alert\(1\)&lt;/script&gt; {quote}q{quote} &amp; co", html)
+        assert len(escaped) >= at_least
+        page = Page(html)
+        assert sum(HOSTILE in t for t in page.text) >= at_least  # and the reader sees the string itself
+        assert {key for _, attrs in page.tags for key in attrs} <= {"lang", "charset", "name", "content", "id",
+                                                                    "href", "src", "alt", "class", "style"}
+    alts = [attrs["alt"] for tag, attrs in Page(report.read_text(encoding="utf-8")).tags if tag == "img"]
+    assert alts[2:] == [HOSTILE] * 4  # an attribute value stays whole
+
+
+def test_templates_escape_everything_and_refuse_missing_values():
+    import jinja2
+
+    from clip_surgery_seg.reporting import html_report
+
+    env = html_report.template_environment()
+    assert env.autoescape is True and env.undefined is jinja2.StrictUndefined
+    assert env.from_string("{{ x }}").render(x='<b x="1">&') == "&lt;b x=&#34;1&#34;&gt;&amp;"
+    with pytest.raises(jinja2.UndefinedError):  # a variable the code did not pass
+        env.get_template("run_index.html").render(title="t", runs=[])
+    with pytest.raises(jinja2.UndefinedError):
+        env.get_template("run_report.html").render(title="t")
+    # nothing is ever marked safe: no |safe filter, no Markup, no autoescape switched off
+    folder = Path(env.loader.get_source(env, "base.html")[1]).parent
+    templates = sorted(folder.glob("*.html"))
+    assert {p.name for p in templates} >= {"base.html", "run_report.html", "run_index.html"}
+    for path in templates + [Path(html_report.__file__)]:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\|\s*safe\b|Markup|autoescape\s+false", text), path
+
+
+# --- the index page of a run folder: methods x datasets ----------------------------------------------
+
+def _fake_run(run: Path, method: str, dataset: str, miou: float, partial: bool = False,
+              pretrained: Optional[str] = "openai") -> Path:
+    """``run/<method>/<dataset>/``: the metrics.json and confusion.npy of a run of ``method``."""
+    folder = run / method / dataset
+    folder.mkdir(parents=True)
+    results = make_results(dataset=dataset, partial=partial)
+    results["dataset"]["expected_images"] = results["dataset"]["num_images"]  # the whole split
+    results["summary"]["mIoU"] = miou
+    results["method"] = {"name": method, "params": {}, "postprocess": None}
+    results["model"]["pretrained"] = pretrained
+    (folder / "metrics.json").write_text(json.dumps(results))
+    np.save(folder / "confusion.npy", CONFUSION)
+    return folder
+
+
+def test_run_index_compares_each_method_dataset_by_dataset(tmp_path):
+    """3 methods x 2 datasets: one row per method with its two cells, ours beside the published
+    number, each linking to its run's report; no mean across methods."""
+    from clip_surgery_seg.reporting.html_report import write_run_index
+
+    run = tmp_path / "run"
+    methods, datasets = ("sclip", "naclip", "clip_surgery"), ("cityscapes", "ade20k")
+    mious = {(m, d): 10.0 + 3 * i + j for i, m in enumerate(methods) for j, d in enumerate(datasets)}
+    for (method, dataset), miou in mious.items():
+        _fake_run(run, method, dataset, miou, partial=(method, dataset) == ("naclip", "ade20k"),
+                  pretrained=None if method == "clip_surgery" else "openai")
+    # an earlier run's result in the reused folder, for a method that failed this time: not shown
+    _fake_run(run, "vanilla", "cityscapes", 77.7, partial=False, pretrained="openai")
+    ran = {"status": "ran"}
+    (run / "summary.json").write_text(json.dumps({"datasets": {
+        "pascal_context59": {"status": "missing_data", "reason": "no VOCdevkit", "methods": {}},
+        "cityscapes": {"status": "failed",
+                       "methods": {"vanilla": {"status": "failed", "reason": "out of <memory>"},
+                                   **{m: ran for m in methods}}},
+        "ade20k": {"status": "ran", "methods": {m: ran for m in methods}}}}))
+    index = write_run_index(run)
+    html = index.read_text(encoding="utf-8")
+    page = Page(html)
+    text = page.text
+    assert not any("over 6 datasets" in t or "Mean mIoU" in t for t in text)
+    assert not any("77.70" in t for t in text)
+
+    rows = _table_rows(html)
+    header = rows[0]
+    assert header[:3] == ["method", "protocol", "model / weights"] and header[-1] == "average"
+    city, ade = header.index("Cityscapes"), header.index("ADE20K-150")
+    # one row per method, the field's order
+    from clip_surgery_seg.models.methods import METHODS
+
+    assert [r[0] for r in rows[1:]] == [METHODS[m].label for m in METHODS if m in methods], rows
+    by_label = {r[0]: r for r in rows[1:]}
+    for method, label in zip(methods, ("SCLIP", "NACLIP", "CLIP Surgery")):
+        row = by_label[label]
+        assert row[1] == "sclip"
+        assert row[city].startswith(f"{mious[method, 'cityscapes']:.2f} / ")
+        assert row[ade].startswith(f"{mious[method, 'ade20k']:.2f} / ")
+        assert row[-1].startswith(f"{(mious[method, 'cityscapes'] + mious[method, 'ade20k']) / 2:.2f} / ")
+    # the published numbers of results/paper.csv: SCLIP on ADE20K under its own protocol (16.45, its
+    # README), NACLIP's without PAMR (17.4), CLIP Surgery's under settings it never published (12.9*)
+    assert by_label["SCLIP"][ade].startswith("11.00 / 16.45 [")
+    assert by_label["NACLIP"][ade].startswith("14.00 / 17.4 [")
+    assert by_label["CLIP Surgery"][ade].startswith("17.00 / 12.9* [")
+    # the weights, and the partial result marked in its own cell only
+    assert by_label["SCLIP"][2] == "ViT-B-16 / openai"
+    assert by_label["CLIP Surgery"][2] == "ViT-B-16 / random weights"
+    assert '<span class="badge warn">ViT-B-16 / random weights</span>' in html
+    assert "partial" in by_label["NACLIP"][ade] and "1 files skipped" in by_label["NACLIP"][ade]
+    assert sum("partial" in cell for r in rows[1:] for cell in r[3:]) == 1
+    # footnotes name the sources
+    assert any(t.startswith("SCLIP README, https://github.com/wangf3014/SCLIP") for t in text)
+    # each of our numbers links to that run's own report, which exists
+    order = [(m, d) for m in METHODS if m in methods for d in ("cityscapes", "ade20k")]
+    assert [_local_target(index, h) for h in _links(page, "ours")] == [run / m / d / "report.html" for m, d in order]
+    assert all((run / m / d / "report.html").is_file() for m, d in order)
+    # below: every run, then what did not run (from summary.json) with the reason
+    assert len(_links(page, "report")) == 6
+    assert "missing data: no VOCdevkit" in text and "failed: out of <memory>" in text
+    assert "Cityscapes / vanilla" not in text and "Cityscapes / CLIP" in text
+
+
+def _table_rows(html: str) -> List[List[str]]:
+    """The methods table's rows, each cell's text joined by spaces."""
+    start = html.index('<section id="table">')
+    section = html[start:html.index("</table>", start)]
+
+    class Rows(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.rows: List[List[str]] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th") and self.rows:
+                self.rows[-1].append("")
+
+        def handle_data(self, data):
+            if self.rows and self.rows[-1] and data.strip():
+                cell = self.rows[-1][-1]
+                self.rows[-1][-1] = f"{cell} {data.strip()}".strip()
+
+    parser = Rows()
+    parser.feed(section)
+    return parser.rows
 
 
 # --- a real browser -------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ def test_the_wheel_holds_every_package_and_the_shipped_files(installed):
     assert (package / "_packaged" / "configs" / "classnames" / "ade20k.txt").is_file()
     assert (package / "_packaged" / "configs" / "_base_" / "protocols" / "clearclip.py").is_file()
     assert (package / "_packaged" / "results" / "paper.csv").read_text() == (REPO / "results" / "paper.csv").read_text()
+    for template in ("base.html", "macros.html", "run_report.html", "run_index.html"):  # the report pages' markup
+        shipped = package / "reporting" / "templates" / template
+        assert shipped.read_text() == (REPO / "clip_surgery_seg" / "reporting" / "templates" / template).read_text()
 
 
 def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_path):
@@ -73,7 +76,13 @@ def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_pat
     table = (work / "run" / "table.md").read_text()
     assert "ADE20K-150" in next(line for line in table.splitlines() if line.startswith("| method"))
     assert all(f"| {label} " in table for label in ("CLIP ", "SCLIP", "NACLIP", "CLIP Surgery"))
-    assert (work / "work_dirs" / "ade20k" / "report.html").is_file() and (work / "run" / "report.html").is_file()
+    # the pages are rendered from the installed package's templates: the run's report and the run's index
+    assert "not written" not in run.stderr
+    report = (work / "work_dirs" / "ade20k" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Per-class IoU</h2>" in report and "<h2>Provenance</h2>" in report
+    index = (work / "run" / "report.html").read_text(encoding="utf-8")
+    assert index.count('<a class="ours" href=') == 6 and index.count('<a class="report" href=') == 6
+    assert "<td>CLIP Surgery</td><td>clearclip</td>" in index
     # the demo finds its default model config and the dataset's class names in the package
     image = next((work / "data").rglob("*.jpg"))
     run = _tool(installed, "css-demo", image, "--dataset", "ade20k", "--show-classes", "wall", "--out", "demo",

@@ -11,6 +11,7 @@ from clip_surgery_seg.cli.reproduce import main as reproduce_main
 from clip_surgery_seg import protocols
 from clip_surgery_seg.models.methods import METHODS
 from conftest import CITYSCAPES_IMAGES, REPO, TINY_VIT
+from test_html_report import Page, _table_rows
 
 FAST = ["--model", str(TINY_VIT), "--pretrained", "none", "--quiet", "--cfg-options",
         "test_dataloader.num_workers=0", "protocol.short_side=112", "protocol.crop_size=64", "protocol.stride=32"]
@@ -86,6 +87,21 @@ def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_ro
     assert f"{CITYSCAPES_IMAGES} of 500 images" in table
     assert "pascal_context59: missing data: data folder" in table
     assert (run / "table.csv").is_file() and (run / "table.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the run's page shows the same table, each of our numbers marked as not over the full split and
+    # linking to its run's report, and says which dataset did not run and why
+    html = (run / "report.html").read_text(encoding="utf-8")
+    rows = {row[0]: row for row in _table_rows(html)}
+    column = rows["method"].index("Cityscapes")
+    for method, label in (("sclip", "SCLIP"), ("clip_surgery", "CLIP Surgery")):
+        miou = ran["methods"][method]["mIoU"]
+        cell = rows[label][column]
+        assert cell.startswith(f"{miou:.2f} / ") and cell.endswith(f"partial {CITYSCAPES_IMAGES} of 500 images")
+        assert rows[label][1:3] == lines[label][1:3]
+        assert f'<a class="ours" href="{method}/cityscapes/report.html">{miou:.2f}</a>' in html
+    assert " / 31.4* [" in rows["CLIP Surgery"][column]
+    text = Page(html).text
+    assert "PASCAL Context-59" in text and any(t.startswith("missing data: data folder") for t in text)
 
     frame = read_history(history)
     order = summary["methods"]

@@ -21,7 +21,7 @@ from clip_surgery_seg.segmentors.segmentor import CLIPSurgerySegmentor
 from clip_surgery_seg.visualization import IGNORE_COLOR, render_panel
 from conftest import REPO, eval_args
 from mmseg.registry import MODELS
-from test_html_report import Page, _chromium, _load_in_chromium, _local_target, _PROBE
+from test_html_report import Page, _chromium, _links, _load_in_chromium, _local_target, _PROBE, _table_rows
 
 NUM_IMAGES = 10
 K = 150  # ADE20K
@@ -250,18 +250,25 @@ def test_reproduce_writes_one_page_for_the_run(monkeypatch, synthetic_root, tmp_
                            "--data-root", str(synthetic_root), "--out", str(run), "--history", "none", *fast])
     assert code == 0, capsys.readouterr()
     index = run / "report.html"
-    page = Page(index.read_text(encoding="utf-8"))
-    links = [_local_target(index, a["href"]) for tag, a in page.tags if tag == "a"]
-    # the paper's order, each dataset's own report, each complete
-    assert links == [run / "clip_surgery" / name / "report.html" for name in ("pascal_context59", "cityscapes", "ade20k")]
+    html = index.read_text(encoding="utf-8")
+    page = Page(html)
+    # the paper's order, each dataset's own report, each complete: in the table and in the list of runs
+    expected = [run / "clip_surgery" / name / "report.html" for name in ("pascal_context59", "cityscapes", "ade20k")]
+    assert [_local_target(index, href) for href in _links(page, "ours")] == expected
+    links = [_local_target(index, href) for href in _links(page, "report")]
+    assert links == expected
+    mious = []
     for report in links:
         sub = Page(report.read_text(encoding="utf-8"))
         for url in sub.urls():
             if not url.startswith("#"):
                 assert _local_target(report, url).is_file(), (report, url)
-        miou = json.loads((report.parent / "metrics.json").read_text())["summary"]["mIoU"]
-        assert f"{miou:.2f}" in page.text
-    assert any("Mean mIoU over 3 datasets" in t for t in page.text)
+        mious.append(json.loads((report.parent / "metrics.json").read_text())["summary"]["mIoU"])
+        assert f"{mious[-1]:.2f}" in page.text
+    # one row, CLIP Surgery's: its average over its three datasets, with the random weights it ran with
+    header, row = _table_rows(html)[:2]
+    assert row[0] == "CLIP Surgery" and row[2] == "tiny-vit.json / random weights"
+    assert row[-1].startswith(f"{sum(mious) / 3:.2f} / ") and row[-1].endswith(f"3 of {len(header) - 4} datasets")
 
 
 def test_index_lists_nested_runs(tmp_path, synthetic_root, run_eval):
@@ -273,7 +280,7 @@ def test_index_lists_nested_runs(tmp_path, synthetic_root, run_eval):
         (tmp_path / "run" / "cityscapes" / method / "report.html").unlink()  # written again by the index
     index = write_run_index(tmp_path / "run")
     page = Page(index.read_text(encoding="utf-8"))
-    links = [_local_target(index, a["href"]) for tag, a in page.tags if tag == "a"]
+    links = [_local_target(index, href) for href in _links(page, "report")]
     assert links == [tmp_path / "run" / "cityscapes" / m / "report.html" for m in ("a", "b")]
     assert all(link.is_file() for link in links)
     assert "Cityscapes / a" in page.text and "Cityscapes / b" in page.text

@@ -8,7 +8,7 @@ Run folder (default ``work_dirs/reproduce/<UTC time>_<protocol>/``)::
                                       failed, and whether the run finished
     table.md, table.csv               the methods x datasets table, ours beside the published numbers
     table.png                         the same as bars (``tools/report.py`` rebuilds all three)
-    report.html                       the table with links to every evaluation's report
+    report.html                       the same table, linking every evaluation's report
 
 Each evaluation is ``configs/<dataset>.py`` with the method (what ``configs/<method>/<dataset>.py``
 names) and goes through :func:`~.session.run_session`, as ``tools/eval.py`` does. For each dataset
@@ -37,14 +37,13 @@ from ..datasets.catalog import DATASETS, paper_rank
 from ..errors import ConfigError, DataLayoutError, ResultsFileError, ResumeError, UserError, suggest
 from ..fileio import atomic_write_json, atomic_write_text, check_writable
 from ..models import METHODS, SharedCLIP
-from ..results import RESULTS_FILE, load_results, utc_now
+from ..results import FAILED, RAN, RESULTS_FILE, SUMMARY_FILE, load_results, utc_now
+from ..results import MISSING_DATA as MISSING
 from .runner import EvalOptions, EvaluationInterrupted
 from .session import RunInterrupted, run_session
 
 logger = logging.getLogger("clip_surgery_seg")
 
-SUMMARY_FILE = "summary.json"
-RAN, MISSING, FAILED = "ran", "missing_data", "failed"
 
 
 @dataclass

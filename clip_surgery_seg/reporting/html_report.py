@@ -12,33 +12,43 @@ dir's ``metrics.json``, ``confusion.npy`` and ``examples/`` (written by the engi
         worst_01.png, best_01.png...  copies of the example panels
 
 Everything is linked by relative paths, so the folder can be moved, zipped or opened from disk.
-Every string from the results (class names, paths, config values) is HTML-escaped.
+
+The markup is in Jinja2 templates (``templates/``, shipped as package data) rendered with
+autoescape on and ``StrictUndefined``: this module hands them plain data -- numbers already
+formatted, hrefs already relative and percent-encoded, lists of rows -- and every string from the
+results (class names, paths, config values) is escaped by Jinja2 on the way out. Nothing here or
+in the templates marks data as safe markup.
 
 The page is written last: a ``report.html`` that exists has all its images.
 
-``write_run_index(run_dir)`` (``tools/reproduce.py``) writes ``<run_dir>/report.html``: a table of
-every ``*/metrics.json`` and ``*/*/metrics.json`` below it, each linking to its own report.
+``write_run_index(run_dir)`` (``tools/reproduce.py``) writes ``<run_dir>/report.html``: the methods x
+datasets table of the run (ours beside the published numbers, as in its ``table.md``), then every
+``*/metrics.json`` and ``*/*/metrics.json`` below it, each linking to its own report.
 """
 from __future__ import annotations
 
-import html
+import functools
 import io
 import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
+import jinja2
 import numpy as np
 
-from ..results import CONFUSION_FILE, EXAMPLES_DIR, RESULTS_FILE, load_results, read_examples
+from ..results import (CONFUSION_FILE, EXAMPLES_DIR, FAILED, MISSING_DATA, RAN, RESULTS_FILE, SUMMARY_FILE, SCHEMA_V1,
+                       load_results, method_name, upgrade, postprocess_name, read_examples)
 from ..errors import ReportingError, ResultsFileError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..visualization.palettes import palette_for
 from ..datasets.catalog import label as dataset_label
 from ..datasets.catalog import paper_rank
+from .paper import ELSEWHERE, MISSING, _footnote_keys, load_paper, methods_table
+from .records import ResultRecord
 
 REPORT_FILE = "report.html"
 ASSETS_DIR = "report_files"
@@ -46,6 +56,16 @@ INDEX_FILE = REPORT_FILE  # a run folder's page has the same name as a work dir'
 TOP_CONFUSIONS = 20
 # row-normalised shares below this are drawn as "none" in the confusion heat map (log scale floor)
 CONFUSION_FLOOR = 1e-4
+TEMPLATES_PACKAGE = "clip_surgery_seg.reporting"  # its templates/ folder, package data of the wheel
+
+
+def _method_label(method: str, postprocess: Optional[str] = None) -> str:
+    """What a page calls a method: the registry's label (``NACLIP``), with its post-processing
+    (``NACLIP + PAMR``); an unknown name as it is."""
+    from ..models.methods import METHODS
+
+    name = METHODS[method].label if method in METHODS else method
+    return name + (f" + {postprocess.upper()}" if postprocess else "")
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -76,17 +96,25 @@ class IndexEntry:
     status: str = ""
 
 
-# --- small helpers --------------------------------------------------------------------------------
+# --- templates and plain values ---------------------------------------------------------------------
 
-def _e(value: Any) -> str:
-    """Text for HTML: every ``& < > " '`` escaped."""
-    return html.escape(str(value), quote=True)
+@functools.lru_cache(maxsize=None)
+def template_environment() -> jinja2.Environment:
+    """The Jinja2 environment of the pages: the package's ``templates/``, every value escaped
+    (autoescape on for every template, whatever its name), and a variable a template uses but the
+    code did not pass is an error, not an empty string that would hide a missing section."""
+    return jinja2.Environment(loader=jinja2.PackageLoader(TEMPLATES_PACKAGE, "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True)
+
+
+def _render(template: str, **context: Any) -> str:
+    return template_environment().get_template(template).render(**context)
 
 
 def _href(target: Path, base: Path) -> str:
-    """A relative URL from folder ``base`` to ``target``, percent-encoded, then escaped for an attribute."""
-    relative = Path(os.path.relpath(target, base)).as_posix()
-    return _e(quote(relative))
+    """A relative URL from folder ``base`` to ``target``, percent-encoded (the template escapes it)."""
+    return quote(Path(os.path.relpath(target, base)).as_posix())
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -94,7 +122,7 @@ def _num(value: Any, digits: int = 2) -> str:
         return "n/a"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value:.{digits}f}"
-    return _e(value)
+    return str(value)
 
 
 def _pct(part: float, whole: float) -> str:
@@ -110,52 +138,18 @@ def _hex(rgb: Sequence[int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb[:3]))
 
 
-class _Html(str):
-    """Markup built here from escaped parts: put in a table as it is."""
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, _Html):
-        return value
+def _kv(key: str, value: Any, badge: Optional[str] = None) -> Dict[str, Any]:
+    """One row of a key/value table: the value as text (nested values as compact JSON; none is
+    drawn muted), and an optional warning badge after it."""
     if isinstance(value, (dict, list, tuple)):
-        return _e(json.dumps(value, default=str))
-    if value is None:
-        return "<span class=muted>none</span>"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return _e(value)
-
-
-def _kv_table(rows: Iterable[Tuple[str, Any]], css: str = "kv") -> str:
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_value(v)}</td></tr>" for k, v in rows)
-    return f"<table class={css}>{body}</table>"
-
-
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1200px;
-padding:0 16px 40px;color:#1a1a1a}
-h1{font-size:24px;margin:20px 0 4px}h2{font-size:19px;margin:30px 0 8px;border-bottom:1px solid #ddd}
-h3{font-size:15px;margin:18px 0 6px}
-nav a{margin-right:14px}table{border-collapse:collapse;margin:6px 0}
-th,td{padding:2px 10px 2px 0;text-align:left;vertical-align:top}td.n,th.n{text-align:right}
-table.grid td,table.grid th{border-bottom:1px solid #eee;padding:2px 8px}
-table.kv th{font-weight:600;color:#444;white-space:nowrap}table.kv td{word-break:break-all}
-.badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;font-weight:600;margin-left:6px}
-.warn{background:#ffe1a8;color:#6b4000}.ok{background:#d5f0d5;color:#1d5c1d}.muted{color:#888}
-.sw{display:inline-block;width:11px;height:11px;border:1px solid #555;margin-right:6px;vertical-align:-1px}
-.big{font-size:22px;font-weight:600}
-img.fig{max-width:100%;height:auto;border:1px solid #eee}figure{margin:0}
-.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.row img.fig{max-width:540px}table.grid.small{font-size:13px}
-.examples{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px}
-figcaption{font-size:13px;color:#333;margin-bottom:4px}pre{background:#f6f6f6;padding:8px;overflow:auto;
-max-height:420px;font-size:12px}
-"""
-
-
-def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-            f"<meta name=viewport content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+        text = json.dumps(value, default=str)
+    elif value is None:
+        text = "none"
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    else:
+        text = str(value)
+    return {"key": key, "text": text, "muted": value is None, "badge": badge}
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -287,7 +281,7 @@ def top_confusions(confusion: np.ndarray, k: int = TOP_CONFUSIONS) -> List[Tuple
     return [(int(i), int(j), int(off[i, j])) for i, j in (divmod(int(flat[o]), m.shape[1]) for o in order)]
 
 
-# --- sections --------------------------------------------------------------------------------------
+# --- the run page's data ---------------------------------------------------------------------------
 
 def _sort_key(row: Mapping[str, Any]) -> Tuple[int, float]:
     iou = row.get("IoU")
@@ -295,139 +289,114 @@ def _sort_key(row: Mapping[str, Any]) -> Tuple[int, float]:
     return (1, 0.0) if absent else (0, float(iou))
 
 
-def _summary_section(results: Mapping[str, Any]) -> str:
+def _summary(results: Mapping[str, Any]) -> Dict[str, Any]:
+    """The headline numbers, the flags that say whether they cover the whole split, and the facts."""
     s, d = results["summary"], results["dataset"]
     images = d.get("num_images")
     expected = d.get("expected_images")
-    image_text = _num(images, 0) if images is not None else "n/a"
-    if expected is not None and images is not None and images != expected:
-        image_text += f" <span class='badge warn'>of {int(expected)} expected</span>"
+    short = expected is not None and images is not None and images != expected
     flags = []
     if results.get("partial"):
         count = len(results.get("skipped") or [])
-        flags.append(f"<span class='badge warn'>PARTIAL: {count} file{'s' if count != 1 else ''} skipped</span>")
+        flags.append({"text": f"PARTIAL: {count} file{'s' if count != 1 else ''} skipped", "css": "warn"})
     if d.get("limit"):
-        flags.append(f"<span class='badge warn'>limited to {_e(d['limit'])} images</span>")
+        flags.append({"text": f"limited to {d['limit']} images", "css": "warn"})
     if results.get("complete") is False:
-        flags.append("<span class='badge warn'>INCOMPLETE run</span>")
+        flags.append({"text": "INCOMPLETE run", "css": "warn"})
     if not flags:
-        flags.append("<span class='badge ok'>complete, no file skipped</span>")
-    rows = "".join(f"<td class=n><div class=big>{_num(s.get(key))}</div>{key}</td>" for key in ("mIoU", "mAcc", "aAcc"))
-    facts = _kv_table([
-        ("dataset", f"{d.get('name')} ({d.get('type')})"),
-        ("images", _Html(image_text)),
-        ("classes", d.get("num_classes", len(results["per_class"]))),
-        ("data root", d.get("data_root")),
-        ("created", results.get("created")),
-    ])
-    return (f"<section id=summary><h2>Summary</h2><table><tr>{rows}</tr></table>"
-            f"<p>{' '.join(flags)}</p>{facts}</section>")
+        flags.append({"text": "complete, no file skipped", "css": "ok"})
+    return {
+        "numbers": [{"key": key, "text": _num(s.get(key))} for key in ("mIoU", "mAcc", "aAcc")],
+        "flags": flags,
+        "facts": [
+            _kv("dataset", f"{d.get('name')} ({d.get('type')})"),
+            _kv("images", _num(images, 0), badge=f"of {int(expected)} expected" if short else None),
+            _kv("classes", d.get("num_classes", len(results["per_class"]))),
+            _kv("data root", d.get("data_root")),
+            _kv("created", results.get("created")),
+        ],
+    }
 
 
-def _class_section(results: Mapping[str, Any], matrix: np.ndarray, palette: np.ndarray) -> str:
+def _class_rows(results: Mapping[str, Any], matrix: np.ndarray, palette: np.ndarray) -> List[Dict[str, Any]]:
+    """The per-class table, worst first (a class without IoU last)."""
     per_class = results["per_class"]
     label_total = float(matrix.sum())
     pred_area = matrix[:, : matrix.shape[0]].sum(axis=0)
     order = sorted(range(len(per_class)), key=lambda i: (_sort_key(per_class[i]), i))
-    lines = []
-    for rank, i in enumerate(order, start=1):
-        row = per_class[i]
-        iou = row.get("IoU")
-        lines.append(
-            f"<tr><td class=n>{rank}</td><td><span class=sw style=\"background:{_hex(palette[i])}\"></span>"
-            f"{_e(row.get('class'))}</td><td class=n>{_num(iou)}</td>"
-            f"<td class=n>{_num(row.get('Acc'))}</td><td class=n>{_pct(matrix[i].sum(), label_total)}</td>"
-            f"<td class=n>{_pct(pred_area[i], label_total)}</td></tr>")
-    head = ("<tr><th class=n>#</th><th>class</th><th class=n>IoU</th><th class=n>Acc</th>"
-            "<th class=n>labelled</th><th class=n>predicted</th></tr>")
-    return (f"<section id=classes><h2>Per-class IoU</h2>"
-            f"<p>Worst first; a class with no labelled and no predicted pixel has no IoU (n/a, last) and "
-            f"is left out of the mIoU. Labelled / predicted: the class's share of all labelled pixels "
-            f"in the label maps / in the predictions (on labelled pixels).</p>"
-            f"<div class=row><a href=\"{ASSETS_DIR}/iou_per_class.png\"><img class=fig "
-            f"src=\"{ASSETS_DIR}/iou_per_class.png\" alt=\"IoU per class bar chart\"></a>"
-            f"<table class=\"grid small\">{head}{''.join(lines)}</table></div></section>")
+    return [{"rank": rank, "colour": _hex(palette[i]), "name": str(per_class[i].get("class")),
+             "iou": _num(per_class[i].get("IoU")), "acc": _num(per_class[i].get("Acc")),
+             "labelled": _pct(matrix[i].sum(), label_total), "predicted": _pct(pred_area[i], label_total)}
+            for rank, i in enumerate(order, start=1)]
 
 
-def _confusion_section(matrix: np.ndarray, names: Sequence[str], top_k: int) -> str:
+def _confusion_rows(matrix: np.ndarray, names: Sequence[str], top_k: int) -> List[Dict[str, Any]]:
+    """The ``top_k`` largest confusions, with their shares of the label class and of all pixels."""
     total = float(matrix.sum())
     row_totals = matrix.sum(axis=1)
     names_out = list(names) + [f"(outside [0, {len(names)}))"]
-    lines = [f"<tr><td class=n>{n}</td><td>{_e(names_out[i])}</td><td>&rarr;</td><td>{_e(names_out[j])}</td>"
-             f"<td class=n>{pixels:,}</td><td class=n>{_pct(pixels, row_totals[i])}</td>"
-             f"<td class=n>{_pct(pixels, total)}</td></tr>"
-             for n, (i, j, pixels) in enumerate(top_confusions(matrix, top_k), start=1)]
-    head = ("<tr><th class=n>#</th><th>label</th><th></th><th>predicted as</th><th class=n>pixels</th>"
-            "<th class=n>of the label class</th><th class=n>of all labelled</th></tr>")
-    table = (f"<table class=grid>{head}{''.join(lines)}</table>" if lines
-             else "<p class=muted>No confusion: every labelled pixel was predicted right.</p>")
-    return (
-        "<section id=confusion><h2>Confusions</h2>"
-        "<p>Row <i>i</i> is the label class, column <i>j</i> the predicted class; each row is divided by "
-        "its label pixels, so a rare class's row is as readable as a frequent one's (mIoU weighs them "
-        "alike). The colour scale is <b>logarithmic</b> (from 0.01% to 100%): the diagonal holds most "
-        "of each row, and the confusions that cost IoU are 0.1&ndash;10% shares that a linear scale "
-        "would draw in the same colour as zero. White: no pixel (or under 0.01%).</p>"
-        f"<a href=\"{ASSETS_DIR}/confusion.png\"><img class=fig src=\"{ASSETS_DIR}/confusion.png\" "
-        "alt=\"row-normalised confusion matrix\"></a>"
-        f"<p>Raw counts: <a href=\"{ASSETS_DIR}/confusion.csv\">confusion.csv</a>.</p>"
-        f"<h3>The {top_k} largest confusions (by pixels)</h3>{table}</section>")
+    return [{"rank": n, "label": names_out[i], "predicted": names_out[j], "pixels": f"{pixels:,}",
+             "of_label": _pct(pixels, row_totals[i]), "of_all": _pct(pixels, total)}
+            for n, (i, j, pixels) in enumerate(top_confusions(matrix, top_k), start=1)]
 
 
-def _examples_section(groups: List[Tuple[str, List[Tuple[ReportExample, str]]]]) -> str:
-    if not any(items for _, items in groups):
-        return ""
-    parts = ["<section id=examples><h2>Examples</h2><p>image | ground truth / prediction | errors "
-             "(red: wrong pixels, grey: ignored); mIoU of the image alone. Click a panel for its full size.</p>"]
-    for heading, items in groups:
-        if not items:
-            continue
-        parts.append(f"<h3>{_e(heading)}</h3><div class=examples>")
-        for example, file_name in items:
-            url = f"{ASSETS_DIR}/{_e(quote(file_name))}"
-            parts.append(f"<figure><figcaption>{_e(example.name)} &mdash; mIoU {_num(example.miou)}</figcaption>"
-                         f"<a href=\"{url}\"><img class=fig src=\"{url}\" alt=\"{_e(example.name)}\"></a></figure>")
-        parts.append("</div>")
-    parts.append("</section>")
-    return "".join(parts)
+def _example_groups(groups: List[Tuple[str, List[Tuple[ReportExample, str]]]]) -> List[Dict[str, Any]]:
+    """The worst and the best panels that exist (an empty group is left out)."""
+    return [{"heading": heading,
+             "figures": [{"name": example.name, "miou": _num(example.miou), "url": f"{ASSETS_DIR}/{quote(file_name)}"}
+                         for example, file_name in items]}
+            for heading, items in groups if items]
 
 
-def _skipped_section(results: Mapping[str, Any]) -> str:
+SKIPPED_SHOWN = 200  # the page lists this many skipped files; metrics.json has them all
+
+
+def _skipped(results: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     skipped = results.get("skipped") or []
     if not skipped:
-        return ""
-    rows = "".join(f"<tr><td>{_e(s.get('image'))}</td><td>{_e(s.get('reason'))}</td></tr>" for s in skipped[:200])
-    more = f"<p class=muted>and {len(skipped) - 200} more (see metrics.json)</p>" if len(skipped) > 200 else ""
-    return (f"<section id=skipped><h2>Skipped files ({len(skipped)})</h2>"
-            f"<table class=grid><tr><th>image</th><th>reason</th></tr>{rows}</table>{more}</section>")
+        return None
+    return {"count": len(skipped), "more": max(0, len(skipped) - SKIPPED_SHOWN),
+            "rows": [{"image": str(s.get("image")), "reason": str(s.get("reason"))} for s in skipped[:SKIPPED_SHOWN]]}
 
 
-def _provenance_section(results: Mapping[str, Any]) -> str:
-    model = results.get("model") or {}
-    code = results.get("code") or {}
-    env = dict(results.get("environment") or {})
-    packages = env.pop("packages", None) or {}
-    run = [("config file", results.get("config_file")), ("config hash", results.get("config_hash")),
-           ("created", results.get("created")), ("schema", results.get("schema"))]
-    weights = [("model", model.get("name")), ("pretrained", model.get("pretrained") or "none (random weights)"),
-               ("weights sha256", model.get("sha256")), ("seed", model.get("seed")),
-               ("quick_gelu", model.get("quick_gelu"))]
-    code_rows = [("version", code.get("version")), ("git commit", code.get("git_commit")),
-                 ("uncommitted changes", code.get("git_dirty"))]
-    parts = ["<section id=provenance><h2>Provenance</h2>",
-             "<h3>Run</h3>", _kv_table(run), "<h3>Weights</h3>", _kv_table(weights),
-             "<h3>Protocol</h3>", _kv_table((results.get("protocol") or {}).items()),
-             "<h3>Code</h3>", _kv_table(code_rows),
-             "<h3>Environment</h3>", _kv_table(env.items())]
-    if packages:
-        parts += ["<h3>Packages</h3>", _kv_table(sorted(packages.items()))]
-    if results.get("timing"):
-        parts += ["<h3>Timing (seconds)</h3>", _kv_table(results["timing"].items())]
-    if results.get("config") is not None:
-        config = json.dumps(results["config"], indent=2, sort_keys=True, default=str)
-        parts.append(f"<details><summary>The full config</summary><pre>{_e(config)}</pre></details>")
-    parts.append("</section>")
-    return "".join(parts)
+# The sections of a results file shown under "Provenance", in this order, whichever exist: v1 files
+# have dataset, protocol (with the method in it), model, code, environment and timing; v2 files
+# also have method and text.
+PROVENANCE_SECTIONS = (("dataset", "Dataset"), ("protocol", "Protocol"), ("method", "Method"),
+                       ("model", "Model and weights"), ("text", "Text"), ("code", "Code"),
+                       ("environment", "Environment"), ("timing", "Timing (seconds)"))
+# keys whose own name would not say what they are on the page
+KEY_LABELS = {("model", "sha256"): "weights sha256", ("code", "git_commit"): "git commit",
+              ("code", "git_dirty"): "uncommitted changes"}
+
+
+def _provenance(results: Mapping[str, Any]) -> Dict[str, Any]:
+    """Key/value tables of the run and of each section of the results file, and the full config."""
+    tables = [{"heading": "Run", "rows": [_kv("config file", results.get("config_file")),
+                                          _kv("config hash", results.get("config_hash")),
+                                          _kv("created", results.get("created")),
+                                          _kv("schema", results.get("schema"))]}]
+    for key, heading in PROVENANCE_SECTIONS:
+        if key not in results:
+            continue
+        section = results[key]
+        if not isinstance(section, Mapping):
+            tables.append({"heading": heading, "rows": [_kv("value", section)]})
+            continue
+        section = dict(section)
+        # the library versions: a table of their own, one package a row, rather than one JSON line
+        packages = section.pop("packages", None) if key == "environment" else None
+        rows = []
+        for name, value in section.items():
+            if key == "model" and name == "pretrained" and not value:
+                value = "none (random weights)"
+            rows.append(_kv(KEY_LABELS.get((key, name), str(name)), value))
+        tables.append({"heading": heading, "rows": rows})
+        if isinstance(packages, Mapping) and packages:
+            tables.append({"heading": "Packages", "rows": [_kv(str(n), v) for n, v in sorted(packages.items())]})
+    config = results.get("config")
+    return {"tables": tables,
+            "config": None if config is None else json.dumps(config, indent=2, sort_keys=True, default=str)}
 
 
 # --- the pages -------------------------------------------------------------------------------------
@@ -484,6 +453,7 @@ def write_run_report(out_dir: Union[str, Path], results: Mapping[str, Any], conf
             shape or run, a missing panel file.
     """
     out_dir = Path(out_dir)
+    results = upgrade(results) if results.get("schema") == SCHEMA_V1 else results  # a v1 dict says it its way
     matrix = _check_inputs(results, confusion)
     per_class = list(results["per_class"])
     names = [str(row.get("class", i)) for i, row in enumerate(per_class)]
@@ -498,72 +468,121 @@ def write_run_report(out_dir: Union[str, Path], results: Mapping[str, Any], conf
     atomic_write_text(assets / "confusion.csv", _confusion_csv(matrix, names), fsync=False)
     groups = _copy_examples(examples, assets)
 
-    name = dataset.get("name") or "run"
-    title = f"{dataset_label(str(name))}: mIoU {_num(miou)}"
+    heading = f"{dataset_label(str(dataset.get('name') or 'run'))}: mIoU {_num(miou)}"
     protocol = (results.get("protocol") or {}).get("name")
     model = results.get("model") or {}
-    subtitle = " &middot; ".join(_e(x) for x in (f"protocol {protocol}" if protocol else None, model.get("name"),
-                                                  model.get("pretrained")) if x)
-    nav = "".join(f"<a href=\"#{anchor}\">{text}</a>" for anchor, text in (
-        ("summary", "summary"), ("classes", "per class"), ("confusion", "confusions"),
-        ("examples", "examples"), ("provenance", "provenance")))
-    body = "".join([
-        f"<h1>{_e(title)}</h1><p class=muted>{subtitle}</p><nav>{nav}</nav>",
-        _summary_section(results),
-        _class_section(results, matrix, palette),
-        _confusion_section(matrix, names, top_k),
-        _examples_section(groups),
-        _skipped_section(results),
-        _provenance_section(results),
-    ])
-    page = out_dir / REPORT_FILE
-    atomic_write_text(page, _page(f"{title} - clip-surgery-seg report", body), fsync=False)
-    return page
+    subtitle = [_method_label(method_name(results), postprocess_name(results)),
+                f"protocol {protocol}" if protocol else None, model.get("name"),
+                model.get("pretrained") or ("random weights" if model else None)]
+    skipped = _skipped(results)
+    nav = [("summary", "summary"), ("classes", "per class"), ("confusion", "confusions"),
+           *([("examples", "examples")] if any(items for _, items in groups) else []),
+           *([("skipped", "skipped files")] if skipped else []), ("provenance", "provenance")]
+    page = _render("run_report.html", title=f"{heading} - clip-surgery-seg report", heading=heading,
+                   subtitle=[str(part) for part in subtitle if part], nav=nav, assets=ASSETS_DIR,
+                   summary=_summary(results), classes=_class_rows(results, matrix, palette),
+                   confusions={"top_k": top_k, "rows": _confusion_rows(matrix, names, top_k)},
+                   examples=_example_groups(groups), skipped=skipped, provenance=_provenance(results))
+    path = out_dir / REPORT_FILE
+    atomic_write_text(path, page, fsync=False)
+    return path
+
+
+# --- the index page of a run folder ------------------------------------------------------------------
+
+def _methods_table(entries: Sequence[IndexEntry], out_dir: Path) -> Optional[Dict[str, Any]]:
+    """The methods x datasets table of the entries' results, as ``tools/reproduce.py``'s ``table.md``
+    computes it (:func:`paper.methods_table`: rows, cells, published numbers, averages), as plain
+    data for the template: each of our numbers with the link to its run's report and the notes that
+    say it is not over the full split. None when no entry has results."""
+    records, links = [], {}
+    for entry in entries:
+        if not entry.results:
+            continue
+        # the report's path names the record, so that a cell finds its link (a name may repeat)
+        source = str(entry.report) if entry.report is not None else entry.name
+        try:
+            record = ResultRecord.from_results(entry.results, source)
+        except (KeyError, TypeError, ValueError):
+            continue  # a results dict without what the table needs: listed below the table only
+        records.append(record)
+        if entry.report is not None:
+            links[source] = _href(Path(entry.report), out_dir)
+    if not records:
+        return None
+    table = methods_table(records, load_paper())
+    keys = _footnote_keys(table)
+    rows = []
+    for row in table.rows:
+        cells = []
+        for dataset in table.datasets:
+            cell = row.cells[dataset]
+            published, record = cell.published, cell.record
+            partial = record.comparability_notes() if record is not None else []
+            cells.append({
+                "ours": _num(cell.ours), "href": links.get(record.source) if record is not None else None,
+                "published": published.text if published is not None else MISSING,
+                "elsewhere": ELSEWHERE if published is not None and not cell.same_settings else "",
+                "key": keys[published.reference] if published is not None else "",
+                "partial": partial, "notes": [note for note in cell.notes if note not in partial],
+            })
+        ours, paper, count = row.average(table.datasets)
+        rows.append({
+            "label": row.label, "protocol": row.protocol, "model": row.model, "cells": cells,
+            "random": any(c.record is not None and not c.record.pretrained for c in row.cells.values()),
+            "average": {"ours": _num(ours), "published": _num(paper),
+                        "of": f"{count} of {len(table.datasets)} datasets" if 0 < count < len(table.datasets) else ""},
+        })
+    return {
+        "datasets": [{"label": dataset_label(d), "muted": all(r.cells[d].record is None for r in table.rows)}
+                     for d in table.datasets],
+        "rows": rows, "elsewhere": ELSEWHERE, "paper": "results/paper.csv",
+        "footnotes": [{"key": key, "source": source, "table": table_name, "protocol": protocol,
+                       "verified": "verified" if verified else "unverified"}
+                      for (source, table_name, protocol, verified), key in keys.items()],
+    }
+
+
+def _run_row(entry: IndexEntry, out_dir: Path) -> Dict[str, Any]:
+    """One line of the list of runs: its numbers and its report, or why it has none."""
+    results = entry.results or {}
+    summary, dataset = results.get("summary") or {}, results.get("dataset") or {}
+    if entry.report is not None and not Path(entry.report).is_file():
+        raise ReportingError(f"report {entry.report} of {entry.name} does not exist; write it first "
+                             "(write_run_report) or leave the entry's report out")
+    flags = [{"text": "partial", "css": "warn"}] if results.get("partial") else []
+    if dataset.get("limit"):
+        flags.append({"text": f"limit {dataset['limit']}", "css": "warn"})
+    return {"label": _entry_label(entry.name), "flags": flags, "miou": _num(summary.get("mIoU")),
+            "macc": _num(summary.get("mAcc")), "aacc": _num(summary.get("aAcc")),
+            "images": _num(dataset.get("num_images"), 0),
+            "protocol": str((results.get("protocol") or {}).get("name") or ""),
+            "href": _href(Path(entry.report), out_dir) if entry.report is not None else None,
+            "status": entry.status or "no report"}
 
 
 def write_index_report(out_dir: Union[str, Path], runs: Sequence[IndexEntry], title: str = "clip-surgery-seg run") -> Path:
-    """Write ``out_dir/report.html``: a table of the datasets' mIoU, each linking to its report.
+    """Write ``out_dir/report.html``: the methods x datasets table of the runs' results (ours beside
+    the published numbers, one row per method), then every run with its numbers and its report.
 
-    The datasets are listed in the paper's order; an entry's ``name`` may be a dataset name or a
-    folder path below ``out_dir`` that starts with one (``ade20k/maskclip``). A dataset without a
-    report shows its status (e.g. "missing data"). The mean is over the entries with a result, and
-    says how many.
+    Like is compared with like: each row is one method under one protocol, post-processing and
+    model, each column one dataset, and the average column averages a row's datasets only -- never
+    across methods. The runs are listed in the paper's order of datasets, then the field's order of
+    methods; an entry's ``name`` may be a dataset name or a folder path below ``out_dir`` that starts
+    with one (``ade20k/maskclip``).
+    A run without a report shows its status (e.g. "missing data").
 
     Raises:
-        ReportingError: an entry's ``report`` that does not exist.
+        ReportingError: an entry's ``report`` that does not exist; an unreadable ``results/paper.csv``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, mious = [], []
-    for entry in sorted(runs, key=lambda e: (paper_rank(_dataset_of(e.name)), e.name)):
-        results = entry.results or {}
-        summary, dataset = results.get("summary") or {}, results.get("dataset") or {}
-        if entry.report is not None:
-            if not Path(entry.report).is_file():
-                raise ReportingError(f"report {entry.report} of {entry.name} does not exist; write it first "
-                                     "(write_run_report) or leave the entry's report out")
-            link = f"<a href=\"{_href(Path(entry.report), out_dir)}\">report</a>"
-        else:
-            link = f"<span class=muted>{_e(entry.status or 'no report')}</span>"
-        miou = summary.get("mIoU")
-        if isinstance(miou, (int, float)) and not math.isnan(miou):
-            mious.append(float(miou))
-        flags = " <span class='badge warn'>partial</span>" if results.get("partial") else ""
-        if dataset.get("limit"):
-            flags += f" <span class='badge warn'>limit {_e(dataset['limit'])}</span>"
-        protocol = (results.get("protocol") or {}).get("name")
-        rows.append(f"<tr><td>{_e(_entry_label(entry.name))}{flags}</td><td class=n>{_num(miou)}</td>"
-                    f"<td class=n>{_num(summary.get('mAcc'))}</td><td class=n>{_num(summary.get('aAcc'))}</td>"
-                    f"<td class=n>{_num(dataset.get('num_images'), 0)}</td><td>{_e(protocol or '')}</td>"
-                    f"<td>{link}</td></tr>")
-    head = ("<tr><th>dataset</th><th class=n>mIoU</th><th class=n>mAcc</th><th class=n>aAcc</th>"
-            "<th class=n>images</th><th>protocol</th><th></th></tr>")
-    mean = (f"<p>Mean mIoU over {len(mious)} dataset{'s' if len(mious) != 1 else ''}: "
-            f"<b>{sum(mious) / len(mious):.2f}</b></p>" if mious else "")
-    body = f"<h1>{_e(title)}</h1><table class=grid>{head}{''.join(rows)}</table>{mean}"
-    page = out_dir / INDEX_FILE
-    atomic_write_text(page, _page(title, body), fsync=False)
-    return page
+    ordered = sorted(runs, key=lambda e: _entry_order(e.name))
+    run_rows = [_run_row(entry, out_dir) for entry in ordered]
+    page = _render("run_index.html", title=title, table=_methods_table(ordered, out_dir), runs=run_rows)
+    path = out_dir / INDEX_FILE
+    atomic_write_text(path, page, fsync=False)
+    return path
 
 
 def _entry_name(parts: Sequence[str], results: Mapping[str, Any]) -> str:
@@ -578,13 +597,21 @@ def _dataset_of(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-def _entry_label(name: str) -> str:
-    """``ade20k`` -> ``ADE20K-150``; ``ade20k/maskclip`` -> ``ADE20K-150 / maskclip``."""
+def _entry_order(name: str) -> Tuple[int, int, str]:
+    """Sort key of an entry: the paper's order of datasets, then the field's order of methods (as the
+    table's rows), then the name."""
     from ..models.methods import METHODS
 
+    methods = list(METHODS)
     dataset, _, rest = name.partition("/")
-    rest = METHODS[rest].label if rest in METHODS else rest
-    return dataset_label(dataset) + (f" / {rest}" if rest else "")
+    return paper_rank(dataset), methods.index(rest) if rest in methods else len(methods), name
+
+
+def _entry_label(name: str) -> str:
+    """``ade20k`` -> ``ADE20K-150``; ``ade20k/maskclip`` -> ``ADE20K-150 / MaskCLIP``; a folder that
+    is not a method's name as it is (``ade20k/a`` -> ``ADE20K-150 / a``)."""
+    dataset, _, rest = name.partition("/")
+    return dataset_label(dataset) + (f" / {_method_label(rest)}" if rest else "")
 
 
 # --- from the files of a run ----------------------------------------------------------------------
@@ -630,14 +657,18 @@ def write_work_dir_report(work_dir: Union[str, Path]) -> Path:
 
 
 def write_run_index(run_dir: Union[str, Path], title: Optional[str] = None) -> Path:
-    """``<run_dir>/report.html`` for a folder of runs (``tools/reproduce.py``): every
-    ``*/metrics.json`` and ``*/*/metrics.json`` below it, each with its own report (written here
-    where it is missing or older than its results). A run whose report cannot be written is listed
-    with the reason instead of a link."""
+    """``<run_dir>/report.html`` for a folder of runs (``tools/reproduce.py``): the methods x datasets
+    table and every ``*/metrics.json`` and ``*/*/metrics.json`` below it, each with its own report
+    (written here where it is missing or older than its results). A run whose report cannot be
+    written is listed with the reason instead of a link; so are the datasets whose data was missing
+    and the runs that failed, as the run's ``summary.json`` records them."""
     run_dir = Path(run_dir)
     entries = []
+    ran = _ran_in_this_run(run_dir)
     for results_file in sorted(list(run_dir.glob(f"*/{RESULTS_FILE}")) + list(run_dir.glob(f"*/*/{RESULTS_FILE}"))):
         folder = results_file.parent
+        if ran is not None and folder.relative_to(run_dir).as_posix() not in ran:
+            continue  # an earlier run's file in a reused folder: this run did not produce it
         name = folder.relative_to(run_dir).as_posix()
         try:
             results = load_results(results_file)
@@ -653,4 +684,37 @@ def write_run_index(run_dir: Union[str, Path], title: Optional[str] = None) -> P
             entries.append(IndexEntry(name, None, results, status=f"no report: {' '.join(str(err).split())}"))
             continue
         entries.append(IndexEntry(name, page, results))
+    listed = {entry.name for entry in entries}
+    entries += [entry for entry in _not_run(run_dir) if entry.name not in listed]
     return write_index_report(run_dir, entries, title=title or f"clip-surgery-seg run {run_dir.name}")
+
+
+def _ran_in_this_run(run_dir: Path) -> Optional[set]:
+    """``<method>/<dataset>`` of every evaluation a reproduce run's ``summary.json`` says ran; None
+    for a folder without one (every results file in it is then listed)."""
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        return {f"{method}/{dataset}" for dataset, entry in summary["datasets"].items()
+                for method, run in (entry.get("methods") or {}).items() if run.get("status") == RAN}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _not_run(run_dir: Path) -> List[IndexEntry]:
+    """The datasets whose data was missing and the runs that failed, from ``tools/reproduce.py``'s
+    ``summary.json`` (none without one): they have no ``metrics.json`` to find."""
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        datasets = dict(summary["datasets"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # no summary (not a reproduce run) or a damaged one: the results files are the list
+    entries = []
+    for dataset, entry in datasets.items():
+        if not isinstance(entry, Mapping):
+            continue
+        if entry.get("status") == MISSING_DATA:
+            entries.append(IndexEntry(str(dataset), None, None, status=f"missing data: {entry.get('reason')}"))
+        for method, run in (entry.get("methods") or {}).items():
+            if isinstance(run, Mapping) and run.get("status") == FAILED:
+                entries.append(IndexEntry(f"{dataset}/{method}", None, None, status=f"failed: {run.get('reason')}"))
+    return entries
