@@ -150,7 +150,7 @@ def main(argv=None) -> int:
         image, label, pred, source = make_inputs(height, width, k)
         palette = palette_for(k, dataset_type)
         names = [f"class {i}" for i in range(k)]
-        panel = render_panel(image, label, pred, palette, names, title=f"{name}  mIoU 42.00")
+        panel = render_panel(image, label, pred, palette, names, title=f"{name}  mIoU 42.00%")
         full = render_panel(image, label, pred, palette, names, max_side=None)
         timings = C.time_interleaved([
             lambda: render_panel(image, label, pred, palette, names, title="x"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -44,9 +45,9 @@ def _demo(args):
     return code, out.getvalue(), err.getvalue()
 
 
-def _similarity(image: np.ndarray, mode: str) -> np.ndarray:
+def _similarity(image: np.ndarray, mode: str, method: Optional[str] = None) -> np.ndarray:
     """The segmentor's (K, H, W) similarity maps for ``image``, computed here: the same model from
-    the same config, the image normalised by hand."""
+    the same config (with ``method``'s defaults in place of its method), the image normalised by hand."""
     from mmengine.config import Config
     from mmseg.registry import MODELS
 
@@ -56,6 +57,10 @@ def _similarity(image: np.ndarray, mode: str) -> np.ndarray:
     cfg = Config.fromfile(str(REPO / "configs" / "_base_" / "models" / "clip_surgery_vit_b16.py")).model.to_dict()
     cfg.update(clip=dict(name=str(TINY_VIT), pretrained=None), classnames=CLASSES, feature_surgery=mode,
                protocol=dict(short_side=96, crop_size=64, stride=32))
+    if method is not None:
+        from clip_surgery_seg.models import METHODS
+
+        cfg.update(method=METHODS[method]().config())
     model = MODELS.build(cfg).eval()
     x = (torch.from_numpy(image).permute(2, 0, 1).float() - torch.tensor(CLIP_MEAN).view(3, 1, 1)) \
         / torch.tensor(CLIP_STD).view(3, 1, 1)
@@ -97,6 +102,70 @@ def test_heat_maps_are_the_segmentors_similarity_min_max_normalised(in_repo, pho
     assert compare.width > 2 * 72 and f"{out / 'compare.png'}" in stdout
 
 
+def test_heat_map_pictures_have_a_colour_bar(in_repo, photo, tmp_path):
+    from test_visualization import jet_bar_rows
+
+    out = tmp_path / "out"
+    code, _, err = _demo([photo, "--classes", ",".join(CLASSES), "--feature-surgery", "none", "weighted",
+                          "--out", out, *FAST])
+    assert code == 0, err
+    for picture in (out / "none" / "heatmaps.png", out / "weighted" / "heatmaps.png", out / "compare.png"):
+        pixels = np.asarray(Image.open(picture).convert("RGB"))
+        rows = list(jet_bar_rows(pixels))
+        assert len(rows) >= 8, picture  # jet from its lowest to its highest colour, left to right
+        row, first, last = rows[0]
+        assert (pixels[row - 6:row + 8, :first].min(axis=2) < 128).any(), "no 'low' at the bar's left end"
+        assert (pixels[row - 6:row + 8, last + 1:].min(axis=2) < 128).any(), "no 'high' at the bar's right end"
+    # the single heat maps stay the maps themselves (checked exactly above): no bar in them
+    assert not list(jet_bar_rows(np.asarray(Image.open(out / "none" / "heatmaps" / "000_cat.png"))))
+
+
+def test_methods_side_by_side_on_one_clip(in_repo, photo, tmp_path, monkeypatch):
+    import clip_surgery_seg.models.clip_loader as clip_loader
+    import clip_surgery_seg.segmentors.segmentor as segmentor
+
+    builds = []
+    real = clip_loader.build_clip
+
+    def counting(*args, **kwargs):
+        builds.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clip_loader, "build_clip", counting)
+    monkeypatch.setattr(segmentor, "build_clip", counting)
+    out = tmp_path / "out"
+    code, stdout, err = _demo([photo, "--classes", ",".join(CLASSES), "--method", "vanilla", "clip_surgery",
+                               "--out", out, *FAST])
+    assert code == 0, err
+    assert len(builds) == 1  # one CLIP for both methods
+    image = np.array(Image.open(photo).convert("RGB"))
+    maps = {}
+    for method in ("vanilla", "clip_surgery"):
+        similarity = _similarity(image, "none", method)
+        for k, name in enumerate(CLASSES):
+            written = np.asarray(Image.open(out / method / "none" / "heatmaps" / f"{k:03d}_{name}.png"))
+            assert np.array_equal(written, _heatmap(image, similarity[k])), (method, name)
+            maps[method, name] = written
+        assert (out / method / "none" / "overlay.png").is_file() and (out / method / "none" / "heatmaps.png").is_file()
+    assert any(not np.array_equal(maps["vanilla", n], maps["clip_surgery", n]) for n in CLASSES)
+    # compare.png: one column per method, the image's own size (72 x 120) under 4-pixel gaps
+    compare = Image.open(out / "compare.png")
+    assert compare.width == 2 * 120 + 3 * 4 and f"{out / 'compare.png'}" in stdout
+    pixels = np.asarray(compare.convert("RGB"))
+    left = pixels[:, 4:124].reshape(-1, 3)
+    right = pixels[:, 128:248].reshape(-1, 3)
+    assert not np.array_equal(left, right)
+    # two methods and two modes: a column for each pair, each in its own folder
+    out2 = tmp_path / "out2"
+    code, _, err = _demo([photo, "--classes", ",".join(CLASSES), "--method", "vanilla", "clip_surgery",
+                          "--feature-surgery", "none", "weighted", "--out", out2, *FAST])
+    assert code == 0, err
+    assert Image.open(out2 / "compare.png").width == 4 * 120 + 5 * 4
+    for method in ("vanilla", "clip_surgery"):
+        for mode in ("none", "weighted"):
+            assert (out2 / method / mode / "overlay.png").is_file()
+
+
 def test_classes_from_a_file_or_a_dataset(in_repo, photo, tmp_path):
     names = tmp_path / "classes.txt"
     names.write_text("cat, kitty\ndog\n")
@@ -117,6 +186,8 @@ def test_classes_from_a_file_or_a_dataset(in_repo, photo, tmp_path):
     (["{photo}", "--classes", "nope.txt"], "class-name file nope.txt does not exist"),
     (["{photo}"], "no classes: pass --classes"),
     (["{photo}", "--classes", "cat,dog", "--show-classes", "cow"], "--show-classes 'cow' is not one of the classes"),
+    (["{photo}", "--classes", "cat", "--method", "clip_surgery", "sclipp"],
+     "--method 'sclipp' is not a method; did you mean sclip"),
 ])
 def test_bad_input_is_one_error_line(in_repo, photo, tmp_path, args, message):
     out = tmp_path / "out"

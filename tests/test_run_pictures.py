@@ -105,11 +105,32 @@ def test_show_dir_writes_a_panel_per_image_in_the_dataset_palette(run_eval, ade_
         colours = np.where((label == 255)[..., None], np.array(IGNORE_COLOR, np.uint8),
                            ade_palette[np.minimum(label, K - 1)])
         assert np.array_equal(truth, colours)
-        assert np.array_equal(expected.boxes["prediction"].of(panel), ade_palette[pred])
+        # the prediction in the palette, but where a class name is written on its region
+        shown, want = expected.boxes["prediction"].of(panel).copy(), ade_palette[pred].copy()
+        origin = expected.boxes["prediction"]
+        for name, box in expected.boxes.items():
+            if name.startswith("prediction/label/"):
+                for array in (shown, want):
+                    array[box.top - origin.top:box.top - origin.top + box.height,
+                          box.left - origin.left:box.left - origin.left + box.width] = 0
+        assert np.array_equal(shown, want)
+        # the title: the image's name and its own mIoU, in percent
+        titled = render_panel(image, label, pred, ade_palette, names,
+                              title=f"{key}   mIoU {naive_image_miou(pred, label):.2f}%")
+        assert np.array_equal(titled.boxes["title"].of(panel), titled.boxes["title"].of(titled.pixels)), key
         # errors: red exactly where a labelled pixel is predicted wrong
         errors = expected.boxes["errors"].of(panel)
         red = np.all(errors == (255, 0, 0), axis=-1)
         assert np.array_equal(red, (pred != label) & (label != 255))
+
+
+def test_panel_titles_give_the_images_miou_in_percent():
+    from clip_surgery_seg.engine.observers import _title
+
+    counts = np.zeros((3, 4), dtype=np.int64)  # label 0: 3 right, 1 predicted as 1; label 1: 2 right
+    counts[0, 0], counts[0, 1], counts[1, 1] = 3, 1, 2
+    assert _title("img_7", counts) == "img_7   mIoU 70.83%"  # (3/4 + 2/3) / 2
+    assert _title("img_8", np.zeros((3, 4), dtype=np.int64)) == "img_8   (no labelled pixel)"
 
 
 def test_show_dir_must_be_writable(run_eval, ade_root, tmp_path):

@@ -153,9 +153,61 @@ def test_render_explanations_tiles():
     image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
     sim = rng.normal(size=(4, 5, 6))
     panel = render_explanations(image, sim, NAMES, classes=[2, 0], columns=3, max_side=None, title="where?")
-    assert set(panel.boxes) == {"title", "image", "sky", "road"}
+    assert set(panel.boxes) == {"title", "image", "sky", "road", "colour bar"}
     assert np.array_equal(panel.boxes["image"].of(panel.pixels), image)
     assert np.array_equal(panel.boxes["sky"].of(panel.pixels), explanation_maps(image, sim, [2])[0])
+
+
+def jet_bar_rows(pixels: np.ndarray, min_length: int = 64):
+    """Rows of ``pixels`` holding a colour bar: a run of pure jet colours, ``min_length`` or more of
+    them different, whose levels rise from jet's first colour (level 0) to its last (level 255),
+    left to right. Yields ``(row, first column, last column)``."""
+    from clip_surgery_seg.visualization.heatmap import jet_lut
+
+    lut = jet_lut().astype(np.int64)
+    codes = {}
+    for level, (r, g, b) in enumerate(lut.tolist()):
+        codes.setdefault(r << 16 | g << 8 | b, level)  # jet's levels 29-32 are one colour: the first level
+    first, last = (int(lut[i, 0]) << 16 | int(lut[i, 1]) << 8 | int(lut[i, 2]) for i in (0, 255))
+    packed = pixels.astype(np.int64)
+    packed = packed[..., 0] << 16 | packed[..., 1] << 8 | packed[..., 2]
+    for y, row in enumerate(packed.tolist()):
+        start = 0
+        while start < len(row):
+            end = start
+            while (end + 1 < len(row) and row[end] in codes and row[end + 1] in codes
+                   and codes[row[end + 1]] >= codes[row[end]]):
+                end += 1
+            if row[start] == first and row[end] == last and len(set(row[start:end + 1])) >= min_length:
+                yield y, start, end
+            start = end + 1
+
+
+def test_heat_maps_have_a_labelled_colour_bar():
+    from clip_surgery_seg.visualization.drawing import line_height, text_strip
+    from clip_surgery_seg.visualization.heatmap import range_caption
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    sim = rng.normal(size=(4, 5, 6)) * np.array([1.0, 2.0, 0.5, 3.0])[:, None, None]
+    panel = render_explanations(image, sim, NAMES, classes=[2, 0, 3], columns=4, max_side=None)
+    bar = panel.boxes["colour bar"]
+    assert bar.top >= panel.boxes["road"].top + panel.boxes["road"].height  # under the tiles
+    strip = bar.of(panel.pixels)
+    rows = list(jet_bar_rows(strip))
+    assert len(rows) >= 8  # a bar, several pixels high: jet from level 0 (low) to 255 (high), left to right
+    _, first, last = rows[0]
+    ink = strip.min(axis=2) < 128  # dark text
+    assert ink[:, :first].any(), "no 'low' left of the bar"
+    assert ink[:, last + 1:last + 60].any(), "no 'high' right of the bar"
+    # each class's caption gives the similarities the bar's ends stand for, its map's min and max
+    for k in (2, 0, 3):
+        tile = panel.boxes[NAMES[k]]
+        caption = panel.pixels[tile.top - line_height():tile.top, tile.left:tile.left + tile.width]
+        assert range_caption(NAMES[k], sim[k]) == f"{NAMES[k]}  ({sim[k].min():.3g} to {sim[k].max():.3g})"
+        assert np.array_equal(caption, text_strip(range_caption(NAMES[k], sim[k]), tile.width))
+    plain = render_explanations(image, sim, NAMES, classes=[2], max_side=None, show_colorbar=False)
+    assert "colour bar" not in plain.boxes and not list(jet_bar_rows(plain.pixels))
 
 
 def test_blend_rounds_in_256ths():
@@ -253,13 +305,178 @@ def test_panel_in_a_dataset_palette_and_shrunk():
     assert fitted_size(1024, 2048, 1024) == (512, 1024) and fitted_size(512, 683, 1024) == (512, 683)
 
 
-def test_overlay_blends_the_prediction_and_has_a_legend():
+def _edges(labels: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another label or on the image edge, computed here."""
+    h, w = labels.shape
+    edge = np.zeros((h, w), dtype=bool)
+    for r in range(h):
+        for c in range(w):
+            neighbours = [(r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)]
+            edge[r, c] = any(not (0 <= y < h and 0 <= x < w) or labels[y, x] != labels[r, c] for y, x in neighbours)
+    return edge
+
+
+def test_overlay_blends_the_prediction_and_outlines_regions_in_pure_colours():
     image, _, pred = _hand_made()
+    pred[4:6, 1:4] = 1  # a region inside another: outlined all round
     panel = render_overlay(image, pred, PALETTE, NAMES, alpha=0.5)
     out = panel.boxes["overlay"].of(panel.pixels).astype(np.int64)
     colours = colorize(pred, PALETTE).astype(np.int64)
-    assert np.array_equal(out, (image.astype(np.int64) * 128 + colours * 128 + 128) >> 8)
+    blended = (image.astype(np.int64) * 128 + colours * 128 + 128) >> 8
+    edges = _edges(pred)
+    assert edges.any() and not edges.all()
+    assert np.array_equal(out[~edges], blended[~edges])  # inside a region: half colour, half image
+    assert np.array_equal(out[edges], colours[edges])  # its outline: the class colour itself
     assert panel.boxes["legend"].height > 0
+    assert not any(name.startswith("overlay/label/") for name in panel.boxes)  # 8 x 10: no room for a name
+
+
+def _legend_colours(panel) -> set:
+    """The swatch colours of a panel's legend: its pixels that are not grey (text, outlines, background)."""
+    pixels = panel.boxes["legend"].of(panel.pixels).reshape(-1, 3)
+    return {tuple(c) for c in np.unique(pixels, axis=0).tolist() if not c[0] == c[1] == c[2]}
+
+
+@pytest.mark.parametrize("size", [(8, 10), (90, 140), (700, 900)])
+def test_every_legend_colour_is_in_the_overlay(size):
+    rng = np.random.default_rng(11)
+    h, w = size
+    # channels in 90-170: every palette colour has one outside, and so has its blend with the image
+    image = rng.integers(90, 171, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    pred = ((yy * 2 // h) * 2 + xx * 2 // w).astype(np.uint8)  # four quadrants, all four classes
+    pred[h // 3, w // 3] = 9  # a value outside the classes: grey, with an "ignored" entry
+    panel = render_overlay(image, pred, PALETTE, NAMES)
+    overlay = {tuple(c) for c in np.unique(panel.boxes["overlay"].of(panel.pixels).reshape(-1, 3), axis=0).tolist()}
+    swatches = _legend_colours(panel)
+    assert swatches == {tuple(c) for c in PALETTE.tolist()}
+    for colour in swatches | {IGNORE_COLOR}:  # the ignore swatch is grey: checked by name
+        assert colour in overlay, colour
+    # the blend alone has none of them (the colours come from the outlines and the name boxes)
+    blended = {tuple(c) for c in blend(image, colorize(pred, PALETTE), 0.5).reshape(-1, 3).tolist()}
+    assert not blended & swatches
+
+
+def test_class_names_are_written_on_their_largest_region():
+    from clip_surgery_seg.visualization.regions import text_color_on
+
+    rng = np.random.default_rng(12)
+    image = rng.integers(0, 256, (120, 300, 3), dtype=np.uint8)
+    pred = np.zeros((120, 300), dtype=np.uint8)
+    pred[:, 100:] = 1
+    pred[105:, 285:] = 0  # a second, smaller region of road in the tree's corner
+    pred[110:116, 5:11] = 2  # sky: 6 x 6 pixels, too small for its name
+    overlay = render_overlay(image, pred, PALETTE, NAMES)
+    panel = render_panel(image, pred, pred, PALETTE, NAMES)
+    for picture, tile in ((overlay, "overlay"), (panel, "prediction")):
+        labels = {int(name.rsplit("/", 1)[1]): box for name, box in picture.boxes.items()
+                  if name.startswith(f"{tile}/label/")}
+        assert sorted(labels) == [0, 1]  # no sky (too small), no car (absent)
+        origin = picture.boxes[tile]
+        for k, box in labels.items():
+            top, left = box.top - origin.top, box.left - origin.left
+            assert (pred[top:top + box.height, left:left + box.width] == k).all()  # inside its region
+            # centred on the farthest point from the border of the largest region (the left or right half)
+            centre = (top + box.height / 2, left + box.width / 2)
+            assert abs(centre[0] - 60) <= 2 and abs(centre[1] - (50 if k == 0 else 200)) <= 2, (k, centre)
+            # a box in the class colour, outlined, with the name in black or white
+            pixels = box.of(picture.pixels)
+            ink = text_color_on(PALETTE[k])
+            assert (pixels[0] == ink).all() and (pixels[-1] == ink).all()
+            inner = pixels[1:-1, 1:-1].reshape(-1, 3)
+            fill = (inner == PALETTE[k]).all(axis=1).mean()
+            assert 0.5 < fill < 0.95  # mostly the class colour, and text on it
+            assert (inner == ink).all(axis=1).sum() >= 10
+        # nothing else changed: outside the boxes the prediction tile is the plain palette
+        if tile == "prediction":
+            plain = render_panel(image, pred, pred, PALETTE, NAMES, labels=False)
+            assert not any("/label/" in name for name in plain.boxes)
+            tile_pixels = picture.boxes[tile].of(picture.pixels).copy()
+            expected = plain.boxes[tile].of(plain.pixels).copy()
+            for box in labels.values():
+                for array in (tile_pixels, expected):
+                    array[box.top - origin.top:box.top - origin.top + box.height,
+                          box.left - origin.left:box.left - origin.left + box.width] = 0
+            assert np.array_equal(tile_pixels, expected)
+            assert np.array_equal(expected[pred != 0][:5], np.repeat(PALETTE[1][None], 5, axis=0))
+
+
+def test_label_places_on_a_large_map_are_checked_at_full_size():
+    from clip_surgery_seg.visualization.regions import PLACE_GRID, place_labels
+
+    # a 700 x 900 map (searched on a coarser grid): an L-shaped road, a tree block, a thin car strip
+    pred = np.full((700, 900), 1, dtype=np.uint8)
+    pred[:, :300] = 0
+    pred[500:, :] = 0
+    pred[100:104, 400:800] = 3  # 4 pixels high: no name fits, however long
+    assert min(pred.shape) // PLACE_GRID > 1
+    placed = {label.class_id: label for label in place_labels(pred, 4, NAMES)}
+    assert sorted(placed) == [0, 1]
+    for k, label in placed.items():
+        top, left, height, width = label.box
+        assert (pred[top:top + height, left:left + width] == k).all()
+    tree = placed[1].box
+    # the tree block (0-499 x 300-899), split by the car strip: its larger part is below the strip
+    centre = (tree.top + tree.height / 2, tree.left + tree.width / 2)
+    assert 104 < centre[0] < 500 and abs(centre[0] - 302) <= 6 and abs(centre[1] - 600) <= 6, centre
+
+
+def test_text_draws_accented_latin_with_glyphs_not_boxes():
+    from clip_surgery_seg.visualization.drawing import text_strip
+
+    boxes = [text_strip(code, 40) for code in ("\U0010FFFF", "\uE000")]  # no font has these: the box
+    strips = {char: text_strip(char, 40) for char in "\u00e9\u00fc\u00df\u00f1\u03a9\u0416"}  # é ü ß ñ Ω Ж
+    for char, strip in strips.items():
+        assert all(not np.array_equal(strip, box) for box in boxes), f"{char!r} is drawn as a box"
+        assert (strip < 128).any(), char
+    distinct = {strip.tobytes() for strip in strips.values()}
+    assert len(distinct) == len(strips)  # six glyphs, not six copies of one box
+    # a whole legend line: its accents are drawn (not the plain letters' pixels)
+    assert not np.array_equal(text_strip("Caf\u00e9 M\u00fcll", 200), text_strip("Cafe Mull", 200))
+
+
+def test_cjk_text_is_drawn_with_a_cjk_font():
+    import shutil
+    import subprocess
+
+    from PIL import ImageDraw, ImageFont
+
+    from clip_surgery_seg.visualization import fonts
+    from clip_surgery_seg.visualization.drawing import text_strip
+
+    if not fonts.has_cjk_font():
+        listed = ""
+        if shutil.which("fc-list"):
+            listed = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True).stdout.strip()
+        assert not listed, f"fontconfig lists CJK fonts ({listed.splitlines()[0]}) but none is used"
+        pytest.skip("no font with CJK characters on this machine (Debian: apt-get install fonts-wqy-zenhei)")
+    chars = "\u732b\u65e5\u672c\u8a9e"  # 猫 日 本 語
+    box = text_strip("\U0010FFFF", 40)
+    strips = {char: text_strip(char, 40) for char in chars}
+    for char, strip in strips.items():
+        face = fonts.face_for(char)
+        assert face is not None and face != fonts.primary_face() and ord(char) in fonts.charset(face)
+        # not DejaVu's box, nor the box of the font that draws it
+        own_box = Image.new("RGB", (40, 19), (255, 255, 255))
+        ImageDraw.Draw(own_box).text((2, 2), "\U0010FFFF", fill=(20, 20, 20),
+                                     font=ImageFont.truetype(face[0], 13, index=face[1]))
+        assert not np.array_equal(strip, box) and not np.array_equal(strip, np.asarray(own_box)), char
+        assert (strip < 128).sum() >= 10, char
+    assert len({strip.tobytes() for strip in strips.values()}) == len(chars)
+    # mixed text: Latin from DejaVu Sans, the rest from the CJK font, on one line
+    runs = fonts.runs("cat \u732b dog")
+    assert [part for _, part in runs] == ["cat ", "\u732b ", "dog"]
+    assert runs[0][0] == runs[2][0] == fonts.primary_face() != runs[1][0]
+
+
+def test_text_is_the_same_every_time():
+    from clip_surgery_seg.visualization import fonts
+    from clip_surgery_seg.visualization.drawing import text_strip
+
+    text = "Stra\u00dfe Ni\u00f1o \u732b \u65e5\u672c\u8a9e mIoU 45.12%"
+    first = text_strip(text, 300)
+    fonts.clear_caches()  # fonts found and loaded again
+    assert np.array_equal(text_strip(text, 300), first)
 
 
 def test_bad_inputs_are_refused():

@@ -211,7 +211,7 @@ def resolve_experiment(config: str, *, protocol: Optional[str] = None, method: O
             raise ConfigError(f"config {config} has no {key!r}; start from one of the dataset configs in configs/")
     named = _apply_protocol(cfg, protocol, config)
     if method or implied:
-        _apply_method(cfg, method or implied)
+        apply_method(cfg, method or implied)
     options = dict(cfg_options or {})
     cfg.model.method = _checked_method(cfg, config, {})  # every parameter settable by --cfg-options
     apply_cfg_options(cfg, options)
@@ -266,7 +266,7 @@ def _apply_protocol(cfg: Config, name: Optional[str], source: str) -> Dict[str, 
     return named
 
 
-def _apply_method(cfg: Config, name: str) -> None:
+def apply_method(cfg: Config, name: str) -> None:
     """Replace the whole ``model.method`` by method ``name`` with its defaults."""
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}{suggest(name, METHODS)} (methods: {', '.join(METHODS)})")

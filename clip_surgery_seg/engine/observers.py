@@ -64,7 +64,7 @@ class ImageObserver:
 
 def _title(key: str, counts) -> str:
     miou = image_miou(counts)
-    return f"{key}   mIoU {miou:.2f}" if miou == miou else f"{key}   (no labelled pixel)"
+    return f"{key}   mIoU {miou:.2f}%" if miou == miou else f"{key}   (no labelled pixel)"
 
 
 def _labels(tensor: torch.Tensor, num_classes: int) -> torch.Tensor:

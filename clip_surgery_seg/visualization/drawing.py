@@ -1,18 +1,19 @@
 """Cheap raster drawing with PIL and numpy: text strips, legends, resizing, and tiles laid out on a
-canvas. No matplotlib here: these run once per image (``--show-dir``), so they must cost less than
-encoding the PNG.
+canvas. No matplotlib drawing here (only its DejaVu Sans font file, :mod:`.fonts`): these run once
+per image (``--show-dir``), so they must cost less than encoding the PNG.
 
 Images are ``(H, W, 3)`` uint8 RGB arrays throughout; label maps are ``(H, W)`` integer arrays.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from . import fonts
 
 Color = Tuple[int, int, int]
 
@@ -22,14 +23,20 @@ GAP = 4  # pixels between tiles and around the canvas
 FONT_SIZE = 13
 
 
-@functools.lru_cache(maxsize=8)
-def font(size: int = FONT_SIZE) -> ImageFont.ImageFont:
-    """Pillow's bundled font (the same on every machine; no system font is looked up)."""
-    return ImageFont.load_default(size=size)
+def font(size: int = FONT_SIZE) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans at ``size`` (matplotlib's copy); text is drawn with :func:`draw_text`, which takes
+    the characters DejaVu lacks (CJK, ...) from the fallback fonts (:mod:`.fonts`)."""
+    return fonts.font(size)
 
 
 def text_width(text: str, size: int = FONT_SIZE) -> int:
-    return int(math.ceil(font(size).getlength(text)))
+    return int(math.ceil(fonts.text_width(text, size)))
+
+
+def draw_text(draw: ImageDraw.ImageDraw, xy: Tuple[float, float], text: str, fill: Color = TEXT_COLOR,
+              size: int = FONT_SIZE) -> None:
+    """``text`` with its line's top-left at ``xy``, every character in a font that has it."""
+    fonts.draw_text(draw, xy, text, fill, size)
 
 
 def fit_text(text: str, width: int, size: int = FONT_SIZE) -> str:
@@ -53,7 +60,7 @@ def line_height(size: int = FONT_SIZE) -> int:
 def text_strip(text: str, width: int, size: int = FONT_SIZE, background: Color = BACKGROUND) -> np.ndarray:
     """``(line_height, width, 3)``: one line of text, cut to fit, on ``background``."""
     strip = Image.new("RGB", (max(1, width), line_height(size)), background)
-    ImageDraw.Draw(strip).text((2, 2), fit_text(text, width - 4, size), fill=TEXT_COLOR, font=font(size))
+    draw_text(ImageDraw.Draw(strip), (2, 2), fit_text(text, width - 4, size), TEXT_COLOR, size)
     return np.asarray(strip)
 
 
@@ -102,7 +109,7 @@ def draw_legend(entries: Sequence[LegendEntry], width: int, size: int = FONT_SIZ
         y = GAP + (i // columns) * row_h
         top = y + (row_h - SWATCH) // 2
         draw.rectangle((x, top, x + SWATCH - 1, top + SWATCH - 1), fill=entry.color, outline=(90, 90, 90))
-        draw.text((x + SWATCH + 6, y + 2), fit_text(entry.label, label_w, size), fill=TEXT_COLOR, font=font(size))
+        draw_text(draw, (x + SWATCH + 6, y + 2), fit_text(entry.label, label_w, size), TEXT_COLOR, size)
     return np.asarray(legend)
 
 
@@ -214,9 +221,14 @@ def _blank(height: int, width: int) -> np.ndarray:
 
 
 def grid(tiles: Sequence[Tuple[str, str, np.ndarray]], columns: int, title: Optional[str] = None,
-         legend: Sequence[LegendEntry] = (), size: int = FONT_SIZE) -> Panel:
+         legend: Sequence[LegendEntry] = (), size: int = FONT_SIZE,
+         strips: Sequence[Tuple[str, Callable[[int], np.ndarray]]] = ()) -> Panel:
     """Tiles (``(name, caption, (h, w, 3) pixels)``, all the same size) in a grid, each under its
-    caption, an optional title line above and a legend below."""
+    caption, an optional title line above and a legend below.
+
+    ``strips``: ``(name, draw)`` pairs; ``draw(width)`` returns an ``(h, width, 3)`` strip laid
+    under the tiles, above the legend, in its box ``name`` (e.g. a colour bar).
+    """
     if not tiles:
         raise ValueError("grid needs at least one tile")
     if len({name for name, _, _ in tiles}) != len(tiles):
@@ -228,8 +240,9 @@ def grid(tiles: Sequence[Tuple[str, str, np.ndarray]], columns: int, title: Opti
     width = columns * tile_w + (columns + 1) * GAP
     title_h = line_height(size + 2) if title else 0
     legend_pixels = draw_legend(legend, width, size)
+    extra = [(name, draw(width)) for name, draw in strips]
     cell_h = caption_h + tile_h + GAP
-    height = GAP + title_h + rows * cell_h + legend_pixels.shape[0]
+    height = GAP + title_h + rows * cell_h + sum(p.shape[0] for _, p in extra) + legend_pixels.shape[0]
     canvas = _blank(height, width)
     boxes: Dict[str, Box] = {}
     if title:
@@ -244,6 +257,11 @@ def grid(tiles: Sequence[Tuple[str, str, np.ndarray]], columns: int, title: Opti
         box = Box(top + caption_h, left, tile_h, tile_w)
         box.of(canvas)[:] = pixels
         boxes[name] = box
+    top = GAP + title_h + rows * cell_h
+    for name, pixels in extra:
+        boxes[name] = Box(top, 0, pixels.shape[0], width)
+        boxes[name].of(canvas)[:] = pixels
+        top += pixels.shape[0]
     if legend_pixels.shape[0]:
         boxes["legend"] = Box(height - legend_pixels.shape[0], 0, legend_pixels.shape[0], width)
         boxes["legend"].of(canvas)[:] = legend_pixels

@@ -11,9 +11,10 @@ import functools
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from .drawing import Panel, as_rgb, blend, fitted_size, grid, resize_image
+from .drawing import (BACKGROUND, FONT_SIZE, GAP, TEXT_COLOR, Panel, as_rgb, blend, draw_text, fit_text, fitted_size,
+                      grid, line_height, resize_image, text_width)
 from .palettes import indexed_to_rgb
 
 #: Weight of the colour map over the image, as in the authors' demo (``img * 0.4 + vis * 0.6``).
@@ -90,23 +91,73 @@ def explanation_maps(image: np.ndarray, similarity: np.ndarray, classes: Optiona
     return out
 
 
+#: The colour bar's box in a picture of heat maps.
+COLORBAR = "colour bar"
+COLORBAR_HEIGHT = 12
+COLORBAR_NOTE = "low, high: a class's min and max similarity in this image (in its caption)"
+
+
+def colorbar(width: int, size: int = FONT_SIZE, note: Optional[str] = COLORBAR_NOTE) -> np.ndarray:
+    """``(h, width, 3)`` uint8: ``low``, the ``jet`` colours left to right, ``high``, and ``note``.
+
+    The bar is ``clamp(width // 3, 64, 256)`` pixels long; column ``i`` of ``n`` is the jet level
+    ``round(255 i / (n - 1))``, so its ends are exactly the colours of a map's minimum (level 0) and
+    maximum (level 255). The note is cut to the width left, or left out where under 60 pixels remain.
+    """
+    height = line_height(size) + 2 * GAP
+    strip = Image.new("RGB", (max(1, width), height), BACKGROUND)
+    draw = ImageDraw.Draw(strip)
+    text_top = GAP + 2
+    x = GAP + 2
+    draw_text(draw, (x, text_top), "low", TEXT_COLOR, size)
+    x += text_width("low", size) + 6
+    length = int(np.clip(width // 3, 64, 256))
+    pixels = np.array(strip)
+    bar_top = GAP + (line_height(size) - COLORBAR_HEIGHT) // 2 + 1
+    levels = (np.arange(length) * 255 * 2 + length - 1) // (2 * (length - 1))  # round(255 i / (n - 1))
+    if x + length <= width:
+        pixels[bar_top:bar_top + COLORBAR_HEIGHT, x:x + length] = jet_lut()[levels][None]
+    strip = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(strip)
+    x += length + 6
+    draw_text(draw, (x, text_top), "high", TEXT_COLOR, size)
+    x += text_width("high", size) + 16
+    if note and width - x - GAP >= 60:
+        draw_text(draw, (x, text_top), fit_text(note, width - x - GAP, size), TEXT_COLOR, size)
+    return np.asarray(strip)
+
+
+def range_caption(name: str, similarity: np.ndarray) -> str:
+    """``"<name>  (<min> to <max>)"``: the similarities the colour bar's ends (low, high) stand for
+    in this class's map (3 significant digits)."""
+    sim = np.asarray(similarity)
+    return f"{name}  ({float(sim.min()):.3g} to {float(sim.max()):.3g})"
+
+
 def render_explanations(image: np.ndarray, similarity: np.ndarray, class_names: Sequence[str],
                         classes: Optional[Sequence[int]] = None, alpha: float = HEATMAP_ALPHA,
                         columns: int = 4, max_side: Optional[int] = 512,
-                        title: Optional[str] = None) -> Panel:
-    """The image and each class's heat map as captioned tiles of one picture.
+                        title: Optional[str] = None, show_colorbar: bool = True) -> Panel:
+    """The image and each class's heat map as captioned tiles of one picture, with a colour bar.
 
     ``similarity`` is ``(K, h, w)``; ``classes`` picks the maps (default: all K, which for 150
     classes is a large picture: pass the few classes of interest). Tiles are shrunk so that their
-    longer side is at most ``max_side`` (None: the image's size). Tile names in ``boxes`` are
-    ``"image"`` and the class names.
+    longer side is at most ``max_side`` (None: the image's size). Each caption gives the class's
+    lowest and highest similarity (:func:`range_caption`), the ends of the colour bar under the
+    tiles (:func:`colorbar`, box :data:`COLORBAR`). Tile names in ``boxes`` are ``"image"`` and
+    the class names.
     """
     image = as_rgb(image)
     size = fitted_size(*image.shape[:2], max_side)
     small = resize_image(image, size)
     chosen = list(range(len(similarity))) if classes is None else list(classes)
-    if len({class_names[k] for k in chosen}) != len(chosen) or "image" in {class_names[k] for k in chosen}:
-        raise ValueError("the chosen classes need distinct names, none of them 'image'")
+    names = {str(class_names[k]) for k in chosen}
+    if len(names) != len(chosen) or names & {"image", "title", "legend", COLORBAR}:
+        raise ValueError(f"the chosen classes need distinct names, none of them 'image', 'title', 'legend' "
+                         f"or {COLORBAR!r}")
     maps = explanation_maps(small, similarity, chosen, alpha)
-    tiles = [("image", "image", small)] + [(class_names[k], str(class_names[k]), m) for k, m in zip(chosen, maps)]
-    return grid(tiles, columns, title=title)
+    sim = np.asarray(similarity)
+    tiles = [("image", "image", small)] + [(str(class_names[k]), range_caption(str(class_names[k]), sim[k]), m)
+                                           for k, m in zip(chosen, maps)]
+    strips = [(COLORBAR, colorbar)] if show_colorbar else []
+    return grid(tiles, columns, title=title, strips=strips)
