@@ -87,7 +87,7 @@ def panel_costs(data_root: Path, dataset: str, preds: Path, samples: int, device
     info = catalog.CATALOG[dataset]
     layout = info.layout(data_root)
     names = [f"class {k}" for k in range(info.num_classes)]
-    palette = palette_for(info.num_classes, dataset)
+    palette = palette_for(info.num_classes, info.dataset_type)
     keys = {layout.image_path(key).stem: key for key in check_layout(dataset, layout, None).pairs}
     render_ms, encode_ms, kib = [], [], []
     for pred_file in sorted(preds.glob("*.png"))[:samples]:

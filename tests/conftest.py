@@ -49,13 +49,20 @@ def mmseg_samples() -> Path:
     return MMSEG_SAMPLES
 
 
-# every catalogue dataset, in the catalogue's (the tables') order
-DATASETS = ("voc21", "pascal_context60", "coco_object", "voc20", "pascal_context59", "coco_stuff171",
-            "cityscapes", "ade20k")
 # datasets that read the same files get the same size (the later one rewrites the shared files)
 SMALL_SIZE = {"voc21": (60, 80), "voc20": (60, 80), "pascal_context60": (75, 100), "pascal_context59": (75, 100),
               "coco_object": (120, 160), "coco_stuff171": (120, 160), "cityscapes": (64, 128),
               "ade20k": (96, 128)}
+
+
+def _catalogue():
+    from clip_surgery_seg.datasets.catalog import DATASETS as names
+
+    return names
+
+
+# every catalogue dataset, in the catalogue's (the tables') order
+DATASETS = _catalogue()
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +72,7 @@ def synthetic_root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("data")
     for i, name in enumerate(DATASETS):
-        write_synthetic(name, root, num_images=3, image_size=SMALL_SIZE[name], seed=i,
+        write_synthetic(name, root, num_images=3, image_size=SMALL_SIZE.get(name, (64, 96)), seed=i,
                         cityscapes_frame=REAL_FRAME if REAL_FRAME.is_dir() else None)
     return root
 

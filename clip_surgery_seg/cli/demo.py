@@ -261,6 +261,7 @@ def write_pictures(out: Path, image, runs: Sequence[Run], class_names: Sequence[
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from ..datasets import catalog
     from ..fileio import check_writable
     from ..models import SharedCLIP
     from ..visualization import fallback_palette, palette_for
@@ -280,7 +281,7 @@ def _demo(args: argparse.Namespace) -> int:
             class_names = list(model.classes.classes)
             shown = _shown_classes(args.show_classes, class_names)
             if dataset or dataset_type:
-                palette = palette_for(len(class_names), dataset or dataset_type)
+                palette = palette_for(len(class_names), catalog.get(dataset).dataset_type if dataset else dataset_type)
             else:
                 palette = fallback_palette(len(class_names))  # a custom list: no dataset's colours
             modes = list(dict.fromkeys(args.feature_surgery or [model.feature_surgery_mode]))

@@ -24,7 +24,8 @@ from ..datasets.encodings import CONTEXT59_CLASSES
 from .convert import (check_context_label_names, convert_cityscapes_file, convert_coco_object_file,
                       convert_coco_stuff_file, convert_context_file, convert_many, label_pairs)
 from .download import RETRIES, download, verify_checksums
-from ..errors import ConversionError, MissingArchiveError
+from .. import resources
+from ..errors import ConversionError, DataPrepError, MissingArchiveError
 
 DEFAULT_DOWNLOADS = "downloads"  # under the data root, unless --from-archives names a folder
 
@@ -257,13 +258,13 @@ def prepare_voc2012(root: Path, fetch: Fetcher, workers: Optional[int] = None) -
     return voc
 
 
-PREPARERS: Dict[str, Callable[[Path, Fetcher, Optional[int]], Path]] = {
-    "voc21": prepare_voc2012,
-    "pascal_context60": prepare_pascal_context59,  # the same files: background is read as a class
+#: the recipes the catalogue's entries name (``DatasetInfo.recipe``); datasets that read the same
+#: files (voc21/voc20, pascal_context60/59) name the same one
+RECIPES: Dict[str, Callable[[Path, Fetcher, Optional[int]], Path]] = {
+    "voc2012": prepare_voc2012,
+    "pascal_context": prepare_pascal_context59,
     "coco_object": prepare_coco_object,
-    "voc20": prepare_voc2012,  # the same files: background is read as ignored
-    "pascal_context59": prepare_pascal_context59,
-    "coco_stuff171": prepare_coco_stuff171,
+    "coco_stuff": prepare_coco_stuff171,
     "cityscapes": prepare_cityscapes,
     "ade20k": prepare_ade20k,
 }
@@ -282,12 +283,19 @@ def prepare(name: str, root: Path, archives: Optional[Path] = None, *,
         verify: check published checksums (turn off only for a file you verified yourself).
         force: rewrite every extracted and converted file, even one already in place (``--force``).
     """
-    name = get(name).name
+    info = get(name)
+    recipe = RECIPES.get(info.recipe) if info.recipe else None
+    if recipe is None:
+        how = f"its recipe {info.recipe!r} is not in data_prep/prepare.py" if info.recipe else "it names no recipe"
+        raise DataPrepError(f"{info.name} cannot be prepared automatically ({how}): put its files in the layout of "
+                            f"{resources.display_path(info.config)} under {root} and check them with "
+                            f"python tools/check_data.py {info.name} --root {root}")
+    missing = [filename for filename in info.archives if filename not in sources]
+    if missing:
+        raise DataPrepError(f"{info.name} is prepared from {', '.join(missing)}, which the catalogue's ARCHIVES do "
+                            "not list: add its download address and checksum there")
     root = Path(root)
     fetch = Fetcher(Path(archives) if archives else root / DEFAULT_DOWNLOADS, sources,
                     allow_download=archives is None, verify=verify, progress=progress,
                     retries=retries, backoff_s=backoff_s, force=force)
-    for filename in get(name).archives:
-        if filename not in sources:
-            raise KeyError(f"no source for {filename}")
-    return PREPARERS[name](root, fetch, workers)
+    return recipe(root, fetch, workers)

@@ -164,6 +164,9 @@ class DatasetInfo:
     num_classes: int  # classes scored; the class-name file must have exactly this many lines
     synthetic: SyntheticSpec
     aliases: Tuple[str, ...] = ()
+    # how tools/prepare_data.py gets it: the name of a recipe in data_prep/prepare.py (datasets that
+    # share files share one); None: prepared by hand into the config's layout
+    recipe: Optional[str] = None
 
     @property
     def config(self) -> Path:
@@ -182,6 +185,11 @@ class DatasetInfo:
         dataset = cfg.test_dataloader.dataset.to_dict()
         dataset["data_subdir"] = cfg.data_subdir
         return dataset
+
+    @property
+    def dataset_type(self) -> str:
+        """Its mmseg dataset type (the config's ``type``): what its palette and mmseg's tools go by."""
+        return str(self.dataset_config()["type"])
 
     def layout(self, data_root: Union[str, Path]) -> "DatasetLayout":
         """The split's layout under the data root ``data_root`` (what ``--data-root`` names)."""
@@ -216,34 +224,34 @@ _COCO = dict(image_size=(480, 640), stem=lambda i: f"{139 + 146 * i:012d}")
 CATALOG: Dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("voc21", "PASCAL VOC21", "val", 1449, ("VOCtrainval_11-May-2012.tar",), 21,
                 SyntheticSpec(**_VOC),
-                aliases=("voc", "voc2012", "pascal_voc", "pascal_voc21", "pascalvoc")),
+                aliases=("voc", "voc2012", "pascal_voc", "pascal_voc21", "pascalvoc"), recipe="voc2012"),
     DatasetInfo("pascal_context60", "PASCAL Context-60", "val", 5105,
                 ("VOCtrainval_03-May-2010.tar", "trainval.tar.gz"), 60,
                 SyntheticSpec(**_CONTEXT),
-                aliases=("context60", "pc60", "pascalcontext60")),
+                aliases=("context60", "pc60", "pascalcontext60"), recipe="pascal_context"),
     DatasetInfo("coco_object", "COCO-Object", "val2017", 5000,
                 ("val2017.zip", "stuffthingmaps_trainval2017.zip"), 81,
                 SyntheticSpec(**_COCO, stored_labels=blocks(range(81))),  # 0 = background, no ignore
-                aliases=("object", "cocoobject", "coco_obj")),
+                aliases=("object", "cocoobject", "coco_obj"), recipe="coco_object"),
     DatasetInfo("voc20", "PASCAL VOC20", "val", 1449, ("VOCtrainval_11-May-2012.tar",), 20,
                 SyntheticSpec(**_VOC),
-                aliases=("pascal_voc20", "pascalvoc20")),
+                aliases=("pascal_voc20", "pascalvoc20"), recipe="voc2012"),
     DatasetInfo("pascal_context59", "PASCAL Context-59", "val", 5105,
                 ("VOCtrainval_03-May-2010.tar", "trainval.tar.gz"), 59,
                 SyntheticSpec(**_CONTEXT),
-                aliases=("context", "context59", "pascal_context", "pc59", "pascalcontext59")),
+                aliases=("context", "context59", "pascal_context", "pc59", "pascalcontext59"), recipe="pascal_context"),
     DatasetInfo("coco_stuff171", "COCO-Stuff-171", "val2017", 5000,
                 ("val2017.zip", "stuffthingmaps_trainval2017.zip"), 171,
                 SyntheticSpec(**_COCO, stored_labels=blocks(_with_ignore(range(171)))),
-                aliases=("coco_stuff", "cocostuff", "coco", "cocostuff171")),
+                aliases=("coco_stuff", "cocostuff", "coco", "cocostuff171"), recipe="coco_stuff"),
     DatasetInfo("cityscapes", "Cityscapes", "val", 500,
                 ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip"), 19,
                 SyntheticSpec((512, 1024), _cityscapes_stem, blocks(_with_ignore(range(19)))),
-                aliases=("city",)),
+                aliases=("city",), recipe="cityscapes"),
     DatasetInfo("ade20k", "ADE20K-150", "validation", 2000,
                 ("ADEChallengeData2016.zip",), 150,
                 SyntheticSpec((512, 683), lambda i: f"ADE_val_{i + 1:08d}", blocks(range(0, 151))),  # 0 = other
-                aliases=("ade", "ade150", "ade20k150")),
+                aliases=("ade", "ade150", "ade20k150"), recipe="ade20k"),
 )}
 
 DATASETS: Tuple[str, ...] = tuple(CATALOG)

@@ -18,14 +18,14 @@ and mmseg's dataset palettes; nothing from the engine, the segmentors or the rep
 from .drawing import Box, LegendEntry, Panel, classes_present, draw_legend, legend_entries
 from .heatmap import (COLORBAR, HEATMAP_ALPHA, colorbar, explanation_maps, jet_colors, normalize_maps,
                       render_explanations)
-from .palettes import (DATASET_CLASS_COUNTS, IGNORE_COLOR, colorize, dataset_palette, duplicate_colors,
+from .palettes import (IGNORE_COLOR, colorize, dataset_palette, duplicate_colors,
                        fallback_palette, palette_for)
 from .panels import ERROR_COLOR, OVERLAY_ALPHA, error_map, overlay_pixels, render_overlay, render_panel
 from .regions import RegionLabel, draw_labels, place_labels
 from .writer import DEFAULT_COMPRESS_LEVEL, ImageWriteError, PngWriter, encode_png
 
 __all__ = [
-    "Box", "COLORBAR", "DATASET_CLASS_COUNTS", "DEFAULT_COMPRESS_LEVEL", "ERROR_COLOR", "HEATMAP_ALPHA",
+    "Box", "COLORBAR", "DEFAULT_COMPRESS_LEVEL", "ERROR_COLOR", "HEATMAP_ALPHA",
     "IGNORE_COLOR", "ImageWriteError", "LegendEntry", "OVERLAY_ALPHA", "Panel", "PngWriter", "RegionLabel",
     "classes_present", "colorbar", "colorize", "dataset_palette", "draw_labels", "draw_legend", "duplicate_colors",
     "encode_png", "error_map", "explanation_maps", "fallback_palette", "jet_colors", "legend_entries",

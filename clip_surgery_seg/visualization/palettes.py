@@ -16,59 +16,38 @@ from PIL import Image
 #: dataset palettes below (they hold 0, 64, 70, 120, 128, 140, 153, 192, 220 and 230 greys).
 IGNORE_COLOR: Tuple[int, int, int] = (200, 200, 200)
 
-#: mmseg dataset type -> its class count; the palettes come from these classes' ``METAINFO``.
-DATASET_CLASS_COUNTS: Dict[str, int] = {
-    "ADE20KDataset": 150,
-    "COCOStuffDataset": 171,
-    "CityscapesDataset": 19,
-    "PascalContextDataset59": 59,
-    "PascalContextDataset": 60,
-    "PascalVOCDataset": 21,
-}
-
-# this harness's dataset names (configs/<name>.py, results' dataset.name) -> mmseg dataset type
-_ALIASES: Dict[str, str] = {
-    "ade20k": "ADE20KDataset",
-    "coco_stuff171": "COCOStuffDataset",
-    "cityscapes": "CityscapesDataset",
-    "pascal_context59": "PascalContextDataset59",
-    "pascal_context60": "PascalContextDataset",
-    "voc21": "PascalVOCDataset",
-}  # no bare "pascal_context": the reporting tools read it as Context-59, mmseg's type is the 60
-
-
 def _frozen(array: np.ndarray) -> np.ndarray:
     # palettes are cached and shared: read-only, so no caller can change another caller's colours
     array.setflags(write=False)
     return array
 
 
-def dataset_type_of(name: str) -> Optional[str]:
-    """The mmseg dataset type for an mmseg type name or one of this harness's dataset names."""
-    if name in DATASET_CLASS_COUNTS:
-        return name
-    return _ALIASES.get(name.lower())
-
-
 def dataset_palette(dataset_type: str) -> np.ndarray:
-    """``(K, 3)`` uint8 (read-only): mmseg's ``METAINFO['palette']`` of a dataset (type or harness name).
+    """``(K, 3)`` uint8 (read-only): the ``METAINFO['palette']`` of a registered mmseg dataset type
+    (mmseg's own, and this harness's ``PascalVOC20Dataset``, ``COCOObjectDataset``).
 
     mmseg's palettes are used as they are, duplicates included: ADE20K, Pascal Context and
     COCO-Stuff give a few classes the same colour (see :func:`duplicate_colors`).
+
+    Raises:
+        KeyError: a type no registry knows, or one without a palette.
     """
-    resolved = dataset_type_of(dataset_type)
-    if resolved is None:
-        known = ", ".join(sorted(DATASET_CLASS_COUNTS))
-        raise KeyError(f"no palette for dataset {dataset_type!r}; known: {known}")
-    return _mmseg_palette(resolved)
+    palette = _registered_palette(dataset_type)
+    if palette is None:
+        raise KeyError(f"no palette for dataset type {dataset_type!r}: not a registered mmseg dataset with a "
+                       "METAINFO palette")
+    return palette
 
 
 @functools.lru_cache(maxsize=None)
-def _mmseg_palette(dataset_type: str) -> np.ndarray:
-    import mmseg.datasets  # imported here: the registry is heavy, and most callers pass a palette
+def _registered_palette(dataset_type: str) -> Optional[np.ndarray]:
+    from mmseg.registry import DATASETS  # imported here: the registry is heavy, and most callers pass a palette
 
-    palette = np.asarray(getattr(mmseg.datasets, dataset_type).METAINFO["palette"], dtype=np.uint8)
-    return _frozen(palette.reshape(-1, 3))
+    cls = DATASETS.get(dataset_type)
+    colours = getattr(cls, "METAINFO", {}).get("palette") if cls is not None else None
+    if not colours:
+        return None
+    return _frozen(np.asarray(colours, dtype=np.uint8).reshape(-1, 3))
 
 
 def _bit_color(index: int) -> Tuple[int, int, int]:
@@ -111,18 +90,13 @@ def fallback_palette(num_classes: int) -> np.ndarray:
 def palette_for(num_classes: int, dataset_type: Optional[str] = None) -> np.ndarray:
     """``(num_classes, 3)`` uint8: the palette to draw ``num_classes`` classes with.
 
-    * ``dataset_type`` known (an mmseg type such as ``"ADE20KDataset"`` or a harness name such as
-      ``"ade20k"``) and its palette has ``num_classes`` colours: that palette;
-    * no ``dataset_type``, and ``num_classes`` is the class count of exactly one known dataset
-      (150, 171, 19, 59, 60, 21): that dataset's palette;
-    * otherwise (a custom class list, an unknown dataset): :func:`fallback_palette`.
+    The palette of the registered mmseg dataset type ``dataset_type`` (a dataset config's ``type``)
+    when it has ``num_classes`` colours; otherwise (no type, an unknown one, a custom class list)
+    :func:`fallback_palette`.
     """
-    resolved = dataset_type_of(dataset_type) if dataset_type else None
-    if resolved is None and dataset_type is None:
-        matches = [t for t, count in DATASET_CLASS_COUNTS.items() if count == num_classes]
-        resolved = matches[0] if len(matches) == 1 else None
-    if resolved is not None and DATASET_CLASS_COUNTS[resolved] == num_classes:
-        return dataset_palette(resolved)
+    palette = _registered_palette(dataset_type) if dataset_type else None
+    if palette is not None and len(palette) == num_classes:
+        return palette
     return fallback_palette(num_classes)
 
 
