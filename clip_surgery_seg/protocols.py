@@ -20,6 +20,8 @@ from . import resources
 from .errors import ConfigError, suggest
 
 PROTOCOLS_DIR = ("_base_", "protocols")
+RESIZE_MODES = ("mmseg", "device")
+PADDINGS = ("bottom_right", "centre", "stretch")
 #: the protocol of the shipped configs
 DEFAULT_PROTOCOL = "sclip"
 
@@ -33,20 +35,37 @@ class ProtocolSettings:
     Attributes:
         name: the protocol's name (``custom`` when not from a protocol file).
         short_side, max_long_side: keep-ratio test scale.
-        crop_size, stride: sliding window.
+        resize: ``mmseg``: mmcv's resize of the decoded uint8 image, as mmseg's ``Resize`` transform
+            in the peer harnesses; ``device``: bilinear on the normalised float image on the device
+            (faster on a GPU, not the peers' pixels).
+        crop_size, stride: sliding window; ``crop_size=None``: the whole image in one window.
+        padding: a window whose sides are not multiples of the patch size is ``bottom_right``
+            zero-padded (this harness's own rule), ``centre`` zero-padded (ClearCLIP's), or run on
+            its whole patches only and its maps ``stretch``-ed back over it (SCLIP's and NACLIP's:
+            their patch embedding drops the remainder).
         prob_threshold: pixels whose top class probability is below it become the background
             class (datasets with one); None: no threshold.
+        area_threshold: SCLIP's ``area_thd``: per image, a class predicted on at most this share of
+            the pixels predicted as any non-background class is suppressed before the threshold;
+            None: none.
         logit_scale: the scale of the logits in that softmax; None: the CLIP's own.
+        classnames: the folder of the protocol's class-name files,
+            ``configs/classnames/<classnames>/<dataset>.txt`` (its harness's words and synonyms);
+            None: the dataset's own, ``configs/classnames/<dataset>.txt``.
         templates: a template set for every method (None: each method's own).
     """
 
     name: str = "custom"
     short_side: int = 336
     max_long_side: int = 2048
-    crop_size: int = 224
+    resize: str = "mmseg"
+    crop_size: Optional[int] = 224
     stride: int = 112
+    padding: str = "bottom_right"
     prob_threshold: Optional[float] = None
+    area_threshold: Optional[float] = None
     logit_scale: Optional[float] = None
+    classnames: Optional[str] = None
     templates: Templates = None
 
     @classmethod
@@ -71,13 +90,22 @@ class ProtocolSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{source}: {name} must be an integer >= {low}, got {value!r}")
 
-        for name in ("short_side", "max_long_side", "crop_size", "stride"):
+        for name in ("short_side", "max_long_side", "stride"):
             integer(name, 1)
-        if self.stride > self.crop_size:
+        if self.crop_size is not None:
+            integer("crop_size", 1)
+        for name, choices in (("resize", RESIZE_MODES), ("padding", PADDINGS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{source}: {name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.crop_size is not None and self.stride > self.crop_size:
             raise ConfigError(f"{source}: need stride <= crop_size, got crop_size={self.crop_size}, "
                               f"stride={self.stride}")
         if self.prob_threshold is not None and not (_number(self.prob_threshold) and 0 <= self.prob_threshold <= 1):
             raise ConfigError(f"{source}: prob_threshold={self.prob_threshold!r} is not a probability in [0, 1]")
+        if self.area_threshold is not None and not (_number(self.area_threshold) and 0 <= self.area_threshold < 1):
+            raise ConfigError(f"{source}: area_threshold={self.area_threshold!r} is not a share in [0, 1)")
+        if self.classnames is not None and (not isinstance(self.classnames, str) or "/" in self.classnames):
+            raise ConfigError(f"{source}: classnames={self.classnames!r} must name a folder of configs/classnames/")
         if self.logit_scale is not None and not (_number(self.logit_scale) and self.logit_scale > 0):
             raise ConfigError(f"{source}: logit_scale={self.logit_scale!r} must be a number > 0 (or None: the "
                               "CLIP's own); at 0 every probability is equal and every pixel would become background")
@@ -134,3 +162,12 @@ def values(name: str, dataset: str) -> Dict[str, Any]:
 def listed_datasets(name: str) -> List[str]:
     """The datasets protocol ``name`` sets values for (the others get its defaults)."""
     return list(_read(str(protocols_dir() / f"{check_name(name)}.py"))["datasets"])
+
+
+def classnames_file(folder: Optional[str], dataset: str) -> Optional[Path]:
+    """``configs/classnames/<folder>/<dataset>.txt``, a protocol's class-name file for ``dataset``;
+    None when the protocol names no folder or the folder has no file for the dataset."""
+    if folder is None:
+        return None
+    path = resources.configs_dir() / "classnames" / folder / f"{dataset}.txt"
+    return path if path.is_file() else None

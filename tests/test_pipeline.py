@@ -30,6 +30,7 @@ def test_eval_writes_complete_results(run_eval, synthetic_root, tmp_path, name):
     assert results["complete"] and not results["partial"]
     assert results["dataset"]["name"] == name and results["dataset"]["num_images"] == n
     assert len(results["per_class"]) == k == results["dataset"]["num_classes"]
+    # the dataset's own class names, whatever the protocol's file calls them
     assert [r["class"] for r in results["per_class"]] == [c.split(",")[0] for c in _classes(name)]
     assert 0 <= results["summary"]["mIoU"] <= 100
     assert results["model"]["name"] == str(TINY_VIT) and results["model"]["seed"] == 0
@@ -39,14 +40,15 @@ def test_eval_writes_complete_results(run_eval, synthetic_root, tmp_path, name):
     assert results["method"]["name"] == "clip_surgery" and results["method"]["params"] == {
         "depth": 6, "new_path_attention": "vv", "resnet_norm": False, "pos_interp": "bilinear"}
     assert results["text"]["templates"] == "clip_surgery_85"
-    assert results["text"]["classnames"] == f"configs/classnames/{name}.txt"
+    assert results["text"]["classnames"] == f"configs/classnames/sclip/{name}.txt"  # the protocol's words
     assert results["model"]["config_sha256"] and results["model"]["precision"] == "fp32"
     # the sections do not repeat each other: a word means one thing
     assert "method" not in results["protocol"] and "templates" not in results["method"]
     background = name in ("voc21", "pascal_context60", "coco_object")
     assert results["dataset"]["background_index"] == (0 if background else None)
     assert (results["protocol"]["prob_threshold"] is not None) == background  # SCLIP's threshold where it had one
-    assert (results["protocol"]["logit_scale"] is not None) == background
+    assert results["protocol"]["logit_scale"] == {"voc21": 65.0, "pascal_context60": 50.0, "coco_object": 50.0}.get(
+        name, 40.0)  # SCLIP's configs/cfg_<dataset>.py, else its segmentor's default
     assert results["code"]["version"] and "torch" in results["environment"]["packages"]
     assert results["timing"]["images_per_s"] > 0
     assert f"{name}: mIoU" in out

@@ -168,7 +168,7 @@ def test_model_errors(run_eval, tmp_path, ade_root):
 
 @pytest.mark.parametrize("text, message", [
     ("road\n\nsky\n", "line 2: empty class name"),
-    ("road\nsky, road\n", "line 2: 'road' already appears on line 1"),
+    ("road\nsky, sky\n", "line 2: 'sky' appears twice on the line"),
     ("road\nsky,\n", "line 2: empty class name"),
 ])
 def test_bad_class_name_files(run_eval, tmp_path, ade_root, text, message):

@@ -38,6 +38,10 @@ def build_parser(prog: str = "python tools/eval.py") -> argparse.ArgumentParser:
     parser.add_argument("--show-dir", metavar="DIR", help="write a panel per image as DIR/<image stem>.png: image | "
                         "ground truth / prediction | errors, in the dataset's palette")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--resize", choices=("mmseg", "device"),
+                        help="how images reach the test scale: mmseg (the protocols' default: mmcv's resize of "
+                        "the decoded image, the peer harnesses' pixels) or device (bilinear on the GPU, faster; "
+                        "recorded as an overridden protocol setting)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "auto"),
                         help="image-encoder autocast (default: the config's; auto = fp16 on GPU, fp32 on CPU)")
     parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
@@ -97,7 +101,7 @@ def _evaluate(args: argparse.Namespace, argv: List[str], prog: str) -> int:
     opts = EvalOptions(config=config, data_root=args.data_root, work_dir=args.work_dir, model=args.model,
                        protocol=args.protocol, method=args.method, limit=args.limit, save_preds=args.save_preds,
                        show_dir=args.show_dir, device=args.device,
-                       precision=args.precision, launcher=args.launcher,
+                       precision=args.precision, launcher=args.launcher, resize=args.resize,
                        cfg_options=parse_cfg_options(args.cfg_options), resume=args.resume,
                        skip_bad=args.skip_bad, progress=not args.quiet)
     if args.pretrained is not None:

@@ -34,11 +34,18 @@ def build_parser(prog: str = "python tools/reproduce.py") -> argparse.ArgumentPa
     parser.add_argument("--datasets", nargs="+", metavar="NAME",
                         help=f"default: all, in the tables' order ({' '.join(_datasets())})")
     parser.add_argument("--protocol", default=protocols.DEFAULT_PROTOCOL,
-                        help=f"one of {', '.join(protocols.available())} (default {protocols.DEFAULT_PROTOCOL})")
+                        help=f"one of {', '.join(protocols.available())} (default {protocols.DEFAULT_PROTOCOL}), or "
+                        "native: each method under the protocol of its own published numbers, with the "
+                        "post-processing its code applies (NACLIP: naclip + PAMR), so that each cell compares "
+                        "like with like")
     parser.add_argument("--data-root", help="folder holding the datasets (default: data/)")
     parser.add_argument("--out", "--work-dir", dest="out", metavar="DIR",
                         help="run folder (default: work_dirs/reproduce/<UTC time>_<protocol>)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--resize", choices=("mmseg", "device"),
+                        help="how images reach the test scale: mmseg (the protocols' default: mmcv's resize of "
+                        "the decoded image, the peer harnesses' pixels) or device (bilinear on the GPU, faster; "
+                        "recorded as an overridden protocol setting)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "auto"),
                         help="image-encoder autocast (default: the configs')")
     parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the configs)")
@@ -83,7 +90,7 @@ def _reproduce(args: argparse.Namespace, command: str) -> int:
     from .. import protocols
     from ..datasets.catalog import DATASETS, resolve_many
     from ..engine.config import parse_cfg_options
-    from ..engine.reproduce import ReproduceOptions, check_methods, run_reproduction, write_summary
+    from ..engine.reproduce import NATIVE, ReproduceOptions, check_methods, run_reproduction, write_summary
     from ..engine.runner import EvalOptions, EvaluationInterrupted
     from ..errors import ConfigError
 
@@ -91,10 +98,12 @@ def _reproduce(args: argparse.Namespace, command: str) -> int:
         raise ConfigError("--limit must be a positive number of images")
     evaluation = EvalOptions(config="", data_root=args.data_root, model=args.model, device=args.device,
                              precision=args.precision, cfg_options=parse_cfg_options(args.cfg_options),
+                             resize=args.resize,
                              limit=args.limit, progress=not args.quiet)
     if args.pretrained is not None:
         evaluation.pretrained = args.pretrained
-    opts = ReproduceOptions(evaluation=evaluation, protocol=protocols.check_name(args.protocol),
+    protocol = args.protocol if args.protocol == NATIVE else protocols.check_name(args.protocol)
+    opts = ReproduceOptions(evaluation=evaluation, protocol=protocol,
                             methods=check_methods(args.methods) if args.methods else _methods(),
                             datasets=resolve_many(args.datasets) if args.datasets else list(DATASETS), out=args.out,
                             history=None if str(args.history).lower() == "none" else args.history,

@@ -1,10 +1,13 @@
 """Class-name files: one class per line, label order; comma-separated synonyms (docs/method.md §3)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple, Union
 from ..errors import ClassNamesError
+
+logger = logging.getLogger("clip_surgery_seg")
 
 
 
@@ -30,22 +33,30 @@ class ClassNames:
 
     @classmethod
     def from_lines(cls, lines: List[str], source: str = "<list>") -> "ClassNames":
-        classes, rows, row_class, seen = [], [], [], {}
+        classes, rows, row_class, seen, repeats = [], [], [], {}, []
         for number, line in enumerate(lines, start=1):
             names = [name.strip() for name in line.strip().split(",")]
             if not line.strip() or not all(names):
                 raise ClassNamesError(f"{source} line {number}: empty class name; write one class per "
                                       "line, synonyms separated by commas, no blank lines")
             for name in names:
+                if seen.get(name.lower()) == number:
+                    raise ClassNamesError(f"{source} line {number}: {name!r} appears twice on the line; list each "
+                                          "synonym once")
                 if name.lower() in seen:
-                    raise ClassNamesError(f"{source} line {number}: {name!r} already appears on line "
-                                          f"{seen[name.lower()]}; every name must be unique")
-                seen[name.lower()] = number
+                    # SCLIP's COCO-Object file has "bed" as a background synonym and as a class: kept,
+                    # as its harness scores it (ties go to the earlier class), and said
+                    repeats.append(f"{name!r} (lines {seen[name.lower()]} and {number})")
+                seen.setdefault(name.lower(), number)
                 rows.append(name)
                 row_class.append(len(classes))
             classes.append(names[0])
         if not classes:
             raise ClassNamesError(f"{source} has no classes; write one class per line")
+        if repeats:
+            logger.warning("%s names %s in two classes: the two rows score the same and ties go to the earlier "
+                           "class, so the later one is never predicted where that name wins", source,
+                           ", ".join(repeats))
         return cls(tuple(classes), tuple(rows), tuple(row_class))
 
 

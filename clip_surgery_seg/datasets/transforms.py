@@ -6,6 +6,7 @@ cv2 decodes a truncated JPEG into a partly grey image without an error; these tr
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -18,12 +19,28 @@ from .encodings import encode_label
 
 
 def read_image_rgb(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from any Pillow-readable file; palette and grey images expanded.
+    """(H, W, 3) uint8 RGB, the pixels mmseg's ``LoadImageFromFile`` decodes (OpenCV, ``color``), checked.
 
-    Pixel order as stored (EXIF orientation is not applied: label maps follow the stored pixels).
-    16-bit grey keeps its high byte, as Pillow reads 16-bit RGB files; 32-bit integer or float pixels
-    (no 8-bit range to read them by) and images over Pillow's decompression-bomb limit are refused.
+    The pixels are OpenCV's (``mmcv.imfrombytes``, as the peer harnesses read images), in RGB order:
+    palette, grey and 16-bit images expanded as it does (16-bit keeps its high byte). The file is
+    also decoded by Pillow, strictly: a truncated file, 32-bit integer or float pixels (no 8-bit
+    range to read them by) and images over Pillow's decompression-bomb limit are refused instead of
+    being read partly. A format OpenCV cannot read but Pillow can is read by Pillow.
     """
+    checked = _read_image_pil(path)
+    import mmcv
+
+    try:
+        decoded = mmcv.imfrombytes(Path(path).read_bytes(), flag="color", backend="cv2", channel_order="rgb")
+    except (OSError, ValueError) as err:
+        raise BadSampleError(f"{path}: unreadable or truncated image ({err}); re-extract or re-download it") from err
+    if decoded is None or decoded.shape != checked.shape:
+        return checked
+    return decoded
+
+
+def _read_image_pil(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB decoded by Pillow, every failure a :class:`BadSampleError` naming the file."""
     try:
         with Image.open(path) as image:
             image.load()

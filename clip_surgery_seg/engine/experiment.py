@@ -18,6 +18,7 @@ Where each choice comes from, last one wins:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from mmengine.config import Config
+
+from ..datasets.classnames import ClassNames, load_classnames
 
 from .. import protocols, resources
 from ..datasets import catalog
@@ -75,6 +78,18 @@ class Experiment:
     @property
     def clip(self) -> Dict[str, Any]:
         return self.cfg.model.clip.to_dict()
+
+    def class_names(self) -> ClassNames:
+        """The class-name rows the model encodes (:attr:`classnames`), with the dataset's own class
+        names as the names results and pictures show (a protocol's file may spell them its
+        harness's way: SCLIP's VOC21 background line starts with "sky")."""
+        names = load_classnames(self.classnames)
+        own = resources.classnames_file(self.dataset)
+        if own.is_file() and Path(self.classnames).resolve() != own.resolve():
+            labels = load_classnames(own).classes
+            if len(labels) == names.num_classes:
+                names = dataclasses.replace(names, classes=labels)
+        return names
 
     def weights(self) -> WeightsIdentity:
         clip = self.cfg.model.clip
@@ -188,10 +203,12 @@ def default_work_dir(config_path: str) -> Path:
 def resolve_experiment(config: str, *, protocol: Optional[str] = None, method: Optional[str] = None,
                        cfg_options: Optional[Dict[str, Any]] = None, model: Optional[str] = None,
                        pretrained: Any = None, precision: Optional[str] = None,
-                       data_root: Optional[str] = None) -> Experiment:
+                       data_root: Optional[str] = None, resize: Optional[str] = None) -> Experiment:
     """The experiment of config file ``config`` with the command line's choices (see the module doc).
 
-    ``pretrained``: None keeps the config's; ``"none"`` means random weights.
+    ``pretrained``: None keeps the config's; ``"none"`` means random weights. ``resize``: the
+    protocol's resize (``mmseg`` | ``device``; None keeps the protocol's): a setting like any other,
+    recorded as overridden when it differs from the protocol's.
 
     Raises:
         ConfigError: a missing file, an unknown protocol, method, setting or component, a value of
@@ -210,6 +227,8 @@ def resolve_experiment(config: str, *, protocol: Optional[str] = None, method: O
         if key not in cfg:
             raise ConfigError(f"config {config} has no {key!r}; start from one of the dataset configs in configs/")
     named = _apply_protocol(cfg, protocol, config)
+    if resize is not None:
+        cfg.protocol.resize = resize
     if method or implied:
         apply_method(cfg, method or implied)
     options = dict(cfg_options or {})
@@ -226,12 +245,12 @@ def resolve_experiment(config: str, *, protocol: Optional[str] = None, method: O
     if data_root is not None:
         dataset.data_root = os.path.join(data_root, cfg.get("data_subdir", ""))
     dataset.data_root = os.path.abspath(dataset.data_root)
-    if cfg.model.get("classnames") is None:
-        cfg.model.classnames = str(resources.classnames_file(cfg.dataset_name))
-
     method_dict = _checked_method(cfg, config, options)
     cfg.model.method = method_dict
     settings = ProtocolSettings.from_dict(cfg.protocol.to_dict(), f"{config}: protocol")
+    if cfg.model.get("classnames") is None:  # the protocol's words for the dataset, else the dataset's own
+        own = protocols.classnames_file(settings.classnames, cfg.dataset_name)
+        cfg.model.classnames = str(own or resources.classnames_file(cfg.dataset_name))
     templates = _templates(cfg, settings, method_dict)
     postprocess = _postprocess(cfg.model.get("postprocess"))
     experiment = Experiment(cfg=cfg, config_file=str(path), dataset=cfg.dataset_name,

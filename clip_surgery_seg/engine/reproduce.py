@@ -44,6 +44,11 @@ from .session import RunInterrupted, run_session
 
 logger = logging.getLogger("clip_surgery_seg")
 
+#: ``--protocol native``: each method under the protocol of its own published numbers
+#: (``native_protocol``), with the post-processing its code applies (``default_postprocess``); a
+#: method without published settings under the default protocol
+NATIVE = "native"
+
 
 
 @dataclass
@@ -126,7 +131,7 @@ def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
         RunInterrupted, KeyboardInterrupt: Ctrl-C or SIGTERM; the summary says so and ``--resume``
             continues.
     """
-    protocol = protocols.check_name(opts.protocol)
+    protocol = opts.protocol if opts.protocol == NATIVE else protocols.check_name(opts.protocol)
     methods = check_methods(opts.methods)
     datasets = sorted(opts.datasets, key=lambda n: (paper_rank(n), n))
     configs = {name: dataset_config(name) for name in datasets}
@@ -186,9 +191,10 @@ def _evaluate_one(opts: ReproduceOptions, protocol: str, run_dir: Path, name: st
                   run: Dict[str, Any], shared: SharedCLIP, kept: Optional[Dict[str, Any]]) -> None:
     """One method on one dataset: its status in ``run``; a failure is recorded, not raised."""
     work_dir = run_dir / method / name
+    protocol, options = method_protocol(method, protocol, opts.evaluation.cfg_options)
+    run["protocol"] = protocol
     evaluation = dataclasses.replace(opts.evaluation, config=config, method=method, work_dir=str(work_dir),
-                                     protocol=protocol, resume=opts.resume,
-                                     cfg_options=dict(opts.evaluation.cfg_options))
+                                     protocol=protocol, resume=opts.resume, cfg_options=options)
     try:
         experiment = evaluation.resolve()
         results = _kept_results(work_dir, kept, experiment.config_hash()) if opts.resume else None
@@ -214,6 +220,20 @@ def _evaluate_one(opts: ReproduceOptions, protocol: str, run_dir: Path, name: st
     else:
         run.update(status=RAN, metrics=str(work_dir / RESULTS_FILE), mIoU=results["summary"]["mIoU"],
                    num_images=results["dataset"]["num_images"], wall_s=results["timing"]["wall_s"])
+
+
+def method_protocol(method: str, protocol: str, cfg_options: Dict[str, Any]) -> "tuple[str, Dict[str, Any]]":
+    """The protocol a method runs under and its ``--cfg-options``: ``protocol`` itself, or with
+    :data:`NATIVE` the method's own (and its code's post-processing, unless the options set one)."""
+    options = dict(cfg_options)
+    if protocol != NATIVE:
+        return protocol, options
+    cls = METHODS[method]
+    if cls.native_protocol is None:
+        return protocols.DEFAULT_PROTOCOL, options
+    if cls.default_postprocess is not None and "model.postprocess" not in options:
+        options["model.postprocess"] = dict(cls.default_postprocess)
+    return cls.native_protocol, options
 
 
 def _kept_results(work_dir: Path, kept: Optional[Dict[str, Any]], config_hash: str) -> Optional[Dict[str, Any]]:

@@ -60,6 +60,7 @@ class EvalOptions:
     show_dir: Optional[str] = None  # a panel per image (image | ground truth / prediction | errors)
     device: Optional[str] = None
     precision: Optional[str] = None  # fp32 | fp16 | bf16 | auto; None keeps the config's
+    resize: Optional[str] = None  # mmseg | device; None keeps the protocol's
     launcher: str = "none"
     cfg_options: Dict[str, Any] = field(default_factory=dict)
     resume: bool = False
@@ -72,7 +73,7 @@ class EvalOptions:
         return resolve_experiment(self.config, protocol=self.protocol, method=self.method,
                                   cfg_options=self.cfg_options, model=self.model,
                                   pretrained=None if self.pretrained is _UNSET else self.pretrained,
-                                  precision=self.precision, data_root=self.data_root)
+                                  precision=self.precision, data_root=self.data_root, resize=self.resize)
 
     @property
     def resolved_work_dir(self) -> Path:
@@ -109,7 +110,7 @@ def evaluate(opts: EvalOptions, experiment: Optional[Experiment] = None,
 def _evaluate(experiment: Experiment, opts: EvalOptions, procs: Processes, work_dir: Path, start: float,
               shared_clip: Optional[SharedCLIP]) -> Dict[str, Any]:
     cfg = experiment.cfg
-    classes = load_classnames(experiment.classnames)
+    classes = experiment.class_names()
     check_class_count(experiment, classes)
     images = list_images(cfg, opts.skip_bad, opts.limit, procs.rank)
     fingerprint = run_fingerprint(experiment, classes, images, procs)

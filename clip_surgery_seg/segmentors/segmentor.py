@@ -73,14 +73,15 @@ class CLIPSurgerySegmentor(BaseSegmentor):
                  text_cache_dir: Optional[str] = None, mean: Sequence[float] = CLIP_MEAN,
                  std: Sequence[float] = CLIP_STD, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None, shared_clip: Optional[SharedCLIP] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type="CLIPSegDataPreProcessor", mean=mean, std=std)
+        if not isinstance(protocol, ProtocolSettings):
+            protocol = ProtocolSettings.from_dict(dict(protocol or {}))
+        if data_preprocessor is None:  # the protocol's resize: on the decoded image, or here on the device
+            data_preprocessor = dict(type="CLIPSegDataPreProcessor", mean=mean, std=std, resize=protocol.resize,
+                                     test_scale=(protocol.max_long_side, protocol.short_side))
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         _check_choice("feature_surgery", feature_surgery, FEATURE_SURGERY_MODES)
         _check_choice("similarity_normalize", similarity_normalize, SIMILARITY_NORMALIZE)
         _check_choice("precision", precision, (*PRECISIONS, "auto"))
-        if not isinstance(protocol, ProtocolSettings):
-            protocol = ProtocolSettings.from_dict(dict(protocol or {}))
         if protocol.prob_threshold is not None and background_index is None:
             raise ConfigError(f"prob_threshold={protocol.prob_threshold} needs a background class for low-confidence "
                               "pixels: set model.background_index (its 0-based line in the class-name file), or "
@@ -110,6 +111,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         self.similarity_normalize = similarity_normalize
         self.logit_scale = protocol.logit_scale
         self.prob_threshold = protocol.prob_threshold
+        self.area_threshold = protocol.area_threshold
         self.background_index = background_index
         self.precision = precision
         self.text_cache_dir = text_cache_dir
@@ -193,6 +195,10 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         return float(encoder + 3 * tokens * rows * 4)
 
     def _resize(self, image: torch.Tensor) -> torch.Tensor:
+        """A normalised (3, H, W) image at the test scale: as it is when the data preprocessor resized
+        it (``resize="mmseg"``), else resized here, bilinear on the device."""
+        if self.data_preprocessor.resizes:
+            return image
         h, w = image.shape[-2:]
         size = keep_ratio_size(h, w, self.short_side, self.max_long_side)
         if size == (h, w):
@@ -203,7 +209,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         images = [self._resize(image) for image in inputs]
         self._finite = torch.ones((), dtype=torch.bool, device=images[0].device)
         canvases = slide_logits(images, self.window_maps, self.crop_size, self.stride, self.batcher,
-                                self.surgery.patch_size, scratch=scratch)
+                                self.surgery.patch_size, scratch=scratch, padding=self.protocol.padding)
         finite, self._finite = bool(self._finite), None  # one device sync per call, not one per window batch
         if not finite:
             raise NumericalError("the model gave non-finite similarities (NaN or Inf): the weights hold NaN/Inf "
@@ -270,14 +276,38 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         SCLIP, ClearCLIP, NACLIP and ProxyCLIP, whose thresholds the protocols use: softmax of
         ``logit_scale`` x logits over all R rows (each synonym a row of its own), then a class's
         probability is the max over its rows -- so the top class probability is the top row's.
+
+        With ``area_threshold`` (SCLIP's ``area_thd``), before the threshold: every class other than
+        the background predicted on at most that share of the pixels predicted as any such class
+        has its probabilities zeroed, and the pixels are assigned again (:meth:`_suppress_small_classes`).
         """
         rows = torch.tensor(self.classes.row_class, device=logits.device)
-        pred = rows[logits.argmax(dim=0)]
+        if self.area_threshold is None:
+            pred = rows[logits.argmax(dim=0)]
+            if self.prob_threshold is not None:
+                top = (logits * self._scale()).softmax(dim=0).amax(dim=0)
+                pred[top < self.prob_threshold] = self.background_index
+            return pred
+        probs = self.class_logits((logits * self._scale()).softmax(dim=0))  # (K, H, W)
+        probs = self._suppress_small_classes(probs)
+        pred, top = probs.argmax(dim=0), probs.amax(dim=0)
         if self.prob_threshold is not None:
-            scale = self.logit_scale if self.logit_scale is not None else float(self.surgery.clip.logit_scale.exp())
-            top = (logits * scale).softmax(dim=0).amax(dim=0)
             pred[top < self.prob_threshold] = self.background_index
         return pred
+
+    def _scale(self) -> float:
+        return self.logit_scale if self.logit_scale is not None else float(self.surgery.clip.logit_scale.exp())
+
+    def _suppress_small_classes(self, probs: torch.Tensor) -> torch.Tensor:
+        """SCLIP's area threshold on (K, H, W) class probabilities: classes (not the background)
+        whose pixels under the argmax are not more than ``area_threshold`` of all non-background
+        pixels get zero probability."""
+        counts = torch.bincount(probs.argmax(dim=0).flatten(), minlength=probs.shape[0]).to(probs.dtype)
+        foreground = torch.ones_like(counts, dtype=torch.bool)
+        if self.background_index is not None:
+            foreground[self.background_index] = False
+        keep = (counts > self.area_threshold * counts[foreground].sum()) | ~foreground
+        return probs * keep.to(probs.dtype)[:, None, None]
 
     # --- mmseg API ----------------------------------------------------------------------------
 

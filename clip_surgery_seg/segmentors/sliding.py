@@ -28,11 +28,14 @@ def keep_ratio_size(height: int, width: int, short_side: int, max_long_side: int
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def window_grid(height: int, width: int, crop: int, stride: int) -> List[Window]:
+def window_grid(height: int, width: int, crop: Optional[int], stride: int) -> List[Window]:
     """Windows covering the image, last row/column aligned to the border (mmseg's slide rule).
 
-    An image smaller than the crop along a side gets one window along it, as large as the image.
+    An image smaller than the crop along a side gets one window along it, as large as the image;
+    ``crop=None`` gives one window, the whole image.
     """
+    if crop is None:
+        return [(0, height, 0, width)]
     rows = max(height - crop + stride - 1, 0) // stride + 1
     cols = max(width - crop + stride - 1, 0) // stride + 1
     windows = []
@@ -43,11 +46,34 @@ def window_grid(height: int, width: int, crop: int, stride: int) -> List[Window]
     return windows
 
 
-def _pad_to_multiple(crop: torch.Tensor, multiple: Tuple[int, int]) -> torch.Tensor:
-    """Zero-pad (C, h, w) at the bottom/right to multiples of the patch size."""
-    h, w = crop.shape[-2:]
-    ph, pw = -h % multiple[0], -w % multiple[1]
-    return F.pad(crop, (0, pw, 0, ph)) if ph or pw else crop
+#: how a window whose sides are not multiples of the patch size reaches the encoder (see
+#: ``protocols.ProtocolSettings.padding``)
+PADDINGS = ("bottom_right", "centre", "stretch")
+
+
+def encoder_window(height: int, width: int, multiple: Tuple[int, int],
+                   padding: str) -> Tuple[Tuple[int, int], Tuple[int, int, int, int], Tuple[int, int]]:
+    """How an ``height x width`` window is fed to the encoder and its maps mapped back.
+
+    Returns:
+        ``(encoded, pad, target)``: the (h, w) the encoder sees; the zero padding (left, right, top,
+        bottom) that makes it (``stretch``: none -- the window is cut to its whole patches, as a
+        patch embedding without padding does); the size its maps are upsampled to before the window
+        is cut out of them at offset (top, left) of ``pad`` (``stretch``: the window's own size).
+    """
+    ph, pw = multiple
+    if padding == "stretch":
+        encoded = (max(height // ph, 1) * ph, max(width // pw, 1) * pw)
+        return encoded, (0, 0, 0, 0), (height, width)
+    extra_h, extra_w = -height % ph, -width % pw
+    if padding == "centre":
+        pad = (extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2)
+    elif padding == "bottom_right":
+        pad = (0, extra_w, 0, extra_h)
+    else:
+        raise ConfigError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    encoded = (height + extra_h, width + extra_w)
+    return encoded, pad, encoded
 
 
 def auto_batch_size(windows: torch.Tensor,
@@ -164,50 +190,59 @@ def resize_bilinear(x: torch.Tensor, size: Tuple[int, int], out: Optional[torch.
 
 
 def slide_logits(images: Sequence[torch.Tensor], window_logits: Callable[[torch.Tensor], torch.Tensor],
-                 crop: int, stride: int, batcher: WindowBatcher,
-                 pad_multiple: Tuple[int, int], scratch: Optional[ScratchBuffers] = None) -> List[torch.Tensor]:
+                 crop: Optional[int], stride: int, batcher: WindowBatcher,
+                 pad_multiple: Tuple[int, int], scratch: Optional[ScratchBuffers] = None,
+                 padding: str = "bottom_right") -> List[torch.Tensor]:
     """Sliding-window logits for several images at once.
 
     Args:
         images: (3, h, w) normalised images, sizes may differ.
-        window_logits: (B, 3, ph, pw) padded windows -> (B, K, ph, pw) logits at window resolution,
-            or (B, K, h', w') maps at a lower resolution: those are upsampled (bilinear, as
-            ``F.interpolate``) to (ph, pw) one window at a time as they are added, so that a batch
+        window_logits: (B, 3, ph, pw) windows as the encoder takes them -> (B, K, ph, pw) logits at
+            that resolution, or (B, K, h', w') maps at a lower resolution: those are upsampled
+            (bilinear, as ``F.interpolate``) one window at a time as they are added, so that a batch
             never holds B full-size K-channel maps.
-        crop, stride: window size and step.
-        batcher: encodes windows of the same padded size, from all images, in batches.
-        pad_multiple: windows are zero-padded to multiples of this (the patch size).
+        crop, stride: window size and step (``crop=None``: the whole image is one window).
+        batcher: encodes windows of the same encoder size, from all images, in batches.
+        pad_multiple: the patch size; windows reach the encoder as :func:`encoder_window` says.
         scratch: reuse these buffers for the canvases and the upsampled windows (the returned
             canvases are then valid until the next call with the same ``scratch``).
+        padding: ``bottom_right`` | ``centre`` | ``stretch`` (:data:`PADDINGS`).
 
     Returns:
         Per image (1, K, h, w), channels-last: the sum of the window logits covering each pixel
         divided by their number.
     """
-    groups: Dict[Tuple[int, int], List[Tuple[int, Window]]] = defaultdict(list)
+    groups: Dict[Tuple[int, int], list] = defaultdict(list)
     for index, image in enumerate(images):
         for window in window_grid(image.shape[-2], image.shape[-1], crop, stride):
             y1, y2, x1, x2 = window
-            padded = (y2 - y1 + -(y2 - y1) % pad_multiple[0], x2 - x1 + -(x2 - x1) % pad_multiple[1])
-            groups[padded].append((index, window))
+            encoded, pad, target = encoder_window(y2 - y1, x2 - x1, pad_multiple, padding)
+            groups[encoded].append((index, window, pad, target))
     canvases: List = [None] * len(images)
     counts = [torch.zeros(im.shape[-2:], device=im.device) for im in images]
-    for padded, entries in groups.items():
-        crops = torch.stack([_pad_to_multiple(images[i][:, y1:y2, x1:x2], pad_multiple)
-                             for i, (y1, y2, x1, x2) in entries])
+    for encoded, entries in groups.items():
+        crops = torch.stack([_encoder_input(images[i][:, y1:y2, x1:x2], encoded, pad)
+                             for i, (y1, y2, x1, x2), pad, _ in entries])
         for start, logits in batcher.run(crops, window_logits):
-            low_res = tuple(logits.shape[-2:]) != padded
-            for (index, (y1, y2, x1, x2)), window in zip(entries[start:start + len(logits)], logits):
-                if low_res:
+            for (index, (y1, y2, x1, x2), pad, target), window in zip(entries[start:start + len(logits)], logits):
+                if tuple(window.shape[-2:]) != target:
                     out = None if scratch is None else scratch.get(
-                        "window", (1, window.shape[0], *padded), window.dtype, window.device, channels_last=True)
-                    window = resize_bilinear(window[None], padded, out)[0]
+                        "window", (1, window.shape[0], *target), window.dtype, window.device, channels_last=True)
+                    window = resize_bilinear(window[None], target, out)[0]
                 if canvases[index] is None:  # channels-last like the windows (K innermost)
                     shape = (1, window.shape[0], *images[index].shape[-2:])
                     canvases[index] = (torch.empty(shape, dtype=window.dtype, device=window.device,
                                                    memory_format=torch.channels_last) if scratch is None else
                                        scratch.get(f"canvas{index}", shape, window.dtype, window.device,
                                                    channels_last=True)).zero_()
-                canvases[index][0, :, y1:y2, x1:x2] += window[:, : y2 - y1, : x2 - x1]
+                left, top = pad[0], pad[2]
+                canvases[index][0, :, y1:y2, x1:x2] += window[:, top:top + y2 - y1, left:left + x2 - x1]
                 counts[index][y1:y2, x1:x2] += 1
     return [canvas.div_(count) for canvas, count in zip(canvases, counts)]
+
+
+def _encoder_input(window: torch.Tensor, encoded: Tuple[int, int], pad: Tuple[int, int, int, int]) -> torch.Tensor:
+    """(C, h, w) window -> (C, *encoded): zero-padded by ``pad``, or cut to ``encoded`` (``stretch``)."""
+    if any(pad):
+        return F.pad(window, pad)
+    return window[:, :encoded[0], :encoded[1]]

@@ -41,6 +41,9 @@ class ImageTokenMethod:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     arxiv: ClassVar[str] = ""  # e.g. "2304.05653"
+    # the protocol its published numbers were made under (``tools/reproduce.py --protocol native``),
+    # with :attr:`default_postprocess`; None: not published (the harness's default protocol)
+    native_protocol: ClassVar[Optional[str]] = None
     default_templates: ClassVar[str] = "imagenet_80"
     default_postprocess: ClassVar[Optional[Dict[str, Any]]] = None
     supports_resnet: ClassVar[bool] = False

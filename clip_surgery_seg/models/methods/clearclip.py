@@ -24,6 +24,7 @@ class ClearCLIP(ImageTokenMethod):
     name = "clearclip"
     label = "ClearCLIP"
     arxiv = "2407.12442"
+    native_protocol = "clearclip"
     default_templates = "imagenet_80"
 
     def vit_tokens(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:

@@ -30,6 +30,7 @@ class MaskCLIP(ImageTokenMethod):
     name = "maskclip"
     label = "MaskCLIP"
     arxiv = "2112.01071"
+    native_protocol = "sclip"
     default_templates = "clip_surgery_85"  # MaskCLIP's 85 templates, which CLIP Surgery took over
     supports_resnet = True
     default_pos_interp = "bicubic"

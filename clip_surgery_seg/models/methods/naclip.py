@@ -48,6 +48,7 @@ class NACLIP(ImageTokenMethod):
     name = "naclip"
     label = "NACLIP"
     arxiv = "2404.08181"
+    native_protocol = "naclip"
     default_templates = "imagenet_80"
     # the code's segmentor refines the final logits with PAMR unless it is turned off
     default_postprocess = {"type": "pamr", "num_iter": 10, "dilations": (8, 16)}

@@ -25,6 +25,7 @@ class SCLIP(ImageTokenMethod):
     name = "sclip"
     label = "SCLIP"
     arxiv = "2312.01597"
+    native_protocol = "sclip"
     default_templates = "imagenet_80"
     # PAMR is in the code but off by default (pamr_steps=0); dilations (8, 16) when turned on
     default_postprocess = None

@@ -35,6 +35,7 @@ class Vanilla(ImageTokenMethod):
     name = "vanilla"
     label = "CLIP"
     arxiv = "2103.00020"
+    native_protocol = "sclip"
     default_templates = "imagenet_80"
     supports_resnet = True
 
