@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from decimal import ROUND_HALF_UP, Decimal
 import itertools
 import json
 import math
@@ -19,7 +20,7 @@ from clip_surgery_seg.datasets.catalog import DATASETS, label
 from clip_surgery_seg.protocols import available as available_protocols
 from clip_surgery_seg.results import SCHEMA, SCHEMA_V1
 from clip_surgery_seg.models.methods import METHODS
-from clip_surgery_seg.reporting.paper import PAPER_COLUMNS, load_paper, methods_table, published_for
+from clip_surgery_seg.reporting.paper import PAPER_COLUMNS, load_paper, methods_table, published_for, published_mean
 from clip_surgery_seg.reporting.records import load_many
 from conftest import REPO
 
@@ -80,17 +81,23 @@ def test_paper_csv_columns_and_values():
     assert resources.paper_csv().read_text().splitlines()[0] == ",".join(PAPER_COLUMNS)
     assert set(paper["method"]) <= set(METHODS) and set(paper["dataset"]) <= set(BENCHMARKS)
     assert set(paper["verified"]) <= {"yes", "no"} and set(paper["postprocess"]) <= {"none", "pamr"}
-    assert set(paper["protocol"]) <= set(available_protocols()) | {"not published"}
+    assert set(paper["protocol"]) <= set(available_protocols()) | {"unpublished", "not stated"}
     assert (paper["model"] == "ViT-B/16").all() and (paper["weights"] == "openai").all()
     assert paper["mIoU"].between(0, 100).all() and (paper["source"] != "").all() and (paper["settings"] != "").all()
     # one number per method, dataset, source and settings
     assert not paper.duplicated(["method", "dataset", "source", "protocol", "postprocess"]).any()
     # the numbers this harness started from are kept
     surgery = paper[paper["method"] == "clip_surgery"].set_index("dataset")["mIoU"].to_dict()
-    assert surgery == {"pascal_context59": 29.3, "coco_stuff171": 21.9, "cityscapes": 31.4, "ade20k": 12.9}
+    assert surgery == {"pascal_context59": 29.3, "pascal_context60": 29.3, "coco_stuff171": 21.9, "cityscapes": 31.4,
+                       "ade20k": 12.9}
+    # CLIP Surgery's own numbers were made under settings never published: no harness protocol claims them
+    assert set(paper[paper["method"] == "clip_surgery"]["protocol"]) == {"unpublished"}
+    # NACLIP's README numbers are its current configs' (protocol naclip), with PAMR
+    readme = paper[paper["source"].str.startswith("NACLIP README") & (paper["protocol"] == "naclip")]
+    assert len(readme) == 8 and set(readme["postprocess"]) == {"pamr"} and set(readme["verified"]) == {"yes"}
     clearclip_reported = paper[(paper["protocol"] == "clearclip") & (paper["method"] == "vanilla")]
     assert clearclip_reported.set_index("dataset")["mIoU"].to_dict() == {
-        "pascal_context59": 9.2, "coco_stuff171": 4.4, "cityscapes": 5.5, "ade20k": 2.1}
+        "voc20": 41.8, "pascal_context59": 9.2, "coco_stuff171": 4.4, "cityscapes": 5.5, "ade20k": 2.1}
 
 
 README_DATASETS = {"VOC21": "voc21", "Context-60": "pascal_context60", "Object": "coco_object", "VOC20": "voc20",
@@ -121,7 +128,7 @@ def test_readme_published_table_is_paper_csv():
     paper = load_paper()
     assert {m for m, _ in rows} == set(METHODS)
     for (method, step), cells in rows.items():
-        values = []
+        values, shown_numbers = [], []
         for column, dataset in README_DATASETS.items():
             published, same = published_for(paper, method, dataset, "sclip", step)
             if published is None:
@@ -131,7 +138,8 @@ def test_readme_published_table_is_paper_csv():
             assert float(number) == published.mIoU and number == published.text, (method, dataset)
             assert (elsewhere == "*") != same and (unverified == "?") != published.verified, (method, dataset)
             values.append(published.mIoU)
-        average = f"{sum(values) / len(values):.2f}" + ("" if len(values) == 8 else f" ({len(values)} of 8)")
+            shown_numbers.append(published)
+        average = f"{published_mean(shown_numbers):.2f}" + ("" if len(values) == 8 else f" ({len(values)} of 8)")
         assert cells["average"] == average, method
     # and every method x dataset number of paper.csv has its cell
     shown = {(m, d) for (m, _), cells in rows.items() for c, d in README_DATASETS.items() if cells[c] != "–"}
@@ -207,7 +215,10 @@ def test_table_rows_cells_and_average(run_dir):
             assert (cell.published, cell.same_settings) == published_for(paper, row.method, dataset, "sclip", None)
         ours, published, count = row.average(table.datasets)
         assert count == len(have) and ours == pytest.approx(sum(OURS[(row.method, d)] for d in have) / len(have))
-        assert published == pytest.approx(sum(row.cells[d].published.mIoU for d in have) / len(have))
+        # the published mean as papers print it: exact on the printed decimals, rounded half up
+        exact = sum(Decimal(row.cells[d].published.text) for d in have) / len(have)
+        assert published == float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+        assert published == pytest.approx(sum(row.cells[d].published.mIoU for d in have) / len(have), abs=0.005)
 
 
 def test_markdown_table(run_dir, capsys):
@@ -228,7 +239,7 @@ def test_markdown_table(run_dir, capsys):
     assert same and re.fullmatch(rf"31\.40 / {re.escape(published.text)} \[[a-z]\]", sclip[city])
     assert sclip[header.index(label("ade20k"))].startswith("n/a / ")
     assert sclip[-1].endswith(f"(2 of {len(DATASETS)})")
-    assert "Published numbers (results/paper.csv):" in out and "arXiv:2304.05653" in out
+    assert "Published numbers (results/paper.csv):" in out and "xmed-lab/CLIP_Surgery" in out
     assert "`*`: published under other settings" in out
 
 
