@@ -18,6 +18,11 @@ here, in one thread, on panels of the run's own predictions), and the added time
     python benchmarks/bench_eval.py                                   # 16 images, workers 0 and 2
     python benchmarks/bench_eval.py --device cuda --images 500 --batch-sizes 16 --precision bf16
     python benchmarks/bench_eval.py --show-dir --images 200 --model tests/assets/tiny-vit.json --workers 2
+    python benchmarks/bench_eval.py --resize mmseg device            # the faithful resize against the device's
+
+``--resize``: each setting runs with each resize of the protocol (``mmseg``: mmcv's resize of the
+decoded uint8 image in the data preprocessor, the default; ``device``: bilinear on the normalised
+float image on the device), taking turns, and a last line gives the images/s ratio.
 """
 from __future__ import annotations
 
@@ -46,11 +51,11 @@ def write_config(folder: Path, dataset: str, templates: str) -> Path:
 
 
 def run_eval(config: Path, data_root: Path, work: Path, cache: Path, args, workers: int, batch: int,
-             show: bool = False) -> dict:
+             show: bool = False, resize: str = "mmseg") -> dict:
     cmd = [sys.executable, str(C.REPO / "tools" / "eval.py"), str(config), "--data-root", str(data_root),
            "--work-dir", str(work), "--model", args.model, "--pretrained", "none", "--quiet",
            "--device", args.device.split(":")[0], "--save-preds", str(work / "preds"),
-           *(["--show-dir", str(work / "show")] if show else []),
+           *(["--show-dir", str(work / "show")] if show else []), "--resize", resize,
            "--cfg-options", f"test_dataloader.num_workers={workers}", f"test_dataloader.batch_size={batch}",
            f"model.precision={args.precision}", *args.cfg_options]
     env = dict(os.environ, CLIP_SURGERY_SEG_CACHE=str(cache), PYTHONPATH=str(C.REPO))
@@ -154,6 +159,8 @@ def main(argv=None) -> int:
     p.add_argument("--work-root", help="keep data and work dirs here (default: a temporary folder)")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--show-dir", action="store_true", help="also run each setting with --show-dir and report its cost")
+    p.add_argument("--resize", nargs="+", default=["mmseg"], choices=("mmseg", "device"),
+                   help="the protocol's resize; several: each setting with each, and their images/s ratio")
     args = p.parse_args(argv)
     device = C.setup(args)
     from clip_surgery_seg.datasets.synthetic import write_synthetic
@@ -176,28 +183,40 @@ def main(argv=None) -> int:
         config = write_config(root, args.dataset, args.templates)
         cache = root / "cache"
         rows, data, show_rows = [], [], []
+        speed = {}
         for batch in args.batch_sizes:
             for w in workers:
-                t = run_eval(config, data_root, root / f"work_w{w}_b{batch}", cache, args, w, batch)
+              for resize in args.resize:
+                runs = [run_eval(config, data_root, root / f"work_w{w}_b{batch}_{resize}_{i}", cache, args, w, batch,
+                                 resize=resize) for i in range(1 if q else max(1, args.repeats))]
+                t = max(runs, key=lambda r: r["images_per_s"])
+                speed[(w, batch, resize)] = t["images_per_s"]
                 if args.show_dir:
                     show_rows.append(show_dir_cost(config, data_root, root, cache, args, w, batch, t, device))
                 wall = t["wall_s"]
                 share = {k: 100 * t[k] / wall for k in ("data_s", "model_s", "metric_s", "write_s", "text_s")}
                 other = 100 - sum(share.values())
                 overhead = share["data_s"] + share["metric_s"] + share["write_s"]
-                row = {"workers": w, "batch_size": batch, **t, **{f"{k[:-2]}_pct": v for k, v in share.items()},
+                row = {"workers": w, "batch_size": batch, "resize": resize, **t,
+                       **{f"{k[:-2]}_pct": v for k, v in share.items()},
                        "other_pct": other, "data_metric_write_pct": overhead}
                 data.append(row)
-                rows.append([w, batch, t["num_images"], wall, t["images_per_s"], share["data_s"], share["model_s"],
+                rows.append([w, batch, resize, t["num_images"], wall, t["images_per_s"], share["data_s"], share["model_s"],
                              share["metric_s"], share["write_s"], share["text_s"], other, overhead,
                              overhead <= 10])
-    print(C.table(["workers", "images/call", "images", "wall s", "images/s", "data %", "model %", "metric %",
+    print(C.table(["workers", "images/call", "resize", "images", "wall s", "images/s", "data %", "model %", "metric %",
                    "write %", "text %", "other %", "data+metric+write %", "<= 10 %"], rows, digits=2))
     print("\nshares of metrics.json timing.wall_s (evaluate() from start to results): data = waiting for the "
           "DataLoader, model = preprocess + predict, metric = confusion matrices, write = queueing the "
           "prediction PNGs and waiting for the writer at the end, text = class embeddings (first run: "
           "encoded), other = config, data check, model build, loop overheads. The first run encodes the "
           "text embeddings, later runs read them from the cache.")
+    if len(args.resize) == 2:
+        for (w, batch, resize), value in speed.items():
+            if resize == "mmseg":
+                device_speed = speed[(w, batch, "device")]
+                print(f"\nresize mmseg / device, workers {w}, images/call {batch}: {value:.3f} / {device_speed:.3f} "
+                      f"images/s = {value / device_speed:.3f}")
     if show_rows:
         print("\n### --show-dir: added wall time against one panel's render and encode\n")
         print(C.table(["workers", "images/call", "images", "runs each", "wall s without", "wall s with",
