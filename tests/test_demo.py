@@ -52,7 +52,6 @@ def _similarity(image: np.ndarray, mode: str, method: Optional[str] = None) -> n
     from mmseg.registry import MODELS
 
     import clip_surgery_seg.registry  # noqa: F401
-    from clip_surgery_seg.segmentors.data_preprocessor import CLIP_MEAN, CLIP_STD
 
     cfg = Config.fromfile(str(REPO / "configs" / "_base_" / "models" / "clip_surgery_vit_b16.py")).model.to_dict()
     cfg.update(clip=dict(name=str(TINY_VIT), pretrained=None), classnames=CLASSES, feature_surgery=mode,
@@ -62,8 +61,8 @@ def _similarity(image: np.ndarray, mode: str, method: Optional[str] = None) -> n
 
         cfg.update(method=METHODS[method]().config())
     model = MODELS.build(cfg).eval()
-    x = (torch.from_numpy(image).permute(2, 0, 1).float() - torch.tensor(CLIP_MEAN).view(3, 1, 1)) \
-        / torch.tensor(CLIP_STD).view(3, 1, 1)
+    # the protocol's resize (mmcv's, on the uint8 image) happens in the data preprocessor, as in a run
+    x = model.data_preprocessor({"inputs": [torch.from_numpy(image).permute(2, 0, 1).contiguous()]})["inputs"][0]
     return model.seg_logits([x], [image.shape[:2]])[0].numpy()
 
 
