@@ -49,6 +49,9 @@ def build_parser(prog: str = "python tools/reproduce.py") -> argparse.ArgumentPa
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "auto"),
                         help="image-encoder autocast (default: the configs')")
     parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the configs)")
+    parser.add_argument("--models", nargs="+", metavar="MODEL",
+                        help="several backbones, e.g. ViT-B-16 ViT-L-14: each method on each dataset with each, "
+                        "one model load per backbone, one table block per backbone")
     parser.add_argument("--pretrained", help="open_clip tag, weights file, or none for random weights")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override settings of every config, e.g. test_dataloader.num_workers=8")
@@ -63,6 +66,14 @@ def build_parser(prog: str = "python tools/reproduce.py") -> argparse.ArgumentPa
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug_flag(parser)
     return parser
+
+
+def _models(args: argparse.Namespace) -> list:
+    from ..errors import ConfigError
+
+    if args.models and args.model:
+        raise ConfigError("give --model or --models, not both")
+    return list(args.models) if args.models else [None]
 
 
 def _methods() -> List[str]:
@@ -107,7 +118,8 @@ def _reproduce(args: argparse.Namespace, command: str) -> int:
                             methods=check_methods(args.methods) if args.methods else _methods(),
                             datasets=resolve_many(args.datasets) if args.datasets else list(DATASETS), out=args.out,
                             history=None if str(args.history).lower() == "none" else args.history,
-                            record_any_run=args.record_any_run, resume=args.resume, command=command)
+                            record_any_run=args.record_any_run, resume=args.resume, command=command,
+                            models=_models(args))
     try:
         summary = run_reproduction(opts)
     except (EvaluationInterrupted, KeyboardInterrupt) as stop:

@@ -65,6 +65,7 @@ class ReproduceOptions:
     record_any_run: bool = False  # also record random-weight or incomplete-split runs
     resume: bool = False
     command: str = "tools/reproduce.py"  # as the user typed it, for the logs and the resume hint
+    models: List[Optional[str]] = field(default_factory=lambda: [None])  # None: ``evaluation.model``
 
 
 def check_methods(methods: List[str]) -> List[str]:
@@ -144,13 +145,24 @@ def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
     if previous is not None and previous.get("protocol") != protocol:
         raise ResumeError(f"{run_dir} holds a run under protocol {previous.get('protocol')}, not {protocol}; pass "
                           f"--protocol {previous.get('protocol')} to continue it, or another --out")
+    models = list(dict.fromkeys(opts.models or [None]))
     summary: Dict[str, Any] = {"run_dir": str(run_dir), "protocol": protocol, "methods": methods,
+                               "models": [m or opts.evaluation.model for m in models], "model_loads": {},
                                "started": (previous or {}).get("started") or utc_now(), "finished": None,
                                "history": opts.history, "command": opts.command, "datasets": {}}
     write_summary(run_dir, summary)
     try:
-        for name in datasets:
-            _reproduce_dataset(opts, protocol, run_dir, name, configs[name], methods, summary, previous)
+        for model in models:
+            shared = SharedCLIP()  # one CLIP per backbone for every method and dataset
+            for name in datasets:
+                if summary["datasets"].get(name, {}).get("status") == MISSING:
+                    continue  # the data is missing whatever the model
+                _reproduce_dataset(opts, protocol, run_dir, name, configs[name], methods, summary, previous,
+                                   model, len(models) > 1, shared)
+            summary["model_loads"][str(model or opts.evaluation.model)] = shared.loads
+        for entry in summary["datasets"].values():
+            if entry["status"] is None:
+                entry["status"] = FAILED if any(r["status"] == FAILED for r in entry["methods"].values()) else RAN
     except (KeyboardInterrupt, EvaluationInterrupted):
         summary["interrupted"] = True
         summary["status"] = FAILED
@@ -164,37 +176,46 @@ def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
     return summary
 
 
+def model_folder(model: str) -> str:
+    """A backbone's folder in a run of several (``ViT-L-14``; a model-config file by its stem)."""
+    return Path(model).stem if str(model).endswith(".json") else str(model).replace("/", "-")
+
+
 def _reproduce_dataset(opts: ReproduceOptions, protocol: str, run_dir: Path, name: str, config: str,
-                       methods: List[str], summary: Dict[str, Any], previous: Optional[Dict[str, Any]]) -> None:
-    entry: Dict[str, Any] = {"status": None, "reason": None, "model_loads": 0, "methods": {}}
-    summary["datasets"][name] = entry
+                       methods: List[str], summary: Dict[str, Any], previous: Optional[Dict[str, Any]],
+                       model: Optional[str], several: bool, shared: SharedCLIP) -> None:
+    """Every method on one dataset with one backbone; its runs under ``<method>`` (one backbone) or
+    ``<backbone>/<method>`` (several) in the dataset's summary entry."""
+    entry = summary["datasets"].setdefault(name, {"status": None, "reason": None, "model_loads": 0, "methods": {}})
     before = ((previous or {}).get("datasets") or {}).get(name) or {}
-    shared = SharedCLIP()  # one CLIP for every method on this dataset, released after it
+    loads = shared.loads
     for method in methods:
-        run: Dict[str, Any] = {"config": f"configs/{method}/{name}.py", "status": None, "reason": None}
-        entry["methods"][method] = run
-        kept = (before.get("methods") or {}).get(method)
-        _evaluate_one(opts, protocol, run_dir, name, config, method, run, shared, kept)
-        entry["model_loads"] = shared.loads
+        key = f"{model_folder(model or opts.evaluation.model)}/{method}" if several else method
+        run: Dict[str, Any] = {"config": f"configs/{method}/{name}.py", "method": method,
+                               "model": model or opts.evaluation.model, "status": None, "reason": None}
+        entry["methods"][key] = run
+        kept = (before.get("methods") or {}).get(key)
+        _evaluate_one(opts, protocol, run_dir / key / name, name, config, method, model, run, shared, kept)
+        entry["model_loads"] += shared.loads - loads
+        loads = shared.loads
         if run["status"] == MISSING:  # the data, not the method: reported once for the dataset
-            del entry["methods"][method]
+            del entry["methods"][key]
             entry.update(status=MISSING, reason=run["reason"])
             logger.info("%s: data missing, skipped: %s", name, entry["reason"])
             break
         write_summary(run_dir, summary)
-    if entry["status"] is None:
-        entry["status"] = FAILED if any(r["status"] == FAILED for r in entry["methods"].values()) else RAN
     write_summary(run_dir, summary)
 
 
-def _evaluate_one(opts: ReproduceOptions, protocol: str, run_dir: Path, name: str, config: str, method: str,
-                  run: Dict[str, Any], shared: SharedCLIP, kept: Optional[Dict[str, Any]]) -> None:
+def _evaluate_one(opts: ReproduceOptions, protocol: str, work_dir: Path, name: str, config: str, method: str,
+                  model: Optional[str], run: Dict[str, Any], shared: SharedCLIP,
+                  kept: Optional[Dict[str, Any]]) -> None:
     """One method on one dataset: its status in ``run``; a failure is recorded, not raised."""
-    work_dir = run_dir / method / name
     protocol, options = method_protocol(method, protocol, opts.evaluation.cfg_options)
     run["protocol"] = protocol
     evaluation = dataclasses.replace(opts.evaluation, config=config, method=method, work_dir=str(work_dir),
-                                     protocol=protocol, resume=opts.resume, cfg_options=options)
+                                     protocol=protocol, resume=opts.resume, cfg_options=options,
+                                     model=model or opts.evaluation.model)
     try:
         experiment = evaluation.resolve()
         results = _kept_results(work_dir, kept, experiment.config_hash()) if opts.resume else None
@@ -263,8 +284,8 @@ def write_summary(run_dir: Path, summary: Dict[str, Any]) -> None:
 def ran_results(run_dir: Path) -> List[Path]:
     """The ``metrics.json`` of every evaluation this run's summary says ran (nothing of an earlier run)."""
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    return [run_dir / method / name / RESULTS_FILE for name, entry in summary["datasets"].items()
-            for method, run in entry["methods"].items() if run["status"] == RAN]
+    return [run_dir / key / name / RESULTS_FILE for name, entry in summary["datasets"].items()
+            for key, run in entry["methods"].items() if run["status"] == RAN]
 
 
 def write_tables(run_dir: Path) -> Optional[str]:
@@ -275,13 +296,21 @@ def write_tables(run_dir: Path) -> Optional[str]:
 
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     records = [record for path in ran_results(run_dir) for record in load_path(path)]
-    table = methods_table(records, load_paper())
+    paper = load_paper()
+    blocks = {}  # one table per backbone, as the papers print a ViT-L/14 block under the ViT-B/16 one
+    for record in records:
+        blocks.setdefault(record.model_label, []).append(record)
+    table = methods_table(records, paper)
     skipped = [f"- {n}: {e['status'].replace('_', ' ')}: {e['reason']}" for n, e in summary["datasets"].items()
                if e["status"] == MISSING]
     skipped += [f"- {n}, {m}: failed: {r['reason']}" for n, e in summary["datasets"].items()
                 for m, r in e["methods"].items() if r["status"] == FAILED]
-    markdown = (f"mIoU (%) of each method on each dataset, protocol `{summary['protocol']}` (run `{run_dir}`)\n\n"
-                + to_markdown(table) + ("\nNot run:\n" + "\n".join(skipped) + "\n" if skipped else ""))
+    title = f"mIoU (%) of each method on each dataset, protocol `{summary['protocol']}` (run `{run_dir}`)\n\n"
+    if len(blocks) > 1:
+        body = "".join(f"### {model}\n\n{to_markdown(methods_table(part, paper))}\n" for model, part in blocks.items())
+    else:
+        body = to_markdown(table)
+    markdown = title + body + ("\nNot run:\n" + "\n".join(skipped) + "\n" if skipped else "")
     atomic_write_text(run_dir / "table.md", markdown)
     atomic_write_text(run_dir / "table.csv", to_csv(table))
     if records:

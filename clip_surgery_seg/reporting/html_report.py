@@ -665,7 +665,7 @@ def write_run_index(run_dir: Union[str, Path], title: Optional[str] = None) -> P
     run_dir = Path(run_dir)
     entries = []
     ran = _ran_in_this_run(run_dir)
-    for results_file in sorted(list(run_dir.glob(f"*/{RESULTS_FILE}")) + list(run_dir.glob(f"*/*/{RESULTS_FILE}"))):
+    for results_file in sorted(p for depth in ("*", "*/*", "*/*/*") for p in run_dir.glob(f"{depth}/{RESULTS_FILE}")):
         folder = results_file.parent
         if ran is not None and folder.relative_to(run_dir).as_posix() not in ran:
             continue  # an earlier run's file in a reused folder: this run did not produce it

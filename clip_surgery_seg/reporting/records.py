@@ -149,9 +149,11 @@ def load_path(path: Path) -> List[ResultRecord]:
     if path.is_dir():
         if (path / RESULTS_FILE).is_file():
             return [_from_results_file(path / RESULTS_FILE)]
-        found = sorted(path.glob(f"*/{RESULTS_FILE}")) + sorted(path.glob(f"*/*/{RESULTS_FILE}"))
+        # a reproduce run: <method>/<dataset>/, or <backbone>/<method>/<dataset>/ with several backbones
+        found = [p for depth in ("*", "*/*", "*/*/*") for p in sorted(path.glob(f"{depth}/{RESULTS_FILE}"))]
         if not found:
-            raise ReportingError(f"{path} holds no {RESULTS_FILE} (nor */{RESULTS_FILE}, */*/{RESULTS_FILE})")
+            raise ReportingError(f"{path} holds no {RESULTS_FILE} (nor */{RESULTS_FILE}, */*/{RESULTS_FILE}, "
+                                 f"*/*/*/{RESULTS_FILE})")
         return [_from_results_file(p) for p in found]
     raise ReportingError(f"{path} does not exist")
 
