@@ -187,6 +187,8 @@ def resize_pos_as(pos, src, dst, mode):
         return pos
     if mode == "bilinear":
         return resize_pos(pos, src, dst)
+    if mode == "bicubic_antialias":
+        return resize_pos_antialias(pos, src, dst)
     grid = pos[1:].reshape(src[0], src[1], -1).double()
     if mode == "bicubic":
         ratios = (src[0] / dst[0], src[1] / dst[1])
@@ -329,3 +331,190 @@ def maskclip_resnet_tokens(clip, image, pos_mode="bicubic"):
     dense = [F.linear(F.linear(f, pool.v_proj.weight, pool.v_proj.bias), pool.c_proj.weight, pool.c_proj.bias)
              for f in feats]
     return torch.stack([cls, *dense])
+
+
+# --- GEM and SC-CLIP (docs/methods.md), as their released code computes them -----------------------
+
+def _cubic_pil(t, a=-0.5):
+    """The cubic kernel of PIL's (and torch's antialiased) bicubic resampling, a = -0.5."""
+    t = abs(t)
+    if t < 1:
+        return ((a + 2) * t - (a + 3)) * t * t + 1
+    if t < 2:
+        return (((t - 5) * t + 8) * t - 4) * a
+    return 0.0
+
+
+def _antialias_bicubic_1d(x, dim, out_len):
+    """PIL-style resampling along ``dim``: output i centred at (i + 0.5) * in/out, the kernel widened by
+    in/out when shrinking, taps beyond the border dropped and the weights renormalised."""
+    n = x.shape[dim]
+    scale = n / out_len
+    support = 2.0 * max(scale, 1.0)
+    stretch = 1.0 / max(scale, 1.0)
+    rows = []
+    for i in range(out_len):
+        centre = scale * (i + 0.5)
+        lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), n)
+        weights = [_cubic_pil((j - centre + 0.5) * stretch) for j in range(lo, hi)]
+        total = sum(weights)
+        rows.append(sum(w / total * x.select(dim, j) for w, j in zip(weights, range(lo, hi))))
+    return torch.stack(rows, dim=dim)
+
+
+def resize_pos_antialias(pos, src, dst):
+    """``bicubic_antialias`` (GEM's code): (1 + src_h*src_w, C) -> (1 + h*w, C), CLS kept."""
+    src, dst = tuple(src), tuple(dst)
+    if src == dst:
+        return pos
+    grid = pos[1:].reshape(src[0], src[1], -1).double()
+    grid = _antialias_bicubic_1d(_antialias_bicubic_1d(grid, 0, dst[0]), 1, dst[1])
+    return torch.cat([pos[:1], grid.reshape(dst[0] * dst[1], -1).to(pos.dtype)])
+
+
+def _embed(clip, image, pos):
+    """ONE image -> ln_pre(patch tokens + CLS + positional embedding ``pos(grid)``), and the grid."""
+    vis = clip.visual
+    p = vis.conv1.kernel_size[0]
+    patches = F.conv2d(image[None], vis.conv1.weight, stride=p)[0]  # (C, h, w)
+    c, h, w = patches.shape
+    x = torch.cat([vis.class_embedding[None], patches.reshape(c, h * w).t()])
+    x = x + pos((h, w))
+    return layer_norm(x, vis.ln_pre), (h, w)
+
+
+def _plain_block(block, x):
+    q, k, v = qkv(block, x)
+    x = x + out_proj(block, multi_head(q, k, v, block.attn.num_heads))
+    return x + mlp(block, layer_norm(x, block.ln_2))
+
+
+def block_outputs(clip, image, pos):
+    """ONE image through every block but the last, plain CLIP: [output of block 0, ..., of block L-2]
+    and the grid (SC-CLIP's feats_list)."""
+    x, grid = _embed(clip, image, pos)
+    outs = []
+    for block in list(clip.visual.transformer.resblocks)[:-1]:
+        x = _plain_block(block, x)
+        outs.append(x)
+    return outs, grid
+
+
+def _unit_rows(z):
+    return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def gem_tokens(clip, image, depth=7, iters=1, temp=None, ignore_residual=False, pos_mode="bicubic_antialias"):
+    """GEM's code for ONE image -> (1 + h*w, D).
+
+    The original stream runs plain CLIP blocks; over the last depth - 1 blocks a second stream g (starting as
+    the original stream entering the first of them) adds, per block, out_proj of the mean over p in (v, k, q)
+    of A_p v, per head: z = p; iters times z <- softmax(t z^ z^T) z^ (z^ = rows of z normalised), then
+    A_p = softmax(t z^ z^T); t = mean over tokens of |ln_1(x)| / sqrt(d) unless ``temp``. No MLP on g.
+    With ``ignore_residual`` (ClearCLIP's copy) g is replaced instead of added to.
+    """
+    vis = clip.visual
+    if pos_mode == "bicubic_antialias":
+        pos = lambda grid: resize_pos_antialias(vis.positional_embedding, tuple(vis.grid_size), grid)  # noqa: E731
+    else:
+        pos = lambda grid: resize_pos_as(vis.positional_embedding, tuple(vis.grid_size), grid, pos_mode)  # noqa: E731
+    x, _ = _embed(clip, image, pos)
+    blocks = list(vis.transformer.resblocks)
+    first = len(blocks) - (depth - 1)
+    g = None
+    for index, block in enumerate(blocks):
+        if index < first:
+            x = _plain_block(block, x)
+            continue
+        if g is None:
+            g = x.clone()
+        heads = block.attn.num_heads
+        u = layer_norm(x, block.ln_1)
+        q, k, v = qkv(block, x)
+        d = q.shape[-1] // heads
+        t = temp if temp is not None else float(sum(u[i].norm() for i in range(u.shape[0])) / u.shape[0]) / math.sqrt(d)
+        out = torch.empty_like(v)
+        for head in range(heads):
+            cols = slice(head * d, (head + 1) * d)
+            paths = []
+            for p in (v, k, q):
+                z = p[:, cols]
+                for _ in range(iters):
+                    zn = _unit_rows(z)
+                    z = torch.softmax(t * zn @ zn.t(), dim=-1) @ zn
+                zn = _unit_rows(z)
+                paths.append(torch.softmax(t * zn @ zn.t(), dim=-1) @ v[:, cols])
+            out[:, cols] = (paths[0] + paths[1] + paths[2]) / 3
+        branch = out_proj(block, out)
+        g = branch if ignore_residual else g + branch
+        x = _plain_block(block, x)  # the original stream, plain CLIP
+    return project(clip, g)
+
+
+def _repair(tokens, grid, anomalous):
+    """Each anomalous (row, col) of the (h*w, C) patch tokens -> the mean of its in-grid 3x3 neighbours that
+    are not anomalous; kept when it has none."""
+    h, w = grid
+    out = tokens.clone()
+    for r, c in anomalous:
+        neighbours = [tokens[rr * w + cc] for rr in range(r - 1, r + 2) for cc in range(c - 1, c + 2)
+                      if (rr, cc) != (r, c) and 0 <= rr < h and 0 <= cc < w and (rr, cc) not in anomalous]
+        if neighbours:
+            out[r * w + c] = torch.stack(neighbours).mean(0)
+    return out
+
+
+def _thresholded_mean(weights, tokens, beta):
+    """Row i: sum_j [W_ij >= beta] W_ij tokens_j / (sum_j [W_ij >= beta] W_ij + 1e-6)."""
+    kept = torch.where(weights >= beta, weights, torch.zeros_like(weights))
+    return (kept / (kept.sum(-1, keepdim=True) + 1e-6)) @ tokens
+
+
+def sc_clip_tokens(clip, image, pre, post, start, end, res_cls, beta=0.4, num_anomalies=10,
+                   pos_mode="bicubic_offset"):
+    """SC-CLIP's newest code for ONE image -> (1 + h*w, D): CLS = plain CLIP's, then the patch tokens.
+
+    X_i = output of block i; anomalies = the num_anomalies patches of X_{L-2} with the largest norm; P = repaired
+    patches; S = cos of repaired X_pre patches; P <- thresholded-mean(S, P); per head
+    A = (softmax over the row of 3 (S - mean S) with negatives masked + softmax(k k^T / sqrt d)) / 2;
+    Y = thr-mean(cos X_post, out_proj(A v of ln_1(P)) + res_cls cls); Y += the same for R = sum X_start..X_{end-1}.
+    """
+    vis = clip.visual
+    pos = lambda grid: resize_pos_as(vis.positional_embedding, tuple(vis.grid_size), grid, pos_mode)  # noqa: E731
+    outs, (h, w) = block_outputs(clip, image, pos)
+    last = list(vis.transformer.resblocks)[-1]
+    heads = last.attn.num_heads
+    x = outs[-1]
+    norms = x[1:].norm(dim=-1)
+    order = torch.sort(norms, descending=True).indices[:num_anomalies].tolist()
+    anomalous = {(i // w, i % w) for i in order}
+    patches = _repair(x[1:], (h, w), anomalous)
+
+    fp = _unit_rows(_repair(outs[pre][1:], (h, w), anomalous))
+    mid = fp @ fp.t()
+    patches = _thresholded_mean(mid, patches, beta)
+    centred = 3.0 * (mid - mid.mean())
+    prior = torch.softmax(torch.where(centred < 0, torch.full_like(centred, float("-inf")), centred), dim=-1)
+
+    def attend(tokens):
+        _, k, v = qkv(last, tokens)
+        d = k.shape[-1] // heads
+        out = torch.empty_like(v)
+        for head in range(heads):
+            cols = slice(head * d, (head + 1) * d)
+            key_key = torch.softmax(k[:, cols] @ k[:, cols].t() / math.sqrt(d), dim=-1)
+            out[:, cols] = ((prior + key_key) / 2) @ v[:, cols]
+        return out_proj(last, out)
+
+    fq = _unit_rows(outs[post][1:])
+    after = fq @ fq.t()
+    y = _thresholded_mean(after, attend(patches) + res_cls * x[0], beta)
+    fused = outs[start].clone()
+    for i in range(start + 1, end):
+        fused = fused + outs[i]
+    y = y + _thresholded_mean(after, attend(fused[1:]) + res_cls * fused[0], beta)
+    # CLS: the last block unchanged, for the CLS query
+    q, k, v = qkv(last, x)
+    cls = x[0] + out_proj(last, per_token_attention(q[:1], k, v, heads)[0])
+    cls = cls + mlp(last, layer_norm(cls, last.ln_2))
+    return project(clip, torch.cat([cls[None], y]))

@@ -179,7 +179,7 @@ def test_vanilla_cls_is_the_clip_embedding(tiny_vit, tiny_rn):
 # --- registry, parameters, errors ------------------------------------------------------------------
 
 def test_registry_and_config_round_trip():
-    assert set(METHODS) == {"vanilla", "clip_surgery", "maskclip", "sclip", "clearclip", "naclip"}
+    assert set(METHODS) == {"vanilla", "clip_surgery", "maskclip", "sclip", "clearclip", "naclip", "gem", "sc_clip"}
     for name in METHODS:
         method = build_method(name)
         assert method.name == name and build_method(method) is method
@@ -192,7 +192,8 @@ def test_registry_and_config_round_trip():
     # the released codes' interpolations are the defaults
     assert {n: build_method(n).pos_interp for n in METHODS} == {
         "vanilla": "bicubic_offset", "clip_surgery": "bilinear", "maskclip": "bicubic",
-        "sclip": "bicubic_offset", "clearclip": "bicubic_offset", "naclip": "bicubic_offset"}
+        "sclip": "bicubic_offset", "clearclip": "bicubic_offset", "naclip": "bicubic_offset",
+        "gem": "bicubic_antialias", "sc_clip": "bicubic_offset"}
     assert inspect.signature(SurgeryCLIP).parameters["method"].default == "clip_surgery"
     assert build_method("clip_surgery").depth == 6
 

@@ -145,6 +145,27 @@ def test_decoded_images_are_the_bytes_of_mmcvs_load_image_from_file(tmp_path):
         assert ours.dtype == np.uint8 and np.array_equal(ours, theirs), path
 
 
+def test_an_exif_orientation_is_not_applied_so_pixels_stay_with_their_label(tmp_path):
+    """The peers' decode rotates a JPEG by its EXIF tag, away from its label map (stored pixels);
+    the harness keeps the stored pixels for every orientation, and is the peers' bytes where no tag
+    rotates."""
+    from mmcv.transforms import LoadImageFromFile
+    from PIL import Image
+
+    from clip_surgery_seg.datasets.transforms import read_image_rgb
+
+    source = _own_files(tmp_path)[0]
+    for orientation in (1, 3, 6, 8):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"exif{orientation}.jpg"
+        Image.open(source).save(path, exif=exif.tobytes(), quality=95)
+        stored = np.asarray(Image.open(path).convert("RGB"))  # Pillow does not apply the tag
+        assert np.array_equal(read_image_rgb(str(path)), stored), orientation
+        theirs = LoadImageFromFile()(dict(img_path=str(path)))["img"][..., ::-1]
+        assert np.array_equal(theirs, stored) == (orientation == 1), orientation
+
+
 @pytest.mark.parametrize("short_side", [336, 448, 560])
 def test_the_resize_is_mmsegs_resize_transform_on_the_decoded_image(tmp_path, short_side):
     """resize='mmseg': exactly the pixels of mmcv's Resize(scale=(2048, S), keep_ratio=True), batch of two."""

@@ -19,24 +19,28 @@ from .encodings import encode_label
 
 
 def read_image_rgb(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, the pixels mmseg's ``LoadImageFromFile`` decodes (OpenCV, ``color``), checked.
+    """(H, W, 3) uint8 RGB, the pixels mmseg's ``LoadImageFromFile`` decodes (OpenCV), checked.
 
     The pixels are OpenCV's (``mmcv.imfrombytes``, as the peer harnesses read images), in RGB order:
-    palette, grey and 16-bit images expanded as it does (16-bit keeps its high byte). The file is
-    also decoded by Pillow, strictly: a truncated file, 32-bit integer or float pixels (no 8-bit
-    range to read them by) and images over Pillow's decompression-bomb limit are refused instead of
-    being read partly. A format OpenCV cannot read but Pillow can is read by Pillow.
+    palette, grey and 16-bit images expanded as it does (16-bit keeps its high byte). One deliberate
+    difference: an EXIF orientation tag is not applied (``color_ignore_orientation``), so pixels stay
+    as stored, as the label maps are -- the peers' ``color`` rotates such a JPEG away from its label
+    (a prediction scored against a rotated label, or for 90 degrees a shape mismatch that stops
+    their evaluation). The file is also decoded by Pillow, strictly: a truncated file, 32-bit integer
+    or float pixels (no 8-bit range to read them by) and images over Pillow's decompression-bomb
+    limit are refused instead of being read partly. A format OpenCV cannot read is read by Pillow.
     """
     checked = _read_image_pil(path)
     import mmcv
 
     try:
-        decoded = mmcv.imfrombytes(Path(path).read_bytes(), flag="color", backend="cv2", channel_order="rgb")
+        # BGR, as the peers decode: mmcv converts to RGB only for its plain "color" flag
+        decoded = mmcv.imfrombytes(Path(path).read_bytes(), flag="color_ignore_orientation", backend="cv2")
     except (OSError, ValueError) as err:
         raise BadSampleError(f"{path}: unreadable or truncated image ({err}); re-extract or re-download it") from err
     if decoded is None or decoded.shape != checked.shape:
         return checked
-    return decoded
+    return np.ascontiguousarray(decoded[..., ::-1])
 
 
 def _read_image_pil(path: str) -> np.ndarray:

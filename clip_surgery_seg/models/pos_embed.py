@@ -19,8 +19,12 @@ from ..errors import ConfigError
 #: * ``bicubic_offset`` -- bicubic with the *scale factor* ``(n + 0.1) / n0`` per side instead of a
 #:   target size, as SCLIP's, ClearCLIP's and NACLIP's code does (taken from DINO). The output has
 #:   ``n`` positions, but torch maps output to input coordinates with the given factor, so the
-#:   numbers differ slightly from ``bicubic`` at the same size.
-POS_INTERPOLATIONS = ("bilinear", "bicubic", "bicubic_offset")
+#:   numbers differ slightly from ``bicubic`` at the same size;
+#: * ``bicubic_antialias`` -- to the target size with torch's antialiased bicubic (``antialias=True``:
+#:   PIL's kernel, ``a = -0.5`` instead of ``-0.75``, widened when shrinking, weights renormalised
+#:   at the border), as GEM's code does (timm-style ``resample_abs_pos_embed``). It differs from
+#:   ``bicubic`` when enlarging too, not only when shrinking.
+POS_INTERPOLATIONS = ("bilinear", "bicubic", "bicubic_offset", "bicubic_antialias")
 
 
 def check_pos_interp(mode: str) -> str:
@@ -47,6 +51,11 @@ def resize_pos_embed(pos: torch.Tensor, src: Tuple[int, int], dst: Tuple[int, in
     src, dst = tuple(src), tuple(dst)
     if src == dst:
         return pos
+    if mode == "bicubic_antialias":
+        grid = pos[1:].float().reshape(1, src[0], src[1], -1).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=dst, mode="bicubic", align_corners=False, antialias=True)
+        grid = grid.permute(0, 2, 3, 1).reshape(dst[0] * dst[1], -1).to(pos.dtype)
+        return torch.cat([pos[:1], grid])
     if mode != "bicubic_offset":
         return resample_abs_pos_embed(pos[None], list(dst), list(src), num_prefix_tokens=1,
                                       interpolation=mode, antialias=False)[0]

@@ -19,14 +19,18 @@ CLIP_SURGERY_85: Tuple[str, ...] = IMAGENET_80 + (
     "this is one {} in the scene.",
 )
 
+#: GEM's library: one template (``GEMWrapper.encode_text``), no ensemble.
+A_PHOTO_OF_A: Tuple[str, ...] = ("a photo of a {}.",)
+
 TEMPLATE_SETS: Dict[str, Tuple[str, ...]] = {
     "clip_surgery_85": CLIP_SURGERY_85,
     "imagenet_80": IMAGENET_80,
+    "a_photo_of_a": A_PHOTO_OF_A,
 }
 
 
 def resolve_templates(templates: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-    """A named set (``clip_surgery_85``, ``imagenet_80``) or a list of ``{}`` templates, validated."""
+    """A named set (``clip_surgery_85``, ``imagenet_80``, ``a_photo_of_a``) or a list of ``{}`` templates, validated."""
     if isinstance(templates, str):
         if templates not in TEMPLATE_SETS:
             raise ConfigError(f"unknown template set {templates!r}{suggest(templates, TEMPLATE_SETS)} (known sets: "

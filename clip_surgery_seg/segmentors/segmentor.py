@@ -42,7 +42,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         classnames: class-name file (one class per line, comma-separated synonyms).
         method: the image-token method, ``dict(type=name, **params)`` (docs/method.md §1-2, docs/methods.md): ``clip_surgery``
             (default, ``depth``, ``new_path_attention``, ``resnet_norm``), ``vanilla``, ``maskclip``,
-            ``sclip``, ``clearclip``, ``naclip``; see :mod:`clip_surgery_seg.models.methods`.
+            ``gem``, ``sclip``, ``naclip``, ``clearclip``, ``sc_clip``; see :mod:`clip_surgery_seg.models.methods`.
         feature_surgery: ``none`` | ``redundant`` | ``weighted`` (docs/method.md §4).
         templates: named template set or list of templates (docs/method.md §3); None (default): the
             protocol's set if it fixes one, else the method's own (``default_templates``: what its

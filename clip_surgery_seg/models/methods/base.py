@@ -1,7 +1,7 @@
 """The seam shared by every training-free method: the image-token strategy and its ViT building blocks."""
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +138,21 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
+def project_qkv(block: nn.Module, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-head ``q, k, v`` of an already layer-normed input through a block's packed in-projection
+    (bias included).
+
+    Args:
+        block: an open_clip residual attention block; u: (B, N, C), e.g. ``block.ln_1(x)``.
+
+    Returns:
+        ``(q, k, v)``, each (B, heads, N, C // heads).
+    """
+    in_w, in_b, _, heads = attention_weights(block.attn)
+    q, k, v = F.linear(u, in_w, in_b).chunk(3, dim=-1)
+    return split_heads(q, heads), split_heads(k, heads), split_heads(v, heads)
+
+
 def block_qkv(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-head ``q, k, v`` of ``ln_1(x)`` through a block's packed in-projection.
 
@@ -147,9 +162,7 @@ def block_qkv(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Te
     Returns:
         ``(q, k, v)``, each (B, heads, N, C // heads).
     """
-    in_w, in_b, _, heads = attention_weights(block.attn)
-    q, k, v = F.linear(block.ln_1(x), in_w, in_b).chunk(3, dim=-1)
-    return split_heads(q, heads), split_heads(k, heads), split_heads(v, heads)
+    return project_qkv(block, block.ln_1(x))
 
 
 def attention_out(block: nn.Module, heads_out: torch.Tensor) -> torch.Tensor:
@@ -164,6 +177,38 @@ def mlp_residual(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
+def vit_embed(visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """Patch embedding, CLS token, positional embedding and ``ln_pre``: the stream entering block 0.
+
+    Args:
+        visual: open_clip ``VisionTransformer``; images: (B, 3, H, W), H and W multiples of the patch size.
+
+    Returns:
+        ``(x, (h, w))``: x (B, 1 + h*w, C), CLS first, patches row-major; ``(h, w)`` the patch grid.
+    """
+    x = visual.conv1(images)  # (B, width, h, w)
+    b, width, h, w = x.shape
+    x = x.flatten(2).transpose(1, 2)  # (B, h*w, width)
+    cls = visual.class_embedding.to(x.dtype).view(1, 1, width).expand(b, 1, width)
+    x = torch.cat([cls, x], dim=1) + pos_embed(h, w, x.dtype, x.device)
+    return visual.ln_pre(x), (h, w)
+
+
+def _run_blocks(visual: nn.Module, x: torch.Tensor, count: int) -> Iterator[torch.Tensor]:
+    """Run the first ``count`` blocks unchanged on x (B, N, C); yields the (B, N, C) stream after each.
+
+    The blocks are called in the transformer's own layout (open_clip before 2.24 is sequence-first),
+    the yielded streams are batch-first.
+    """
+    transformer = visual.transformer
+    batch_first = getattr(transformer, "batch_first", True)
+    if not batch_first:
+        x = x.transpose(0, 1)
+    for block in transformer.resblocks[:count]:
+        x = block(x)
+        yield x if batch_first else x.transpose(0, 1)
+
+
 def vit_stream(visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed,
                skip_last: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Embed ``images`` and run all blocks but the last ``skip_last`` unchanged.
@@ -176,29 +221,132 @@ def vit_stream(visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed,
         ``(x, (h, w))``: x (B, 1 + h*w, C) the residual stream entering block ``L - skip_last``,
         CLS first, patches row-major; ``(h, w)`` the patch grid.
     """
-    x = visual.conv1(images)  # (B, width, h, w)
-    b, width, h, w = x.shape
-    x = x.flatten(2).transpose(1, 2)  # (B, h*w, width)
-    cls = visual.class_embedding.to(x.dtype).view(1, 1, width).expand(b, 1, width)
-    x = torch.cat([cls, x], dim=1) + pos_embed(h, w, x.dtype, x.device)
-    x = visual.ln_pre(x)
+    x, grid = vit_embed(visual, images, pos_embed)
+    for x in _run_blocks(visual, x, len(visual.transformer.resblocks) - skip_last):  # noqa: B007
+        pass  # x ends as the last stream (the embedding itself when no block runs)
+    return x, grid
 
-    transformer = visual.transformer
-    blocks = transformer.resblocks
-    batch_first = getattr(transformer, "batch_first", True)
-    if not batch_first:
-        x = x.transpose(0, 1)
-    for block in blocks[:len(blocks) - skip_last]:
-        x = block(x)
-    if not batch_first:
-        x = x.transpose(0, 1)
-    return x, (h, w)
+
+def vit_hidden_states(visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed,
+                      keep: Iterable[int], skip_last: int = 0) -> Tuple[Dict[int, torch.Tensor], Tuple[int, int]]:
+    """The residual streams of an unchanged forward at the depths ``keep``, for methods that read
+    intermediate layers.
+
+    State ``i`` is the stream *entering* block ``i``: state 0 is the ``ln_pre`` output, state ``i``
+    the output of block ``i - 1`` (0-based), state ``L`` the output of the last block. Only the
+    blocks up to the deepest kept state (and at most ``L - skip_last`` of them) are run, and only
+    the kept states are held in memory.
+
+    Args:
+        visual: open_clip ``VisionTransformer``; images: (B, 3, H, W).
+        keep: state indices in ``[0, L - skip_last]``.
+        skip_last: final blocks never run (their states cannot be kept).
+
+    Returns:
+        ``(states, (h, w))``: ``{i: (B, 1 + h*w, C)}`` for every ``i`` in ``keep``; the patch grid.
+
+    Raises:
+        ValueError: a state index outside ``[0, L - skip_last]``.
+    """
+    keep = set(keep)
+    limit = len(visual.transformer.resblocks) - skip_last
+    bad = sorted(i for i in keep if not 0 <= i <= limit)
+    if bad:
+        raise ValueError(f"hidden states {bad} are outside [0, {limit}] (the blocks run)")
+    x, grid = vit_embed(visual, images, pos_embed)
+    states = {0: x} if 0 in keep else {}
+    if keep:
+        for i, x in enumerate(_run_blocks(visual, x, max(keep)), start=1):
+            if i in keep:
+                states[i] = x
+    return states, grid
 
 
 def vit_project(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(B, N, C) final stream -> (B, N, D): ``ln_post`` then the projection, for every token."""
     x = visual.ln_post(x)
     return x @ visual.proj if visual.proj is not None else x
+
+
+def block_cls_token(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The CLS output of an unchanged block: ordinary q-k attention for the CLS query, the residual
+    and the MLP. x: (B, N, C) the stream entering the block (CLS first) -> (B, 1, C)."""
+    q, k, v = block_qkv(block, x)
+    cls = x[:, :1] + attention_out(block, F.scaled_dot_product_attention(q[:, :, :1], k, v))
+    return mlp_residual(block, cls)
+
+
+# --- token-graph building blocks (affinities between patch tokens on their grid) -----------------
+
+def cosine_affinity(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) -> (B, N, N) float32 cosine similarities between every two tokens of an image.
+
+    In float32 whatever the input, also under autocast: methods threshold these values (a
+    reduced-precision diagonal below an off-diagonal entry would change which entries pass).
+    """
+    with torch.autocast(device_type=tokens.device.type, enabled=False):
+        unit = F.normalize(tokens.float(), dim=-1)
+        return unit @ unit.transpose(1, 2)
+
+
+def propagate(tokens: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Every token replaced by the weighted mean of the tokens, row ``i`` of ``weights`` giving the
+    weights of token ``i``: ``(W / (W.sum(-1) + eps)) @ tokens``.
+
+    Args:
+        tokens: (B, N, C); weights: (B, N, N) non-negative; eps: keeps an all-zero row finite (its
+            token becomes 0).
+
+    Returns:
+        (B, N, C) in the tokens' dtype.
+    """
+    weights = weights / (weights.sum(dim=-1, keepdim=True) + eps)
+    return weights.to(tokens.dtype) @ tokens
+
+
+def top_norm_mask(tokens: torch.Tensor, count: int) -> torch.Tensor:
+    """(B, N, C) -> (B, N) bool: per image the ``count`` tokens of largest L2 norm (all of them when
+    ``count >= N``, none when 0)."""
+    b, n, _ = tokens.shape
+    mask = torch.zeros(b, n, dtype=torch.bool, device=tokens.device)
+    count = min(count, n)
+    if count > 0:
+        mask.scatter_(1, tokens.float().norm(dim=-1).topk(count, dim=1).indices, True)
+    return mask
+
+
+def fill_from_neighbours(tokens: torch.Tensor, grid: Tuple[int, int], mask: torch.Tensor) -> torch.Tensor:
+    """Masked tokens replaced by the mean of their unmasked 3 x 3 grid neighbours.
+
+    A token's neighbours are the (up to) 8 tokens around it on the patch grid (none beyond the
+    border); masked neighbours do not count. A masked token without an unmasked neighbour keeps its
+    value; unmasked tokens are unchanged.
+
+    Args:
+        tokens: (B, h*w, C) patch tokens, row-major on the grid; grid: ``(h, w)``;
+            mask: (B, h*w) bool, the tokens to replace.
+
+    Returns:
+        (B, h*w, C).
+    """
+    b, n, c = tokens.shape
+    h, w = grid
+    if n != h * w:
+        raise ValueError(f"{n} tokens do not fill a {h} x {w} grid")
+    keep = (~mask).to(tokens.dtype).view(b, 1, h, w)
+    values = F.pad(tokens.transpose(1, 2).reshape(b, c, h, w) * keep, (1, 1, 1, 1))
+    counts = F.pad(keep, (1, 1, 1, 1))
+    total = torch.zeros(b, c, h, w, dtype=tokens.dtype, device=tokens.device)
+    valid = torch.zeros(b, 1, h, w, dtype=tokens.dtype, device=tokens.device)
+    for dy in range(3):
+        for dx in range(3):
+            if dy == dx == 1:
+                continue
+            total = total + values[:, :, dy:dy + h, dx:dx + w]
+            valid = valid + counts[:, :, dy:dy + h, dx:dx + w]
+    mean = (total / valid.clamp_min(1)).reshape(b, c, n).transpose(1, 2)
+    replace = (mask & (valid.view(b, n) > 0)).unsqueeze(-1)
+    return torch.where(replace, mean, tokens)
 
 
 # --- ResNet building blocks ---------------------------------------------------------------------
