@@ -82,7 +82,8 @@ def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_pat
     assert "<h2>Per-class IoU</h2>" in report and "<h2>Provenance</h2>" in report
     index = (work / "run" / "report.html").read_text(encoding="utf-8")
     assert index.count('<a class="ours" href=') == 6 and index.count('<a class="report" href=') == 6
-    assert "<td>CLIP Surgery</td><td>clearclip</td>" in index
+    # (the fast settings above override the protocol's: the row says so)
+    assert "<td>CLIP Surgery</td><td>clearclip (crop_size=32, short_side=64, stride=16 overridden)</td>" in index
     # the demo finds its default model config and the dataset's class names in the package
     image = next((work / "data").rglob("*.jpg"))
     run = _tool(installed, "css-demo", image, "--dataset", "ade20k", "--show-classes", "wall", "--out", "demo",
