@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from clip_surgery_seg.reporting.history import append_history
 from clip_surgery_seg.cli.compare import main as compare_main
 from clip_surgery_seg.reporting.compare import compare_records
@@ -80,11 +82,13 @@ def test_mismatched_protocol_is_refused_unless_forced(tmp_path, capsys):
     new = write_results(tmp_path / "new", protocol="clearclip")
     code, out, err = run(capsys, new, base)
     assert code == 2 and out == ""
-    assert err.strip() == ("error: refusing to compare: protocols differ for ade20k: NEW is clearclip, BASELINE "
-                           "is sclip; numbers of different protocols are not comparable (pass --force to compare "
-                           "anyway)")
-    code, out, _ = run(capsys, new, base, "--force")
-    assert code == 0 and "note: forced: ade20k compared across protocols sclip -> clearclip" in out
+    assert err.strip() == ("error: refusing to compare: the baseline of ade20k is of another kind: protocol (NEW "
+                           "clearclip, BASELINE sclip); numbers of different kinds are not comparable (pass --force "
+                           "to compare anyway)")
+    code, out, err = run(capsys, new, base, "--force")
+    assert code == 0 and err.strip() == ("warning: forced: ade20k compared with a baseline of another kind: protocol "
+                                         "(NEW clearclip, BASELINE sclip)")
+    assert out.rstrip().endswith("on ade20k (forced: 1 baseline(s) of another kind, see the warnings)")
 
 
 def test_mismatched_datasets_are_refused_unless_forced(tmp_path, capsys):
@@ -137,7 +141,7 @@ def test_history_selections_as_baseline(tmp_path, capsys):
     assert code == 0 and row(out, "mIoU")[1] == "26.00"
     # an explicit protocol filter is honoured, and then refused as a mismatch
     code, _, err = run(capsys, new, f"{history}:protocol=clearclip")
-    assert code == 2 and "protocols differ for ade20k: NEW is sclip, BASELINE is clearclip" in err
+    assert code == 2 and "of another kind: protocol (NEW sclip, BASELINE clearclip)" in err
     code, _, err = run(capsys, new, f"{history}@-9")
     assert code == 2 and "no history row matches" in err
 
@@ -164,7 +168,6 @@ def test_bad_selection_and_missing_files(tmp_path, capsys):
     assert code == 2 and err.strip() == f"error: {tmp_path / 'missing.json'} does not exist"
     code, _, err = run(capsys, new, tmp_path / "nohistory.csv")
     assert code == 2 and "history file" in err and "does not exist" in err
-    assert run(capsys, new, new, "--tolerance", "-1")[0] == 2
 
 
 def test_exit_code_as_a_ci_sees_it(tmp_path):
@@ -196,3 +199,180 @@ def test_methods_are_compared_like_with_like(tmp_path, capsys):
     append_history(history, fake_results(miou=30.0, method="clip_surgery", created="2025-01-02T00:00:00+00:00"))
     code, out, _ = run(capsys, tmp_path / "new" / "sclip" / "ade20k", history)
     assert code == 1 and row(out, "mIoU") == ["mIoU", "19.50", "19.00", "-0.50", "REGRESSION", "(tolerance", "0.1)"]
+
+
+# --- like with like (issue 20) -----------------------------------------------------------------------
+
+OPENAI_VIT_B_16 = "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"
+
+
+def _rows(path, runs):
+    """History rows of ade20k, one per ``dict`` of fake_results arguments, a day apart (oldest first)."""
+    for i, kwargs in enumerate(runs):
+        assert append_history(path, fake_results(created=f"2025-01-{i + 1:02d}T00:00:00+00:00", **kwargs),
+                              any_run=True)
+    return path
+
+
+def test_history_baseline_has_the_same_post_processing(tmp_path, capsys):
+    """NACLIP + PAMR two points below its own kind fails, though a newer PAMR-less row is lower."""
+    history = _rows(tmp_path / "history.csv", [dict(method="naclip", postprocess="pamr", miou=21.0),
+                                                dict(method="naclip", miou=17.0)])
+    new = write_results(tmp_path / "new", method="naclip", postprocess="pamr", miou=19.0,
+                        created="2025-02-01T00:00:00+00:00")
+    code, out, _ = run(capsys, new, history)
+    assert code == 1 and row(out, "mIoU")[:4] == ["mIoU", "21.00", "19.00", "-2.00"]
+    assert "REGRESSION ade20k (naclip): mIoU -2.00" in out
+    # the plain run is compared with the plain row, not with the PAMR one
+    plain = write_results(tmp_path / "plain", method="naclip", miou=17.0, created="2025-02-01T00:00:00+00:00")
+    code, out, _ = run(capsys, plain, history)
+    assert code == 0 and row(out, "mIoU")[:4] == ["mIoU", "17.00", "17.00", "+0.00"]
+    # no row of NEW's kind: refused, naming what the nearest row differs in
+    only_plain = _rows(tmp_path / "plain.csv", [dict(method="naclip", miou=17.0)])
+    code, out, err = run(capsys, new, only_plain)
+    assert code == 2 and out == ""
+    assert err.strip() == (f"error: no history row of ade20k/naclip+pamr/sclip/ViT-B-16/openai in {only_plain} "
+                           "(other than NEW itself); the nearest (2025-01-01, ade20k/naclip/sclip/ViT-B-16/openai) "
+                           "differs in postprocess (NEW pamr, nearest none)")
+
+
+def test_history_baseline_has_the_same_model_and_weights(tmp_path, capsys):
+    """A 5-point ViT-B-16 drop is a regression, though the newest row is RN50's (or other weights')."""
+    history = _rows(tmp_path / "history.csv", [
+        dict(miou=25.0),                                                    # the baseline
+        dict(miou=10.0, model="RN50"),                                      # another model
+        dict(miou=12.0, pretrained="laion2b_s34b_b88k"),                   # another tag
+        dict(miou=13.0, pretrained="/w/other.pt", weights_sha256="ab" * 32),  # a file of other weights
+        dict(miou=14.0, pretrained=None, seed=0),                           # random weights
+        dict(miou=15.0, model="cfg/vit.json", model_config_sha256="cd" * 32)])  # a model config file
+    new = write_results(tmp_path / "new", miou=20.0, created="2025-02-01T00:00:00+00:00")
+    code, out, _ = run(capsys, new, history)
+    assert code == 1 and row(out, "mIoU")[:4] == ["mIoU", "25.00", "20.00", "-5.00"]
+    assert "REGRESSION ade20k: mIoU -5.00" in out
+    # each other kind finds its own row: a file by its sha256 (wherever it lies), random weights as such
+    for kwargs, baseline in ((dict(model="RN50"), "10.00"), (dict(pretrained="laion2b_s34b_b88k"), "12.00"),
+                             (dict(pretrained="/elsewhere/renamed.pt", weights_sha256="ab" * 32), "13.00"),
+                             (dict(pretrained=None, seed=0), "14.00"),
+                             (dict(model="other/place/vit.json", model_config_sha256="cd" * 32), "15.00")):
+        other = write_results(tmp_path / "o", miou=30.0, created="2025-02-01T00:00:00+00:00", **kwargs)
+        code, out, _ = run(capsys, other, history)
+        assert code == 0 and row(out, "mIoU")[1] == baseline, kwargs
+    # a model config of other content is another model, even under the same file name
+    other = write_results(tmp_path / "o", miou=30.0, model="cfg/vit.json", model_config_sha256="ef" * 32)
+    code, _, err = run(capsys, other, history)
+    assert code == 2 and "differs in model config (NEW efefefefefef, nearest cdcdcdcdcdcd)" in err
+    # OpenAI's released ViT-B/16 file is the tag openai: the same weights
+    local = write_results(tmp_path / "o", miou=25.0, pretrained="/cache/ViT-B-16.pt", weights_sha256=OPENAI_VIT_B_16,
+                          created="2025-02-01T00:00:00+00:00")
+    code, out, _ = run(capsys, local, history)
+    assert code == 0 and row(out, "mIoU")[1] == "25.00"
+
+
+def test_history_baseline_has_the_same_overridden_protocol_settings(tmp_path, capsys):
+    history = _rows(tmp_path / "history.csv", [dict(miou=25.0, overridden={"short_side": 448}), dict(miou=20.0)])
+    new = write_results(tmp_path / "new", miou=24.0, overridden={"short_side": 448},
+                        created="2025-02-01T00:00:00+00:00")
+    code, out, _ = run(capsys, new, history)
+    assert code == 1 and row(out, "mIoU")[:4] == ["mIoU", "25.00", "24.00", "-1.00"]
+    other = write_results(tmp_path / "o", miou=24.0, overridden={"short_side": 512})
+    code, _, err = run(capsys, other, history)
+    # the nearest: one difference each, the newer of the two
+    assert code == 2 and err.strip().endswith("the nearest (2025-01-02, ade20k/clip_surgery/sclip/ViT-B-16/openai) "
+                                              "differs in overridden protocol settings (NEW short_side=512, nearest "
+                                              "none)")
+    code, _, err = run(capsys, other, f"{history}@-2")
+    assert code == 2 and "of ade20k/clip_surgery/sclip[short_side=512]/ViT-B-16/openai" in err
+
+
+def test_an_explicit_baseline_of_another_kind_is_refused_unless_forced(tmp_path, capsys):
+    """Files, or a selection whose filter names another model: refused naming the difference; with
+    --force compared, with a warning line."""
+    new = write_results(tmp_path / "new", miou=20.0)
+    base = write_results(tmp_path / "base", miou=10.0, model="RN50")
+    code, out, err = run(capsys, new, base)
+    assert code == 2 and out == ""
+    assert err.strip() == ("error: refusing to compare: the baseline of ade20k is of another kind: model (NEW "
+                           "ViT-B-16, BASELINE RN50); numbers of different kinds are not comparable (pass --force "
+                           "to compare anyway)")
+    code, out, err = run(capsys, new, base, "--force")
+    assert code == 0 and err.strip() == ("warning: forced: ade20k compared with a baseline of another kind: model "
+                                         "(NEW ViT-B-16, BASELINE RN50)")
+    history = _rows(tmp_path / "history.csv", [dict(miou=25.0), dict(miou=10.0, model="RN50")])
+    # a filter on a part of the kind is the user's choice: this selection means the RN50 row
+    code, _, err = run(capsys, new, f"{history}:model=RN50")
+    assert code == 2 and "of another kind: model (NEW ViT-B-16, BASELINE RN50)" in err
+    code, out, err = run(capsys, new, f"{history}:model=RN50", "--force")
+    assert code == 0 and row(out, "mIoU")[1] == "10.00" and err.startswith("warning: forced: ade20k compared")
+    # selections that keep the kind keep working: @-2 is the one before among NEW's kind
+    history = _rows(tmp_path / "h2.csv", [dict(miou=24.0), dict(miou=25.0), dict(miou=10.0, model="RN50")])
+    code, out, _ = run(capsys, new, f"{history}:ade20k@-2")
+    assert code == 1 and row(out, "mIoU")[1] == "24.00"
+    code, out, _ = run(capsys, new, f"{history}:method=clip_surgery")
+    assert code == 1 and row(out, "mIoU")[1] == "25.00"
+
+
+def test_forced_run_folder_leaves_out_results_without_a_baseline_of_their_kind(tmp_path, capsys):
+    for name, step in (("ade20k", "pamr"), ("cityscapes", None)):
+        write_results(tmp_path / "run" / "naclip" / name, dataset=name, method="naclip", postprocess=step,
+                      miou=20.0, created="2025-02-01T00:00:00+00:00")
+    history = tmp_path / "history.csv"
+    for i, name in enumerate(("ade20k", "cityscapes")):
+        append_history(history, fake_results(dataset=name, method="naclip", miou=20.0,
+                                             created=f"2025-01-0{i + 1}T00:00:00+00:00"))
+    code, _, err = run(capsys, tmp_path / "run", history)
+    assert code == 2 and "no history row of ade20k/naclip+pamr/sclip/ViT-B-16/openai" in err
+    code, out, _ = run(capsys, tmp_path / "run", history, "--force")
+    assert code == 0 and "note: forced: left out: no history row of ade20k/naclip+pamr" in out
+    assert "== cityscapes" in out and "== ade20k" not in out
+
+
+@pytest.mark.parametrize("option, value", [("--tolerance", "nan"), ("--tolerance", "inf"), ("--tolerance", "-inf"),
+                                           ("--tolerance", "1e999"), ("--tolerance", "-0.5"),
+                                           ("--per-class-tolerance", "nan"), ("--per-class-tolerance", "inf"),
+                                           ("--per-class-tolerance", "-1"), ("--tolerance", "ten")])
+def test_tolerances_must_be_finite_and_not_negative(tmp_path, capsys, option, value):
+    """A NaN tolerance let a 20-point drop pass: no drop is "more than" NaN."""
+    base = write_results(tmp_path / "base", per_class=BASE_CLASSES, miou=45.0)
+    new = write_results(tmp_path / "new", per_class=dict(BASE_CLASSES, wall=20.0), miou=25.0)
+    with pytest.raises(SystemExit) as exit_info:
+        compare_main([str(new), str(base), f"{option}={value}"])  # (= so that -inf is a value)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.splitlines()[-1] == (f"tools/compare.py: error: argument {option}: expected a "
+                                    f"{'' if value == 'ten' else 'finite '}number of points >= 0, got {value!r}")
+    with pytest.raises(ValueError, match="finite number of points >= 0"):
+        compare_records(load_records(str(new))[0], load_records(str(base))[0], **(
+            {"tolerance": float("nan")} if option == "--tolerance" else {"class_tolerance": float("nan")}))
+    assert run(capsys, new, base, option, "0")[0] == 1  # a finite tolerance: the drop is a regression
+
+
+def test_older_rows_and_v1_files_are_unknown_not_different(tmp_path, capsys):
+    """History rows from before the protocol_settings and model_config_sha256 columns, and v1 results
+    files, still load and compare: what they did not record agrees with anything."""
+    from test_history import _csv_cell
+    from clip_surgery_seg.reporting.history import HISTORY_COLUMNS, history_row
+
+    history = tmp_path / "history.csv"
+    old_columns = [c for c in HISTORY_COLUMNS if c not in ("method_params", "protocol_settings", "templates",
+                                                          "precision", "model_config_sha256")]
+    old = history_row(fake_results(miou=25.0, model="cfg/vit.json", created="2025-01-01T00:00:00+00:00"))
+    history.write_text(",".join(old_columns) + "\n" + ",".join(_csv_cell(old[c]) for c in old_columns) + "\n")
+    # a newer row that recorded its settings: none overridden, which is known to differ from NEW's
+    append_history(history, fake_results(miou=30.0, model="cfg/vit.json", model_config_sha256="cd" * 32,
+                                         created="2025-01-02T00:00:00+00:00"))
+    new = write_results(tmp_path / "new", miou=24.0, overridden={"short_side": 448}, model="cfg/vit.json",
+                        model_config_sha256="cd" * 32, created="2025-02-01T00:00:00+00:00")
+    records = load_records(f"{history}:ade20k@-2")
+    assert records[0].overridden is None and records[0].model_config_sha256 is None  # the old row: unknown
+    assert records[0].kind.differences(load_records(str(new))[0].kind) == []
+    assert load_records(f"{history}:ade20k")[0].overridden == ()  # the new row: known, none
+    code, out, _ = run(capsys, new, history)
+    assert code == 1 and row(out, "mIoU")[:4] == ["mIoU", "25.00", "24.00", "-1.00"]
+    # a v1 results file: overridden settings and the model config's content are unknown
+    v1 = write_results(tmp_path / "v1", miou=25.0, method=None)
+    record = load_records(str(v1))[0]
+    assert record.overridden is None and record.model_config_sha256 is None
+    newer = write_results(tmp_path / "n2", miou=24.0, overridden={"short_side": 448})
+    assert record.kind.differences(load_records(str(newer))[0].kind) == []
+    code, out, _ = run(capsys, newer, v1)
+    assert code == 1 and row(out, "mIoU")[:4] == ["mIoU", "25.00", "24.00", "-1.00"]

@@ -222,3 +222,52 @@ def test_runs_that_do_not_measure_the_benchmark_stay_out_by_default(run_eval, sy
     real = fake_results(dataset="cityscapes", num_images=3)  # real weights, 3 of 500 images
     assert append_history(history, real) is False and not history.exists()
     assert append_history(history, real, any_run=True) is True
+
+
+def test_plot_draws_one_line_per_kind_of_result(tmp_path, capsys):
+    """A PAMR and a PAMR-less run, two models or weights, or overridden protocol settings are never
+    one line (issue 20); each line's label names its kind."""
+    from clip_surgery_seg.reporting import plots
+
+    path = tmp_path / "history.csv"
+    kinds = [dict(method="naclip"), dict(method="naclip", postprocess="pamr"), dict(method="naclip", model="RN50"),
+             dict(method="naclip", pretrained="laion2b_s34b_b88k"),
+             dict(method="naclip", overridden={"short_side": 448}),
+             dict(method="naclip", protocol="clearclip")]
+    for i, kind in enumerate(kinds * 2):  # two runs of each kind, interleaved
+        append_history(path, fake_results(miou=10.0 + i, created=f"2025-01-{i + 1:02d}T00:00:00+00:00", **kind))
+    frame = read_history(path)
+    plot = tmp_path / "miou.png"
+    labels = plots.plot_history(frame, plot)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert labels == sorted([
+        "ade20k/naclip/clearclip/ViT-B-16/openai", "ade20k/naclip/sclip/RN50/openai",
+        "ade20k/naclip/sclip/ViT-B-16/laion2b_s34b_b88k", "ade20k/naclip/sclip/ViT-B-16/openai",
+        "ade20k/naclip/sclip[short_side=448]/ViT-B-16/openai", "ade20k/naclip+pamr/sclip/ViT-B-16/openai"])
+    lines = plots.history_lines(frame)
+    assert {label: list(group["mIoU"]) for label, group in lines} == {
+        "ade20k/naclip/clearclip/ViT-B-16/openai": [15.0, 21.0],
+        "ade20k/naclip/sclip/RN50/openai": [12.0, 18.0],
+        "ade20k/naclip/sclip/ViT-B-16/laion2b_s34b_b88k": [13.0, 19.0],
+        "ade20k/naclip/sclip/ViT-B-16/openai": [10.0, 16.0],
+        "ade20k/naclip/sclip[short_side=448]/ViT-B-16/openai": [14.0, 20.0],
+        "ade20k/naclip+pamr/sclip/ViT-B-16/openai": [11.0, 17.0]}
+    assert [label for label, _ in lines] == labels
+    assert history_main(["--history", str(path), "--plot", str(plot)]) == 0
+
+
+def test_damaged_protocol_settings_make_a_damaged_row(tmp_path, caplog):
+    """protocol_settings decides what a row is a result of: a cell that is not a JSON object (or whose
+    overridden is not a list of names) makes the row damaged, never a baseline."""
+    path = tmp_path / "history.csv"
+    append_history(path, fake_results(miou=11.0, created="2025-01-01T00:00:00+00:00"))
+    for i, bad in enumerate(("[1]", '{"overridden": "short_side"}', "{not json")):
+        row = history_row(fake_results(miou=20.0 + i, created=f"2025-01-0{i + 2}T00:00:00+00:00"))
+        row["protocol_settings"] = bad
+        with path.open("a") as f:
+            f.write(",".join(_csv_cell(row[c]) for c in HISTORY_COLUMNS) + "\n")
+    with caplog.at_level("WARNING", logger="clip_surgery_seg"):
+        frame = read_history(path)
+    assert list(frame["mIoU"]) == [11.0]
+    assert [line for line, _ in frame.attrs["damaged"]] == [3, 4, 5]
+    assert caplog.text.count("protocol_settings is not a JSON object") == 3

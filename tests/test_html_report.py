@@ -353,7 +353,8 @@ def _fake_run(run: Path, method: str, dataset: str, miou: float, partial: bool =
     results["dataset"]["expected_images"] = results["dataset"]["num_images"]  # the whole split
     results["summary"]["mIoU"] = miou
     results["method"] = {"name": method, "params": {}, "postprocess": None}
-    results["model"]["pretrained"] = pretrained
+    # a tag or random weights: no file, so no sha256 (a file's sha256 is the weights' identity)
+    results["model"].update(pretrained=pretrained, sha256=None)
     (folder / "metrics.json").write_text(json.dumps(results))
     np.save(folder / "confusion.npy", CONFUSION)
     return folder
@@ -402,14 +403,18 @@ def test_run_index_compares_each_method_dataset_by_dataset(tmp_path):
         assert row[ade].startswith(f"{mious[method, 'ade20k']:.2f} / ")
         assert row[-1].startswith(f"{(mious[method, 'cityscapes'] + mious[method, 'ade20k']) / 2:.2f} / ")
     # the published numbers of results/paper.csv: SCLIP on ADE20K under its own protocol (16.45, its
-    # README), NACLIP's without PAMR (17.4), CLIP Surgery's under settings it never published (12.9*)
+    # README), NACLIP's without PAMR (17.4*, settings not stated), CLIP Surgery's under settings it never published (12.9*)
     assert by_label["SCLIP"][ade].startswith("11.00 / 16.45 [")
-    assert by_label["NACLIP"][ade].startswith("14.00 / 17.4 [")
+    assert by_label["NACLIP"][ade].startswith("14.00 / 17.4* [")  # its paper did not state the settings
     assert by_label["CLIP Surgery"][ade].startswith("17.00 / 12.9* [")
     # the weights, and the partial result marked in its own cell only
     assert by_label["SCLIP"][2] == "ViT-B-16 / openai"
     assert by_label["CLIP Surgery"][2] == "ViT-B-16 / random weights"
     assert '<span class="badge warn">ViT-B-16 / random weights</span>' in html
+    # random weights are not the published numbers' OpenAI weights: said under the table
+    assert [t for t in text if "published numbers marked" in t] == [
+        "CLIP Surgery (sclip, ViT-B-16 / random weights): published numbers marked *: model ViT-B-16 / random, "
+        "published for ViT-B/16 / openai"]
     assert "partial" in by_label["NACLIP"][ade] and "1 files skipped" in by_label["NACLIP"][ade]
     assert sum("partial" in cell for r in rows[1:] for cell in r[3:]) == 1
     # footnotes name the sources

@@ -84,7 +84,8 @@ def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_pat
     from clip_surgery_seg.models.methods import METHODS  # one row per method, whichever there are
 
     assert index.count('<a class="ours" href=') == len(METHODS) == index.count('<a class="report" href=')
-    assert "<td>CLIP Surgery</td><td>clearclip</td>" in index
+    # (the fast settings above override the protocol's: the row says so)
+    assert "<td>CLIP Surgery</td><td>clearclip (crop_size=32, short_side=64, stride=16 overridden)</td>" in index
     # the demo finds its default model config and the dataset's class names in the package
     image = next((work / "data").rglob("*.jpg"))
     run = _tool(installed, "css-demo", image, "--dataset", "ade20k", "--show-classes", "wall", "--out", "demo",

@@ -35,16 +35,19 @@ def fake_results(dataset: str = "ade20k", miou: Optional[float] = None, per_clas
                  pretrained: Optional[str] = "openai", commit: str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
                  config_hash: str = "c0ffee" * 10, num_images: Optional[int] = None, limit: Optional[int] = None,
                  skipped: Sequence[str] = (), wall_s: float = 12.5, method: Optional[str] = "clip_surgery",
-                 postprocess: Optional[str] = None) -> dict:
+                 postprocess: Optional[str] = None, overridden: Optional[Dict[str, object]] = None,
+                 weights_sha256: Optional[str] = None, seed: Optional[int] = None,
+                 model_config_sha256: Optional[str] = None) -> dict:
     """A results dict in the ``metrics.json`` schema, with the numbers a test chooses (``method=None``:
-    a version-1 file from before methods were recorded)."""
+    a version-1 file from before methods were recorded; ``overridden``: protocol settings set to other
+    values than the protocol's, recorded as overridden)."""
     per_class = dict(CLASSES if per_class is None else per_class)
     values = [v for v in per_class.values() if not math.isnan(v)]
     if miou is None:
         miou = round(sum(values) / len(values), 2)
     expected = EXPECTED_IMAGES.get(dataset, 100)
-    settings = {"name": protocol, "short_side": 336, "crop_size": 224, "stride": 112}
-    sections = {"protocol": {**settings, "overridden": []},
+    settings = {"name": protocol, "short_side": 336, "crop_size": 224, "stride": 112, **(overridden or {})}
+    sections = {"protocol": {**settings, "overridden": sorted(overridden or {})},
                 "method": {"name": method, "params": {}, "postprocess": {"type": postprocess} if postprocess else None},
                 "text": {"templates": "imagenet_80", "classnames": f"configs/classnames/{dataset}.txt"}}
     if method is None:  # v1: the protocol section held all there was
@@ -58,7 +61,8 @@ def fake_results(dataset: str = "ade20k", miou: Optional[float] = None, per_clas
         "summary": {"aAcc": 70.0, "mIoU": miou, "mAcc": 50.0},
         "per_class": [{"class": c, "IoU": v, "Acc": v, "intersect": 1, "union": 2, "pred_area": 1, "label_area": 1}
                       for c, v in per_class.items()],
-        "model": {"name": model, "pretrained": pretrained, "sha256": None, "seed": None, "quick_gelu": None},
+        "model": {"name": model, "pretrained": pretrained, "sha256": weights_sha256, "seed": seed, "quick_gelu": None,
+                  **({"config_sha256": model_config_sha256, "precision": "fp32"} if method is not None else {})},
         "config": {}, "config_file": f"configs/{dataset}.py", "config_hash": config_hash,
         "code": {"version": "0.1.0", "git_commit": commit, "git_dirty": False},
         "environment": {"device": "cpu: test"},
@@ -333,3 +337,74 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert report_main([str(tmp_path / "empty")]) == EXIT_USAGE
     assert "holds no metrics.json" in capsys.readouterr().err
+
+
+# --- same settings: protocol values, model and weights (issue 20) ---------------------------------------
+
+OPENAI_VIT_B_16 = "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"
+
+
+def test_a_run_with_overridden_protocol_settings_is_not_the_protocols(tmp_path, capsys):
+    """Still named sclip, but short_side was overridden: a row of its own, its published numbers marked *."""
+    from clip_surgery_seg.reporting.history import append_history
+
+    plain = write_results(tmp_path / "plain", method="sclip", miou=16.0)
+    over = write_results(tmp_path / "over", method="sclip", miou=17.5, overridden={"short_side": 448},
+                         config_hash="ab" * 32, created="2025-03-01T00:00:00+00:00")
+    assert report_main([str(plain), str(over)]) == 0
+    out = capsys.readouterr().out
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| SCLIP")]
+    assert [c[:3] for c in cells] == [["SCLIP", "sclip", "ViT-B-16 / openai"],
+                                      ["SCLIP", "sclip (short_side=448 overridden)", "ViT-B-16 / openai"]]
+    ade = 3 + list(DATASETS).index("ade20k")
+    assert re.fullmatch(r"16\.00 / 16\.45 \[[a-z]\]", cells[0][ade])
+    assert re.fullmatch(r"17\.50 / 16\.45\* \[[a-z]\]", cells[1][ade])
+    assert ("SCLIP (sclip (short_side=448 overridden), ViT-B-16 / openai): published numbers marked `*`: "
+            "protocol sclip (short_side=448 overridden)") in out
+    paper = load_paper()
+    for specs in ([str(plain), str(over)], None):
+        if specs is None:  # the same from the history, whose protocol_settings record "overridden"
+            history = tmp_path / "history.csv"
+            for path in (plain, over):
+                append_history(history, json.loads(path.read_text()))
+            specs = [f"{history}@-1", f"{history}@-2"]
+        records = load_many(specs)
+        assert sorted(r.overridden for r in records) == [(), ("short_side",)]
+        table = methods_table(records, paper)
+        rows = {row.protocol_label: row for row in table.rows}
+        assert list(rows) == ["sclip", "sclip (short_side=448 overridden)"]
+        plain_cell, over_cell = rows["sclip"].cells["ade20k"], rows["sclip (short_side=448 overridden)"].cells["ade20k"]
+        assert (plain_cell.ours, plain_cell.published.mIoU, plain_cell.same_settings) == (16.0, 16.45, True)
+        assert (over_cell.ours, over_cell.published.mIoU, over_cell.same_settings) == (17.5, 16.45, False)
+        assert rows["sclip (short_side=448 overridden)"].differences == ["protocol sclip (short_side=448 overridden)"]
+        assert rows["sclip"].differences == []
+    assert published_for(paper, "sclip", "ade20k", "sclip", None, overridden=["short_side"])[1] is False
+    assert report_main([str(plain), str(over), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    assert list(table["overridden"]) == ["", "short_side=448"]
+    assert list(table["ade20k published same settings"]) == [True, False]
+
+
+@pytest.mark.parametrize("model, pretrained, sha256, same", [
+    ("ViT-B-16", "openai", None, True),
+    ("ViT-B/16", "openai", None, True),  # OpenAI's spelling, as paper.csv has it
+    ("ViT-B-16", "/cache/ViT-B-16.pt", OPENAI_VIT_B_16, True),  # OpenAI's released file
+    ("RN50", "openai", None, False),
+    ("ViT-L-14", "openai", None, False),
+    ("ViT-B-16", "laion2b_s34b_b88k", None, False),
+    ("ViT-B-16", "/w/finetuned.pt", "ab" * 32, False),
+    ("ViT-B-16", None, None, False),  # random weights
+])
+def test_published_numbers_are_for_openai_vit_b_16(tmp_path, model, pretrained, sha256, same):
+    path = write_results(tmp_path / "r", method="sclip", model=model, pretrained=pretrained, weights_sha256=sha256,
+                         miou=16.0)
+    record = load_many([str(path)])[0]
+    table = methods_table([record], load_paper())
+    cell = table.rows[0].cells["ade20k"]
+    assert cell.published.mIoU == 16.45 and cell.same_settings is same
+    weights = {None: "random", "openai": "openai", "laion2b_s34b_b88k": "laion2b_s34b_b88k"}.get(
+        pretrained, "openai" if sha256 == OPENAI_VIT_B_16 else f"file sha256 {str(sha256)[:12]}")
+    assert table.rows[0].differences == ([] if same else
+                                         [f"model {model} / {weights}, published for ViT-B/16 / openai"])
+    assert published_for(load_paper(), "sclip", "ade20k", "sclip", None, model=model,
+                         weights=record.weights)[1] is same

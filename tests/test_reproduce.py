@@ -80,7 +80,9 @@ def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_ro
     city = header.index("Cityscapes")
     for method, label in (("sclip", "SCLIP"), ("clip_surgery", "CLIP Surgery")):
         miou = ran["methods"][method]["mIoU"]
-        assert lines[label][1:3] == ["sclip", "tiny-vit.json / random weights"]
+        # FAST overrides the protocol's sizes: the row says so (it is not protocol sclip's)
+        assert lines[label][1:3] == ["sclip (crop_size=64, short_side=112, stride=32 overridden)",
+                                     "tiny-vit.json / random weights"]
         assert lines[label][city].startswith(f"{miou:.2f} (")  # a note: only a few of 500 images
         assert lines[label][-1].startswith(f"{miou:.2f} / ") and lines[label][-1].endswith(f"(1 of {len(header) - 4})")
     assert "31.4* [" in lines["CLIP Surgery"][city]  # the paper's number, settings not published

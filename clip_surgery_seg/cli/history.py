@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--protocol", help="only this protocol")
     parser.add_argument("--last", type=positive_int, metavar="N", help="only the newest N rows (after filtering)")
     parser.add_argument("--format", choices=("text", "md", "csv"), default="text")
-    parser.add_argument("--plot", metavar="FILE.png", help="also plot mIoU over time per dataset")
+    parser.add_argument("--plot", metavar="FILE.png", help="also plot mIoU over time, one line per dataset, method, "
+                        "post-processing, protocol (with overridden settings), model and weights")
     add_debug_flag(parser)
     return parser
 

@@ -1,8 +1,10 @@
 """Compare a new result against a baseline: what moved, and whether it is a regression.
 
 A regression is an mIoU drop of more than ``tolerance`` points, or a per-class IoU drop of more than
-``class_tolerance`` points. Only results of the same dataset, method and protocol are compared unless
-forced.
+``class_tolerance`` points (both finite and >= 0: a NaN tolerance would let every drop pass). Only
+results of the same kind (:class:`~clip_surgery_seg.reporting.records.Kind`: dataset, method,
+protocol and its overridden settings, post-processing, model, model config, weights) are compared
+unless forced; a part one side did not record agrees with anything.
 
 An mIoU that is not a finite number is never a pass: in the new result it is a regression (whatever
 the baseline holds); in the baseline (with a finite new value) there is nothing to compare against,
@@ -18,7 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 from ..datasets.catalog import paper_rank
 from ..tables import text_table
 from ..errors import MismatchError, ReportingError
-from .records import ResultRecord
+from .records import ResultRecord, describe_differences
 
 SUMMARY_METRICS = ("mIoU", "mAcc", "aAcc")
 GATED_METRIC = "mIoU"
@@ -73,9 +75,18 @@ def _dropped(delta: float, tolerance: float) -> bool:
     return not math.isnan(delta) and delta < -tolerance
 
 
+def check_tolerance(value: float, name: str = "tolerance") -> float:
+    """``value`` if it is a finite number >= 0; ValueError otherwise (no drop is "more than" NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of points >= 0, not {value!r}")
+    return float(value)
+
+
 def compare_records(new: ResultRecord, baseline: ResultRecord, tolerance: float = 0.1,
                     class_tolerance: float = 1.0) -> DatasetComparison:
     """Summary deltas, and the classes that moved by more than ``class_tolerance``."""
+    tolerance = check_tolerance(tolerance)
+    class_tolerance = check_tolerance(class_tolerance, "class_tolerance")
     result = DatasetComparison(new.name, new, baseline, tolerance, class_tolerance)
     for metric in SUMMARY_METRICS:
         delta = Delta(metric, getattr(baseline, metric), getattr(new, metric))
@@ -108,11 +119,7 @@ def compare_records(new: ResultRecord, baseline: ResultRecord, tolerance: float 
 
 def _provenance_warnings(new: ResultRecord, baseline: ResultRecord) -> List[str]:
     """Differences that do not block a comparison but explain a moved number."""
-    notes = []
-    if (new.model, new.pretrained) != (baseline.model, baseline.pretrained):
-        notes.append(f"models differ: {baseline.model_label} -> {new.model_label}")
-    elif new.weights_sha256 and baseline.weights_sha256 and new.weights_sha256 != baseline.weights_sha256:
-        notes.append("weights files differ (sha256)")
+    notes = []  # (another model or weights is not a note: pair_records refuses it unless forced)
     if new.config_hash and baseline.config_hash and new.config_hash != baseline.config_hash:
         notes.append(f"configs differ (hash {baseline.config_hash[:8]} -> {new.config_hash[:8]})")
     if new.num_images != baseline.num_images:
@@ -124,13 +131,21 @@ def _provenance_warnings(new: ResultRecord, baseline: ResultRecord) -> List[str]
     return notes
 
 
-def pair_records(new: Sequence[ResultRecord], baseline: Sequence[ResultRecord],
-                 force: bool = False) -> Tuple[List[Tuple[ResultRecord, ResultRecord]], List[str]]:
+#: what pair_records pairs on; the other parts of a kind must agree
+PAIRED_ON = ("dataset", "method")
+
+
+def pair_records(new: Sequence[ResultRecord], baseline: Sequence[ResultRecord], force: bool = False
+                 ) -> Tuple[List[Tuple[ResultRecord, ResultRecord]], List[str], List[str]]:
     """Match new and baseline results by dataset and method; refuse mismatches unless ``force``.
 
-    Returns the pairs and notes on what was left out (only when forced).
+    A pair must be of one kind (protocol and its overridden settings, post-processing, model, model
+    config, weights; unknown parts agree): otherwise it is refused (MismatchError naming what
+    differs), or with ``force`` compared with a warning. Returns the pairs, notes on what was left
+    out, and the warnings (only when forced).
     """
     notes: List[str] = []
+    warnings: List[str] = []
     new_by = _one_per_key(new, "NEW")
     base_by = _one_per_key(baseline, "BASELINE")
     if force and len(new_by) == 1 and len(base_by) == 1 and set(new_by) != set(base_by):
@@ -150,13 +165,15 @@ def pair_records(new: Sequence[ResultRecord], baseline: Sequence[ResultRecord],
         common = sorted(set(new_by) & set(base_by), key=_order)
         pairs = [(new_by[key], base_by[key]) for key in common]
     for n, b in pairs:
-        if n.protocol != b.protocol:
-            if not force:
-                raise MismatchError(f"protocols differ for {n.name}: NEW is {n.protocol}, BASELINE is "
-                                    f"{b.protocol}; numbers of different protocols are not comparable "
-                                    "(pass --force to compare anyway)")
-            notes.append(f"forced: {n.name} compared across protocols {b.protocol} -> {n.protocol}")
-    return pairs, notes
+        differences = [d for d in n.kind.differences(b.kind) if d.aspect not in PAIRED_ON]
+        if not differences:
+            continue
+        if not force:
+            raise MismatchError(f"the baseline of {n.name} is of another kind: {describe_differences(differences)}; "
+                                "numbers of different kinds are not comparable (pass --force to compare anyway)")
+        warnings.append(f"forced: {n.name} compared with a baseline of another kind: "
+                        f"{describe_differences(differences)}")
+    return pairs, notes, warnings
 
 
 def _order(key: Tuple[str, str]) -> tuple:
@@ -195,8 +212,8 @@ def format_comparison(result: DatasetComparison) -> str:
     new, base = result.new, result.baseline
     method = "" if new.name == new.dataset else f"method {new.method}, "
     lines = [f"== {new.dataset} ({method}protocol {new.protocol})",
-             f"   new:      {new.source}  [{new.date or '?'}, {new.code_version or '?'}]",
-             f"   baseline: {base.source}  [{base.date or '?'}, {base.code_version or '?'}]"]
+             f"   new:      {new.source}  [{new.date or '?'}, {new.code_version or '?'}]  {new.kind.label}",
+             f"   baseline: {base.source}  [{base.date or '?'}, {base.code_version or '?'}]  {base.kind.label}"]
     rows = []
     for d in result.summary:
         verdict = ("" if not d.regression else "REGRESSION (not a number)" if d.not_a_number else

@@ -306,6 +306,12 @@ def _damage(fields: List[str], header: List[str]) -> Optional[str]:
             _parse_per_class(text)
         except ValueError as err:
             return f"per_class_iou is not a JSON object of numbers ({_short(err)})"
+    text = row.get("protocol_settings") or ""
+    if text:
+        try:
+            _parse_protocol_settings(text)
+        except ValueError as err:
+            return f"protocol_settings is not a JSON object ({_short(err)})"
     return None
 
 
@@ -323,6 +329,29 @@ def _parse_per_class(text: str) -> Dict[str, float]:
         if iou is not None and (isinstance(iou, bool) or not isinstance(iou, (int, float))):
             raise ValueError(f"class {name!r} has {iou!r}")
     return {k: (math.nan if v is None else float(v)) for k, v in value.items()}
+
+
+def _parse_protocol_settings(text: str) -> Dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    overridden = value.get("overridden")
+    if overridden is not None and (not isinstance(overridden, list) or not all(isinstance(v, str) for v in overridden)):
+        raise ValueError(f"overridden is {overridden!r}, not a list of setting names")
+    return value
+
+
+def protocol_settings(row: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The protocol settings of a history row (``{setting: value, "overridden": [names] or null}``),
+    or None for a row written before the column existed (unknown, not "none overridden")."""
+    text = row.get("protocol_settings")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return _parse_protocol_settings(text)
+    except ValueError as err:
+        raise HistoryError(f"a history row of {row.get('dataset')} has damaged protocol_settings "
+                           f"({_short(err)})") from None
 
 
 def per_class_iou(row: Mapping[str, Any]) -> Dict[str, float]:
@@ -392,6 +421,12 @@ def select_rows(frame, selection: HistorySelection, exclude: Sequence[Mapping[st
     ``exclude`` holds rows to skip (matched on time, dataset and config hash): a comparison never
     picks the run it is checking as its own baseline.
     """
+    return pick_rows(filter_rows(frame, selection, exclude), selection.ref)
+
+
+def filter_rows(frame, selection: HistorySelection, exclude: Sequence[Mapping[str, Any]] = ()):
+    """The rows of the selection's datasets and filters, without the ``exclude`` rows (see
+    :func:`select_rows`); its reference is not applied."""
     rows = frame
     if selection.datasets:
         rows = rows[rows["dataset"].isin(selection.datasets)]
@@ -404,17 +439,22 @@ def select_rows(frame, selection: HistorySelection, exclude: Sequence[Mapping[st
         same = ((rows["dataset"] == other.get("dataset")) & (rows["config_hash"] == other.get("config_hash"))
                 & (rows["time"] == _as_timestamp(other.get("time"))))
         rows = rows[~same]
+    return rows
+
+
+def pick_rows(rows, ref: str = "latest"):
+    """One row per dataset and method of ``rows``: the one ``ref`` names (latest, -N or a commit prefix)."""
     chosen = []
     for _, group in rows.groupby(["dataset", "method"], sort=False):
         group = group.sort_values("time", kind="stable")
-        if selection.ref == "latest":
+        if ref == "latest":
             chosen.append(group.iloc[-1])
-        elif selection.ref.startswith("-"):
-            back = -int(selection.ref)
+        elif ref.startswith("-"):
+            back = -int(ref)
             if back <= len(group):
                 chosen.append(group.iloc[-back])
         else:
-            matching = group[group["git_commit"].astype("str").str.lower().str.startswith(selection.ref.lower())]
+            matching = group[group["git_commit"].astype("str").str.lower().str.startswith(ref.lower())]
             if len(matching):
                 chosen.append(matching.iloc[-1])
     return chosen
@@ -427,5 +467,5 @@ def _as_timestamp(value: Any):
 
 
 __all__ = ["DEFAULT_HISTORY", "HISTORY_COLUMNS", "LEGACY_METHOD", "HistoryError", "HistorySelection", "append_history",
-           "append_rows", "history_row", "looks_like_selection", "parse_selection", "per_class_iou",
-           "read_history", "refusal_reason", "select_rows"]
+           "append_rows", "filter_rows", "history_row", "looks_like_selection", "parse_selection",
+           "per_class_iou", "pick_rows", "protocol_settings", "read_history", "refusal_reason", "select_rows"]

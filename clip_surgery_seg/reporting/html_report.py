@@ -528,7 +528,7 @@ def _methods_table(entries: Sequence[IndexEntry], out_dir: Path) -> Optional[Dic
             })
         ours, paper, count = row.average(table.datasets)
         rows.append({
-            "label": row.label, "protocol": row.protocol, "model": row.model, "cells": cells,
+            "label": row.label, "protocol": row.protocol_label, "model": row.model, "cells": cells,
             "random": any(c.record is not None and not c.record.pretrained for c in row.cells.values()),
             "average": {"ours": _num(ours), "published": _num(paper),
                         "of": f"{count} of {len(table.datasets)} datasets" if 0 < count < len(table.datasets) else ""},
@@ -537,6 +537,9 @@ def _methods_table(entries: Sequence[IndexEntry], out_dir: Path) -> Optional[Dic
         "datasets": [{"label": dataset_label(d), "muted": all(r.cells[d].record is None for r in table.rows)}
                      for d in table.datasets],
         "rows": rows, "elsewhere": ELSEWHERE, "paper": "results/paper.csv",
+        # rows whose every published number is marked for the row's sake (overridden settings, model)
+        "row_notes": [{"row": f"{row.label} ({row.protocol_label}, {row.model})", "why": "; ".join(row.differences)}
+                      for row in table.rows if row.differences],
         "footnotes": [{"key": key, "source": source, "table": table_name, "protocol": protocol,
                        "verified": "verified" if verified else "unverified"}
                       for (source, table_name, protocol, verified), key in keys.items()],

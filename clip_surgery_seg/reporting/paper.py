@@ -1,16 +1,23 @@
 """The methods x datasets table: our mIoU beside the published one, per method and dataset.
 
 Rows are methods (the registry's order: vanilla, MaskCLIP, SCLIP, ClearCLIP, NACLIP, CLIP Surgery),
-one per method, protocol, post-processing and model found in the results; columns are the
-catalogue's datasets in its order (any other dataset after them), then the average. A cell holds our
-newest result and the published number that fits it (:func:`published_for`):
+one per method, protocol (with the settings a run overrode), post-processing and model with its
+weights found in the results; columns are the catalogue's datasets in its order (any other dataset
+after them), then the average. A cell holds our newest result and the published number that fits
+it (:func:`published_for`):
 
-* **same settings**: a row of ``results/paper.csv`` for this method, dataset and model under the
-  row's protocol and post-processing; verified numbers first, then the file's order (each method's
-  own code or paper before third parties' reports of it);
-* otherwise **published elsewhere**: the first such row under any settings, marked ``*`` -- e.g.
-  CLIP Surgery's numbers, whose settings the authors never published, or NACLIP's README numbers
-  (with PAMR) beside a run without post-processing.
+* **same settings**: a row of ``results/paper.csv`` for this method and dataset under the row's
+  protocol with none of its settings overridden, the row's post-processing, and the row's model and
+  weights (``ViT-B/16`` is open_clip's ``ViT-B-16``; a file of OpenAI's released weights is
+  ``openai``); verified numbers first, then the file's order (each method's own code or paper before
+  third parties' reports of it);
+* otherwise **published elsewhere**: the nearest such row, marked ``*`` -- e.g. CLIP Surgery's
+  numbers, whose settings the authors never published, NACLIP's README numbers (with PAMR) beside a
+  run without post-processing, any number beside a run with ``protocol.short_side`` overridden, or
+  the ViT-B/16 numbers beside an RN50 run. The row's protocol column and a note say why.
+
+Settings a result did not record (a v1 ``metrics.json`` or an older history row says nothing of
+overridden settings) count as not overridden: unknown, not different.
 
 The average is over the datasets the row has our number for, and the published average over the
 same datasets (n/a unless each has one); it says "k of N" when the row lacks some datasets.
@@ -28,11 +35,12 @@ from .. import resources
 from ..datasets.catalog import DATASETS, label, paper_rank
 from ..errors import ReportingError
 from ..tables import markdown_table
-from .records import ResultRecord
+from .records import TAG, ResultRecord, canonical_model, weights_text
 
 PAPER_COLUMNS = ("dataset", "method", "model", "weights", "mIoU", "protocol", "postprocess", "source", "table",
                  "settings", "verified", "note")
-PAPER_MODEL = "ViT-B/16"  # every published number is for OpenAI's ViT-B/16
+PAPER_MODEL = "ViT-B/16"  # every published number is for OpenAI's ViT-B/16 (so far)
+PAPER_WEIGHTS = "openai"
 MISSING = "n/a"
 ELSEWHERE = "*"
 
@@ -76,7 +84,8 @@ class Published:
     verified: bool
     note: str = ""
     text: str = ""  # the number as the source prints it
-
+    model: str = PAPER_MODEL  # as paper.csv spells it (ViT-B/16)
+    weights: str = PAPER_WEIGHTS
 
     @property
     def reference(self) -> Tuple[str, str, str, bool]:
@@ -88,30 +97,68 @@ def _published(row) -> Published:
     return Published(mIoU=float(row["mIoU"]), method=row["method"], dataset=row["dataset"],
                      protocol=row["protocol"], postprocess=row["postprocess"] or "none", source=row["source"],
                      table=row["table"], settings=row["settings"], verified=row["verified"] == "yes",
-                     note=row["note"], text=row["mIoU text"])
+                     note=row["note"], text=row["mIoU text"], model=row["model"], weights=row["weights"])
 
 
 def published_for(paper, method: str, dataset: str, protocol: Optional[str] = None,
-                  postprocess: Optional[str] = None) -> Tuple[Optional[Published], bool]:
+                  postprocess: Optional[str] = None, overridden: Sequence[str] = (),
+                  model: str = PAPER_MODEL, weights: Optional[Tuple[str, Optional[str]]] = (TAG, PAPER_WEIGHTS)
+                  ) -> Tuple[Optional[Published], bool]:
     """The published number to show beside ours, and whether it was obtained under the same settings.
 
-    Same settings means the same protocol and post-processing (``None`` and ``"none"``: none).
-    Verified numbers come first, then the file's order. Without a number under the same settings,
-    the closest under other settings is returned with ``False`` -- the same post-processing first
-    (a run without PAMR beside a number without PAMR), then verified, then the file's order;
-    ``(None, False)`` when there is none.
+    Same settings means the same protocol with no setting ``overridden``, the same post-processing
+    (``None`` and ``"none"``: none), and the same model (compared in open_clip's spelling:
+    ``ViT-B/16`` is ``ViT-B-16``) and weights (``ResultRecord.weights``: ``("tag", "openai")``; None
+    unknown, which agrees). The defaults are a default run's: OpenAI's ViT-B/16.
+
+    The number shown: of the same protocol and post-processing and model, else of the same model,
+    else of the same protocol and post-processing, else any; among equals the same post-processing
+    first (a run without PAMR beside a number without PAMR), then verified numbers, then the file's
+    order. ``(None, False)`` when the method has no number for the dataset.
     """
-    rows = paper[(paper["method"] == method) & (paper["dataset"] == dataset) & (paper["model"] == PAPER_MODEL)]
+    rows = paper[(paper["method"] == method) & (paper["dataset"] == dataset)]
     if rows.empty:
         return None, False
     step = postprocess or "none"
     candidates = [_published(row) for _, row in rows.iterrows()]
-    candidates.sort(key=lambda p: not p.verified)  # stable: the file's order within each group
-    for candidate in candidates:
-        if candidate.protocol == protocol and candidate.postprocess == step:
-            return candidate, True
-    candidates.sort(key=lambda p: p.postprocess != step)
-    return candidates[0], False
+    step = postprocess or "none"
+
+    def rank(candidate: Published) -> tuple:
+        settings = candidate.protocol == protocol and candidate.postprocess == step
+        return (not (settings and _same_model(candidate, model, weights)),
+                not _same_model(candidate, model, weights), not settings, candidate.postprocess != step,
+                not candidate.verified)
+
+    best = min(candidates, key=rank)  # min is stable: the file's order among equals
+    same = not any(rank(best)[:3]) and not overridden
+    return best, same
+
+
+def _same_model(published: Published, model: str, weights: Optional[Tuple[str, Optional[str]]]) -> bool:
+    if canonical_model(published.model) != canonical_model(model):
+        return False
+    return weights is None or tuple(weights) == (TAG, published.weights)
+
+
+#: the reasons that hold for a whole row of the table, not one cell's published number
+ROW_REASONS = ("overridden", "model")
+
+
+def settings_differences(published: Published, record: ResultRecord) -> Dict[str, str]:
+    """Why ``published`` is not a number of ``record``'s settings (empty: it is), as ``{aspect:
+    phrase}`` for the aspects ``protocol``, ``overridden``, ``postprocess`` and ``model`` (with weights)."""
+    reasons = {}
+    if published.protocol != record.protocol:
+        reasons["protocol"] = ("settings not published" if published.protocol in ("unpublished", "not stated") else
+                               f"published under protocol {published.protocol}")
+    if record.overridden:
+        reasons["overridden"] = f"protocol {record.protocol_label}"
+    if published.postprocess != (record.postprocess or "none"):
+        reasons["postprocess"] = f"published with post-processing {published.postprocess}"
+    if not _same_model(published, record.model or PAPER_MODEL, record.weights):
+        reasons["model"] = (f"model {record.model} / {weights_text(record.weights)}, published for "
+                            f"{published.model} / {published.weights}")
+    return reasons
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -124,6 +171,7 @@ class Cell:
     published: Optional[Published] = None
     same_settings: bool = False
     notes: List[str] = field(default_factory=list)
+    differences: Dict[str, str] = field(default_factory=dict)  # why it is marked *: settings_differences
 
     @property
     def ours(self) -> float:
@@ -132,13 +180,14 @@ class Cell:
 
 @dataclass
 class Row:
-    """One method under one protocol, post-processing and model."""
+    """One method under one protocol (and the settings its runs overrode), post-processing and model."""
 
     method: str
     protocol: str
     postprocess: Optional[str]
     model: str
     cells: Dict[str, Cell] = field(default_factory=dict)
+    overridden: Tuple[Tuple[str, str], ...] = ()  # ((setting, value as JSON), ...)
 
     @property
     def label(self) -> str:
@@ -146,6 +195,25 @@ class Row:
 
         name = METHODS[self.method].label if self.method in METHODS else self.method
         return name + (f" + {self.postprocess.upper()}" if self.postprocess else "")
+
+    @property
+    def protocol_label(self) -> str:
+        """``sclip``, or ``sclip (short_side=448 overridden)``: such a row is not that protocol's."""
+        if not self.overridden:
+            return self.protocol
+        return f"{self.protocol} ({', '.join(f'{k}={v}' for k, v in self.overridden)} overridden)"
+
+    @property
+    def differences(self) -> List[str]:
+        """Why every published number of the row is marked ``*`` for the row's own sake: protocol
+        settings its runs overrode, another model or weights (:data:`ROW_REASONS`)."""
+        reasons: List[str] = []
+        for cell in self.cells.values():
+            for aspect in ROW_REASONS:
+                phrase = cell.differences.get(aspect)
+                if phrase and phrase not in reasons:
+                    reasons.append(phrase)
+        return reasons
 
     def average(self, datasets: Sequence[str]) -> Tuple[float, float, int]:
         """(our mean, the published mean over the same datasets or NaN, how many datasets)."""
@@ -177,30 +245,41 @@ class MethodsTable:
         return sorted({row.protocol for row in self.rows})
 
 
-def _row_order(key: Tuple[str, str, Optional[str], str]) -> tuple:
+RowKey = Tuple[str, str, Tuple[Tuple[str, str], ...], Optional[str], str]
+
+
+def _row_order(key: RowKey) -> tuple:
     from ..models.methods import METHODS
 
     methods = list(METHODS)
-    method, protocol, postprocess, model = key
-    return (methods.index(method) if method in methods else len(methods), method, protocol, postprocess or "", model)
+    method, protocol, overridden, postprocess, model = key
+    return (methods.index(method) if method in methods else len(methods), method, protocol, overridden,
+            postprocess or "", model)
 
 
 def methods_table(records: Sequence[ResultRecord], paper) -> MethodsTable:
-    """The table of ``records`` (newest result per method, protocol, post-processing, model and
-    dataset) beside ``paper`` (:func:`load_paper`)."""
-    groups: Dict[Tuple[str, str, Optional[str], str], Dict[str, List[ResultRecord]]] = {}
+    """The table of ``records`` (newest result per method, protocol and overridden settings,
+    post-processing, model and dataset) beside ``paper`` (:func:`load_paper`)."""
+    groups: Dict[RowKey, Dict[str, List[ResultRecord]]] = {}
     for record in records:
-        key = (record.method, record.protocol, record.postprocess, record.model_label)
+        # a run with overridden settings is not the protocol's: a row of its own (not recorded: plain)
+        key = (record.method, record.protocol, record.overridden_settings or (), record.postprocess, record.model_label)
         groups.setdefault(key, {}).setdefault(record.dataset, []).append(record)
     datasets = sorted(set(DATASETS) | {r.dataset for r in records}, key=lambda n: (paper_rank(n), n))
     rows = []
     for key in sorted(groups, key=_row_order):
-        method, protocol, postprocess, model = key
-        row = Row(method, protocol, postprocess, model)
+        method, protocol, overridden, postprocess, model = key
+        row = Row(method, protocol, postprocess, model, overridden=overridden)
+        any_record = next(iter(groups[key].values()))[0]  # the row's model and weights are all its records'
         for dataset in datasets:
             found = sorted(groups[key].get(dataset, []), key=lambda r: r.created or "", reverse=True)
-            published, same = published_for(paper, method, dataset, protocol, postprocess)
+            record = found[0] if found else any_record
+            published, same = published_for(paper, method, dataset, protocol, postprocess,
+                                             overridden=[name for name, _ in overridden],
+                                             model=record.model or PAPER_MODEL, weights=record.weights)
             cell = Cell(found[0] if found else None, published, same)
+            if published is not None and not same:
+                cell.differences = settings_differences(published, record)
             if found:
                 cell.notes = found[0].comparability_notes()
                 if len(found) > 1:
@@ -235,12 +314,15 @@ def to_markdown(table: MethodsTable) -> str:
     header = ["method", "protocol", "model"] + [label(d) for d in table.datasets] + ["average"]
     lines = []
     for row in table.rows:
-        cells = [row.label, row.protocol, row.model]
+        cells = [row.label, row.protocol_label, row.model]
+        if row.differences:  # overridden settings, another model: why every published number is marked
+            notes.append(f"{row.label} ({row.protocol_label}, {row.model}): published numbers marked "
+                         f"`{ELSEWHERE}`: {'; '.join(row.differences)}")
         for dataset in table.datasets:
             cell = row.cells[dataset]
             ours = _num(cell.ours, 2)
             if cell.notes:
-                notes.append(f"{row.label} ({row.protocol}), {label(dataset)}: {'; '.join(cell.notes)}")
+                notes.append(f"{row.label} ({row.protocol_label}), {label(dataset)}: {'; '.join(cell.notes)}")
                 ours += f" ({len(notes)})"
             paper = MISSING
             if cell.published is not None:
@@ -253,8 +335,9 @@ def to_markdown(table: MethodsTable) -> str:
         lines.append(cells)
     text = markdown_table(header, lines, numeric=header[3:])
     text += (f"\nCells: ours / published [source], mIoU (%). `{ELSEWHERE}`: published under other settings "
-             "than the row's (another protocol or post-processing, or settings the authors did not "
-             "publish). Average: over the datasets the row has, the published one over the same datasets.\n")
+             "than the row's (another protocol or post-processing, protocol settings the row's runs "
+             "overrode, another model or weights, or settings the authors did not publish). Average: over "
+             "the datasets the row has, the published one over the same datasets.\n")
     if keys:
         text += "\nPublished numbers (results/paper.csv):\n"
         for (source, table_name, protocol, verified), key in keys.items():
@@ -266,18 +349,20 @@ def to_markdown(table: MethodsTable) -> str:
 
 
 def to_csv(table: MethodsTable) -> str:
-    """One line per row: ``<dataset>`` (ours), ``<dataset> published`` and ``<dataset> published
+    """One line per row (``overridden``: the protocol settings its runs overrode, ``short_side=448``;
+    empty: none): ``<dataset>`` (ours), ``<dataset> published`` and ``<dataset> published
     same settings`` for each dataset, then the averages; numbers with two decimals, empty where unknown."""
     import pandas as pd
 
-    columns = ["method", "protocol", "postprocess", "model"]
+    columns = ["method", "protocol", "overridden", "postprocess", "model"]
     for dataset in table.datasets:
         columns += [dataset, f"{dataset} published", f"{dataset} published same settings"]
     columns += ["average", "average published", "average datasets"]
     lines = []
     for row in table.rows:
-        line = {"method": row.method, "protocol": row.protocol, "postprocess": row.postprocess or "none",
-                "model": row.model}
+        line = {"method": row.method, "protocol": row.protocol,
+                "overridden": " ".join(f"{k}={v}" for k, v in row.overridden),
+                "postprocess": row.postprocess or "none", "model": row.model}
         for dataset in table.datasets:
             cell = row.cells[dataset]
             line[dataset] = cell.ours

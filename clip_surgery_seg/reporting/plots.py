@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Union
+from typing import Any, List, Tuple, Union
 
 from ..fileio import atomic_write_bytes
 
@@ -51,7 +51,7 @@ def plot_methods_table(table, path: Union[str, Path], title: str = "mIoU: ours v
             same.append(all(row.cells[d].same_settings for d in table.datasets if not math.isnan(row.cells[d].ours)))
             xs = [g + (index - (len(rows) - 1) / 2) * width for g in range(len(groups))]
             axes.bar(xs, [0 if math.isnan(v) else v for v in ours], width * 0.9, color=colours(index % 10),
-                     label=f"{row.label} ({row.protocol})")
+                     label=f"{row.label} ({row.protocol_label})")
             for x, value, filled in zip(xs, published, same):
                 if not math.isnan(value):
                     axes.plot([x], [value], marker="_", markersize=max(4.0, 40 * width), mew=2,
@@ -68,24 +68,39 @@ def plot_methods_table(table, path: Union[str, Path], title: str = "mIoU: ours v
         plt.close(figure)
 
 
-def plot_history(frame, path: Union[str, Path], title: str = "mIoU over time") -> None:
-    """One line per dataset, method and protocol: mIoU of each recorded run against its time."""
-    plt = _pyplot()
-    from ..datasets.catalog import label
+def history_lines(frame) -> List[Tuple[str, Any]]:
+    """The lines of :func:`plot_history`: one per kind of result (dataset, method, protocol and the
+    settings a run overrode, post-processing, model, model config and weights: ``Kind.label``, e.g.
+    ``ade20k/naclip+pamr/sclip/ViT-B-16/openai``), each ``(label, its rows oldest first)``, sorted by
+    label. A PAMR run and a run without it, or two models, are never one line; a part an older row
+    did not record is left out of its label, so it joins the line of the runs that recorded none.
+    """
+    from .records import ResultRecord
 
-    figure, axes = plt.subplots(figsize=(7.0, 3.8))
+    if frame.empty:
+        return []
+    labels = [ResultRecord.from_history_row(row, "").kind.label for _, row in frame.iterrows()]
+    grouped = frame.assign(_line=labels).groupby("_line", sort=True)
+    return [(label, group.drop(columns="_line").sort_values("time", kind="stable")) for label, group in grouped]
+
+
+def plot_history(frame, path: Union[str, Path], title: str = "mIoU over time") -> List[str]:
+    """One line per kind of result (:func:`history_lines`): mIoU of each recorded run against its
+    time. Returns the lines' labels, in the legend's order."""
+    plt = _pyplot()
+
+    lines = history_lines(frame)
+    figure, axes = plt.subplots(figsize=(7.0, 3.8 + 0.15 * max(0, len(lines) - 6)))
     try:
-        methods = frame["method"] if "method" in frame.columns else "clip_surgery"
-        for (dataset, method, protocol), group in frame.assign(method=methods).groupby(
-                ["dataset", "method", "protocol"], sort=True):
-            group = group.sort_values("time")
-            axes.plot(group["time"], group["mIoU"], marker="o", label=f"{label(dataset)}, {method} ({protocol})")
+        for label, group in lines:
+            axes.plot(group["time"], group["mIoU"], marker="o", label=label)
         axes.set_ylabel("mIoU (%)")
-        axes.set_title(title)
-        axes.legend(frameon=False, fontsize=8)
+        axes.set_title(title + " (dataset/method[+post-processing]/protocol/model/weights)", fontsize=9)
+        axes.legend(frameon=False, fontsize=7)
         axes.spines[["top", "right"]].set_visible(False)
         figure.autofmt_xdate()
         figure.tight_layout()
         _save(figure, path)
     finally:
         plt.close(figure)
+    return [label for label, _ in lines]
