@@ -66,11 +66,42 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes, fsync: bool = True) 
         raise write_error(path, err) from err
 
 
-def write_error(path: Union[str, Path], err: OSError) -> OutputError:
-    """The one-line error for a file that cannot be written."""
+def write_error(path: Union[str, Path], err: Union[BaseException, str], what: str = "",
+                then: str = "or write elsewhere") -> OutputError:
+    """The one-line error for a file that cannot be written.
+
+    ``err``: the failure (an ``OSError``'s ``strerror`` is used, else its text); ``what`` names the
+    file's role (``"the progress journal"``); ``then``: what to do once space is freed.
+    """
     folder = Path(path).parent
-    return OutputError(f"cannot write {printable(str(path))} ({err.strerror or err}); free disk space or fix the "
-                       f"permissions of {printable(str(folder))}, or write elsewhere")
+    reason = getattr(err, "strerror", None) or err
+    return OutputError(f"cannot write {what + ' ' if what else ''}{printable(str(path))} ({reason}); free disk "
+                       f"space or fix the permissions of {printable(str(folder))}, {then}")
+
+
+def human_size(n: float) -> str:
+    """A byte count for people: ``512 bytes``, ``60.0 KiB``, ``1.5 GiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def space_note(folder: Union[str, Path]) -> str:
+    """Why writing in ``folder`` may fail, for an error whose own text does not say it (SQLite's
+    ``disk I/O error``): the process's file-size limit (``ulimit -f``) when it has one, else the
+    free space on the folder's disk. Empty when neither can be read."""
+    import resource
+    import shutil
+
+    with suppress(OSError, ValueError):
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            return f"the file-size limit is {human_size(limit)}"
+    with suppress(OSError):
+        return f"{human_size(shutil.disk_usage(folder).free)} free on that disk"
+    return ""
 
 
 def atomic_write_text(path: Union[str, Path], text: str, fsync: bool = True) -> None:

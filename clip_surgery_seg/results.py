@@ -49,6 +49,11 @@ LOGS_DIR = "logs"
 SUMMARY_FILE = "summary.json"  # a reproduce run folder's: each evaluation's status
 RAN, MISSING_DATA, FAILED = "ran", "missing_data", "failed"  # its statuses
 EXAMPLES_DIR = "examples"  # the report's example panels and their list
+PROGRESS_DIR = "progress"  # the per-image progress journal (one SQLite file per rank)
+REPORT_ASSETS_DIR = "report_files"  # what report.html shows
+#: the folders of a work dir that a run rewrites (deletes and replaces files in): no output of the
+#: user's (--save-preds, --show-dir) may go there
+MANAGED_DIRS = (EXAMPLES_DIR, PROGRESS_DIR, LOGS_DIR, REPORT_ASSETS_DIR)
 EXAMPLES_FILE = "examples.json"
 
 #: the method of results from before methods were recorded: the only one there was

@@ -52,7 +52,7 @@ def test_eval_writes_complete_results(run_eval, synthetic_root, tmp_path, name):
     assert results["code"]["version"] and "torch" in results["environment"]["packages"]
     assert results["timing"]["images_per_s"] > 0
     assert f"{name}: mIoU" in out
-    assert len(list((tmp_path / "preds").iterdir())) == n
+    assert len(list((tmp_path / "preds").rglob("*.png"))) == n  # Cityscapes' in a folder per city
 
 
 def test_saved_predictions_have_original_size(run_eval, synthetic_root, tmp_path):
@@ -60,11 +60,11 @@ def test_saved_predictions_have_original_size(run_eval, synthetic_root, tmp_path
         pytest.skip(f"shared fixtures not found at {REAL_FRAME} (set CSS_SHARED_FIXTURES)")
     code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w", "--save-preds", tmp_path / "p"))
     assert code == 0, err
-    real = tmp_path / "p" / "frankfurt_000000_000294_leftImg8bit.png"
+    real = tmp_path / "p" / "frankfurt" / "frankfurt_000000_000294.png"  # named by the image's key
     image = Image.open(real)
     assert image.mode == "L" and image.size == (256, 128)  # the shared real frame is 256x128
     assert np.asarray(image).max() < 19
-    synthetic = Image.open(tmp_path / "p" / "lindau_000001_000019_leftImg8bit.png")
+    synthetic = Image.open(tmp_path / "p" / "lindau" / "lindau_000001_000019.png")
     assert synthetic.size == (128, 64)
 
 
@@ -172,8 +172,8 @@ def test_distributed_equals_single_process(synthetic_root, tmp_path):
     assert two["environment"]["world_size"] == 2
     assert one["per_class"] == two["per_class"] and one["summary"] == two["summary"]
     assert one["dataset"]["num_images"] == two["dataset"]["num_images"] == CITYSCAPES_IMAGES
-    assert len(list((tmp_path / "preds").iterdir())) == CITYSCAPES_IMAGES
-    assert len(list((tmp_path / "show").iterdir())) == CITYSCAPES_IMAGES  # each rank wrote its images' panels
+    assert len(list((tmp_path / "preds").rglob("*.png"))) == CITYSCAPES_IMAGES
+    assert len(list((tmp_path / "show").rglob("*.png"))) == CITYSCAPES_IMAGES  # each rank wrote its images' panels
     # the report's examples are chosen over both ranks' images: the single process's choice
     examples = [json.loads((tmp_path / run / "examples" / "examples.json").read_text())["examples"]
                 for run in ("single", "multi")]

@@ -34,9 +34,11 @@ def build_parser(prog: str = "python tools/eval.py") -> argparse.ArgumentParser:
     parser.add_argument("--method", help=f"replace the config's method by this one, with its defaults: "
                         f"{_choices('methods')} (then --cfg-options model.method.KEY=...)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (sorted), for smoke runs")
-    parser.add_argument("--save-preds", metavar="DIR", help="write each prediction as DIR/<image stem>.png")
-    parser.add_argument("--show-dir", metavar="DIR", help="write a panel per image as DIR/<image stem>.png: image | "
-                        "ground truth / prediction | errors, in the dataset's palette")
+    parser.add_argument("--save-preds", metavar="DIR", help="write each prediction as DIR/<image key>.png (the "
+                        "image's path below the image folder, subfolders kept); not in the data or the work dir's "
+                        "own folders, e.g. <work-dir>/preds")
+    parser.add_argument("--show-dir", metavar="DIR", help="write a panel per image as DIR/<image key>.png: image | "
+                        "ground truth / prediction | errors, in the dataset's palette; apart from --save-preds")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--resize", choices=("mmseg", "device"),
                         help="how images reach the test scale: mmseg (the protocols' default: mmcv's resize of "

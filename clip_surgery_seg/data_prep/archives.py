@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, List, Optional, Tuple
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, human_size
 from ..errors import ArchiveError, UnsafeArchiveError
 
 # What reading a damaged or truncated archive raises (gzip's errors are OSError/EOFError).
@@ -64,12 +64,7 @@ class ExtractLimits:
     ratio_floor: int = 16 << 20  # ratios are only checked above this many expanded bytes
 
 
-def _size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError  # pragma: no cover
+_size = human_size
 
 
 @dataclass

@@ -7,6 +7,9 @@ rank's own images; the engine gathers what rank 0 needs.
 
 * :class:`PanelWriter` (``--show-dir``): one panel per image, image | ground truth / prediction |
   errors, in the dataset's palette, rendered and encoded on the ``PngWriter``'s threads.
+  Files that stand for one image are named by its key (:func:`output_name`): ``a/x`` (the image
+  ``<img_dir>/a/x.jpg``) is ``<folder>/a/x.png``, so images of one name in two subfolders
+  (Cityscapes' cities) keep a file each.
 * :class:`ExampleKeeper`: the k worst and the k best images by their own mIoU, with their label and
   prediction (two small arrays each), for the run report; :func:`gather_examples` picks the run's
   k worst and k best over every rank and :func:`write_examples` renders their panels.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -29,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..errors import DataLayoutError
 from ..evaluation.metric import confusion_matrix, image_miou
 from ..fileio import atomic_write_json
 from ..results import EXAMPLES_FILE
@@ -37,6 +42,8 @@ logger = logging.getLogger("clip_surgery_seg")
 
 #: images shown in the report as the worst and as the best
 REPORT_EXAMPLES = 4
+#: the names :func:`write_examples` gives its panels (and the only PNGs it deletes)
+_PANEL_NAME = re.compile(r"(worst|best)_\d+\.png")
 
 
 class ImageObserver:
@@ -72,6 +79,20 @@ def _labels(tensor: torch.Tensor, num_classes: int) -> torch.Tensor:
     return tensor.data[0].to("cpu", torch.uint8 if num_classes < 255 else torch.int32)
 
 
+def output_name(key: str) -> Path:
+    """The relative file name of image ``key``'s output: ``<key>.png``, subfolders kept.
+
+    A key is the image's path below the image folder without its suffix (``ImageList.keys``), so it
+    is unique where a bare stem is not. A key that would leave the output folder (absolute, or
+    with ``..``: only a split list can name one) is refused rather than written outside it.
+    """
+    parts = Path(key).parts
+    if not parts or Path(key).is_absolute() or ".." in parts:
+        raise DataLayoutError(f"image {key!r} is not a path inside the image folder, so it has no file name in "
+                              "--save-preds or --show-dir; fix the split list that names it")
+    return Path(f"{key}.png")
+
+
 def writer_threads() -> int:
     """Threads drawing and encoding panels: 2, up to 4 where the machine has cores to spare (a
     panel costs ~80 ms of CPU at ADE20K size; a GPU run evaluates faster than 2 threads draw)."""
@@ -79,7 +100,7 @@ def writer_threads() -> int:
 
 
 class PanelWriter(ImageObserver):
-    """``--show-dir``: ``<folder>/<image stem>.png`` per image (``visualization.render_panel``).
+    """``--show-dir``: ``<folder>/<image key>.png`` per image (``visualization.render_panel``).
 
     The main thread only moves the prediction to the CPU; rendering and encoding run on the
     writer's threads (at most ``max_pending`` images wait, so memory stays bounded).
@@ -93,8 +114,8 @@ class PanelWriter(ImageObserver):
         self.class_names = list(class_names)
         self._writer = writer or PngWriter(workers=writer_threads())
 
-    def path(self, img_path: Path) -> Path:
-        return self.folder / f"{Path(img_path).stem}.png"
+    def path(self, key: str) -> Path:
+        return self.folder / output_name(key)
 
     def on_image(self, key: str, sample: Any, counts: np.ndarray, image: torch.Tensor) -> None:
         from ..visualization import render_panel
@@ -107,10 +128,10 @@ class PanelWriter(ImageObserver):
             return render_panel(image.permute(1, 2, 0).numpy(), label.numpy(), pred.numpy(), self.palette,
                                 self.class_names, title=title)
 
-        self._writer.submit(self.path(sample.metainfo["img_path"]), render)
+        self._writer.submit(self.path(key), render)
 
     def missing(self, key: str, img_path: Path) -> bool:
-        return not self.path(img_path).is_file()
+        return not self.path(key).is_file()
 
     def close(self) -> None:
         self._writer.close()
@@ -256,8 +277,8 @@ def write_examples(folder: Path, created: str, worst: Sequence[Example], best: S
             atomic_write_bytes(folder / name, encode_png(panel), fsync=False)
             listed.append({"kind": kind, "name": example.key, "image": example.img_path, "panel": name,
                            "miou": None if miou != miou else miou})
-    for stale in folder.glob("*.png"):
-        if stale.name not in {e["panel"] for e in listed}:
+    for stale in folder.glob("*.png"):  # only panels it names itself: other files there are not its own
+        if _PANEL_NAME.fullmatch(stale.name) and stale.name not in {e["panel"] for e in listed}:
             stale.unlink()
     atomic_write_json(folder / EXAMPLES_FILE, {"created": created, "examples": listed})
     return folder / EXAMPLES_FILE

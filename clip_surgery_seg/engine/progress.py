@@ -3,17 +3,25 @@
 One SQLite file per rank in ``<work_dir>/progress/`` (WAL mode: a killed process loses at most the
 image in flight, never a committed one). Every file records the run's fingerprint; a resume with a
 different fingerprint is refused.
+
+A journal that cannot be written (a full disk, a file-size limit, no permission) stops the run with
+one :class:`~clip_surgery_seg.errors.OutputError` line naming the file: SQLite rolls back the
+failed image's row, so the committed ones stay, and ``--resume`` once there is space gives the
+numbers of an uninterrupted run.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
-from ..errors import ResumeError
+
+from ..errors import OutputError, ResumeError
+from ..fileio import space_note, write_error
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -105,28 +113,65 @@ def fingerprint_diff(old: dict, new: dict, prefix: str = "") -> List[str]:
     return diffs
 
 
+def journal_error(path: Path, err: Exception) -> OutputError:
+    """The one line for a progress file that cannot be written. SQLite says ``disk I/O error`` or
+    ``database or disk is full``, not which limit was hit: the file-size limit or the free space
+    is added (:func:`~clip_surgery_seg.fileio.space_note`)."""
+    note = space_note(path.parent) if isinstance(err, sqlite3.Error) else ""
+    reason = getattr(err, "strerror", None) or str(err)
+    return write_error(path, f"{reason}; {note}" if note else reason, what="the progress journal",
+                       then="then continue the run with --resume")
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """SQLite's and the file system's write failures as :func:`journal_error`. Only
+    ``OperationalError`` (I/O, full, read-only, locked, cannot open) is the disk's: any other
+    ``sqlite3.Error`` would be a bug here and keeps its traceback."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as err:
+        if isinstance(err, OutputError):
+            raise
+        raise journal_error(path, err) from err
+
+
 class ProgressJournal:
     """This rank's progress file; one committed row per image."""
 
     def __init__(self, directory: Path, rank: int, fingerprint: dict) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"rank{rank}.sqlite"
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)",
-                           (json.dumps(fingerprint, sort_keys=True),))
+        self._conn: Optional[sqlite3.Connection] = None
+        with _writing(self.path):
+            directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)",
+                             (json.dumps(fingerprint, sort_keys=True),))
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+
+    def _write(self, sql: str, params: tuple) -> None:
+        """One autocommitted statement: committed when it returns, rolled back when it raises."""
+        with _writing(self.path):
+            self._conn.execute(sql, params)
 
     def record(self, key: str, matrix: np.ndarray) -> None:
         cells, counts = encode_counts(matrix)
-        self._conn.execute("INSERT OR REPLACE INTO images VALUES (?, 'done', ?, ?, NULL)", (key, cells, counts))
+        self._write("INSERT OR REPLACE INTO images VALUES (?, 'done', ?, ?, NULL)", (key, cells, counts))
 
     def record_skipped(self, key: str, message: str) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO images VALUES (?, 'skipped', NULL, NULL, ?)", (key, message))
+        self._write("INSERT OR REPLACE INTO images VALUES (?, 'skipped', NULL, NULL, ?)", (key, message))
 
     def mark_finished(self, when: str) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('finished', ?)", (when,))
+        self._write("INSERT OR REPLACE INTO meta VALUES ('finished', ?)", (when,))
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            with _writing(self.path):
+                self._conn.close()

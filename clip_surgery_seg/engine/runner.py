@@ -28,15 +28,16 @@ from ..datasets import catalog
 from ..datasets.classnames import ClassNames, load_classnames
 from ..errors import BadSampleError, ConfigError, NumericalError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
-from ..fileio import LockHeld, check_writable, file_lock
+from ..datasets.layout import DatasetLayout
+from ..fileio import LockHeld, check_writable, file_lock, printable
 from ..models import SharedCLIP
-from ..results import (EXAMPLES_DIR, EXAMPLES_FILE, RESULTS_FILE, SCHEMA, jsonable, utc_now, write_confusion,
-                       write_results)
+from ..results import (EXAMPLES_DIR, EXAMPLES_FILE, MANAGED_DIRS, PROGRESS_DIR, RESULTS_FILE, SCHEMA, jsonable,
+                       utc_now, write_confusion, write_results)
 from .data import CheckedSamples, ImageList, build_loader, list_images
 from .distributed import Processes, init_processes
 from .experiment import Experiment, default_work_dir, resolve_experiment
 from .observers import (REPORT_EXAMPLES, ExampleKeeper, ImageObserver, PanelWriter, gather_examples,
-                        write_examples)
+                        output_name, write_examples)
 from .progress import ProgressJournal, clear_progress, decode_counts, fingerprint_diff, read_progress
 from .provenance import code_version, environment
 
@@ -102,6 +103,7 @@ def evaluate(opts: EvalOptions, experiment: Optional[Experiment] = None,
     experiment = experiment or opts.resolve()
     procs = init_processes(opts.launcher, opts.device)
     work_dir = opts.resolved_work_dir
+    check_output_folders(opts, experiment)
     check_outputs(work_dir, opts.save_preds, opts.show_dir)
     with lock_work_dir(work_dir, procs):
         return _evaluate(experiment, opts, procs, work_dir, start, shared_clip)
@@ -116,7 +118,7 @@ def _evaluate(experiment: Experiment, opts: EvalOptions, procs: Processes, work_
     fingerprint = run_fingerprint(experiment, classes, images, procs)
     journal, previous = open_progress(work_dir, fingerprint, opts.resume, procs)
     metric = build_metric(cfg, classes)
-    observers = build_observers(opts, cfg, classes)
+    observers = build_observers(opts, cfg, classes, images.keys)
     todo, restored = restore_counts(images, images.keys[procs.rank::procs.world], previous, metric, journal,
                                     observers, procs.device)
     model = build_model(experiment, procs.device, classes.num_classes, shared_clip)
@@ -142,7 +144,7 @@ def _evaluate(experiment: Experiment, opts: EvalOptions, procs: Processes, work_
                                time.perf_counter() - start, text_s, num_workers=loader.num_workers)
     write_confusion(work_dir, computed["confusion"])  # before metrics.json: a metrics.json has its matrix
     write_results(work_dir, results)
-    finished = ProgressJournal(work_dir / "progress", procs.rank, fingerprint)
+    finished = ProgressJournal(work_dir / PROGRESS_DIR, procs.rank, fingerprint)
     finished.mark_finished(results["created"])
     finished.close()
     save_examples(work_dir, results["created"], worst, best, cfg, classes, metric, model, images)
@@ -170,6 +172,90 @@ def check_outputs(work_dir: Path, save_preds: Optional[str], show_dir: Optional[
         check_writable(Path(show_dir), "--show-dir")
 
 
+def check_output_folders(opts: EvalOptions, experiment: Experiment) -> None:
+    """``--save-preds`` and ``--show-dir`` hold only their own files; refused (ConfigError), before
+    anything is written, when one
+
+    * is, is inside, or holds the dataset's image or label folder, or is inside the dataset's folder:
+      a prediction ``<key>.png`` would replace the label ``<key>.png`` (the next run would score 100%);
+    * is the work dir or holds it, or is inside a folder the run rewrites (``results.MANAGED_DIRS``:
+      ``examples/`` deletes PNGs it did not list, ``progress/`` is cleared by a fresh run, ...);
+    * is the other one's folder, is inside it or holds it: a panel would replace a prediction.
+
+    Paths are compared with symlinks resolved: a link to the label folder is the label folder.
+    """
+    outputs = [(option, Path(folder)) for option, folder in (("--save-preds", opts.save_preds),
+                                                             ("--show-dir", opts.show_dir)) if folder]
+    if not outputs:
+        return
+    work_dir = opts.resolved_work_dir
+    layout = DatasetLayout.from_config(experiment.cfg.test_dataloader.dataset.to_dict())
+    for option, folder in outputs:
+        fix = f"e.g. {option} {printable(str(work_dir / ('preds' if option == '--save-preds' else 'show')))}"
+        where = f"{option} {printable(str(folder))}"
+        clash = _data_clash(folder, layout)
+        if clash:
+            raise ConfigError(f"{where} {clash}: its files would mix with the dataset's and could replace them; "
+                              f"choose a folder outside the data, {fix}")
+        clash = _work_dir_clash(folder, work_dir)
+        if clash:
+            raise ConfigError(f"{where} {clash}; choose another folder, {fix}")
+    if len(outputs) == 2:
+        (_, preds), (_, show) = outputs
+        relation = {"same": "is the same folder as", "inside": "is inside", "holds": "holds"}.get(
+            _relation(show, preds) or "")
+        if relation:
+            raise ConfigError(f"--show-dir {printable(str(show))} {relation} --save-preds {printable(str(preds))}: "
+                              "panels would replace predictions of the same name; give them two separate folders, "
+                              f"e.g. --save-preds {printable(str(work_dir / 'preds'))} --show-dir "
+                              f"{printable(str(work_dir / 'show'))}")
+
+
+def _relation(path: Path, other: Path) -> Optional[str]:
+    """``"same"``, ``"inside"`` (``path`` is below ``other``), ``"holds"`` (``other`` is below
+    ``path``) or None, with symlinks resolved (folders that do not exist yet are fine)."""
+    a, b = Path(os.path.realpath(path)), Path(os.path.realpath(other))
+    if a == b:
+        return "same"
+    if b in a.parents:
+        return "inside"
+    if a in b.parents:
+        return "holds"
+    return None
+
+
+def _data_clash(folder: Path, layout: DatasetLayout) -> Optional[str]:
+    """How an output folder meets the dataset's files, or None."""
+    named = (("image folder", layout.img_dir), ("label folder", layout.seg_dir))
+    relations = [(name, path, _relation(folder, path)) for name, path in named]
+    for name, path, relation in relations:
+        if relation == "same":
+            return f"is the dataset's {name}"
+    for name, path, relation in relations:
+        if relation == "inside":
+            return f"is inside the dataset's {name} {printable(str(path))}"
+    if _relation(folder, layout.data_root) in ("same", "inside"):
+        return f"is inside the dataset's folder {printable(str(layout.data_root))}"
+    for name, path, relation in relations:
+        if relation == "holds":
+            return f"holds the dataset's {name} {printable(str(path))}"
+    return None
+
+
+def _work_dir_clash(folder: Path, work_dir: Path) -> Optional[str]:
+    """How an output folder meets the work dir's own files, or None (a plain subfolder is fine)."""
+    relation = _relation(folder, work_dir)
+    if relation == "same":
+        return "is the work dir: its files would mix with the run's own"
+    if relation == "holds":
+        return f"holds the work dir {printable(str(work_dir))}: its files would mix with the run's own"
+    for sub in MANAGED_DIRS:
+        if _relation(folder, work_dir / sub) in ("same", "inside"):
+            return (f"would write into {printable(str(work_dir / sub))}, which the run rewrites (it deletes and "
+                    "replaces files there)")
+    return None
+
+
 # --- progress -----------------------------------------------------------------------------------
 
 def open_progress(work_dir: Path, fingerprint: dict, resume: bool,
@@ -178,7 +264,7 @@ def open_progress(work_dir: Path, fingerprint: dict, resume: bool,
 
     A fresh run never silently replaces an unfinished one; a resume of another run is refused.
     """
-    progress_dir = work_dir / "progress"
+    progress_dir = work_dir / PROGRESS_DIR
     previous = read_progress(progress_dir) if progress_dir.is_dir() else None
     if previous is not None and previous.count and previous.fingerprint is not None:
         if resume:
@@ -323,7 +409,8 @@ class LoopStats:
 
 
 class PredictionWriter(ImageObserver):
-    """``--save-preds``: each prediction as ``<folder>/<image stem>.png`` (uint8 class indices)."""
+    """``--save-preds``: each prediction as ``<folder>/<image key>.png`` (uint8 class indices;
+    subfolders kept, :func:`~.observers.output_name`)."""
 
     def __init__(self, folder: Path) -> None:
         from ..visualization import PngWriter
@@ -331,23 +418,28 @@ class PredictionWriter(ImageObserver):
         self.folder = folder
         self._writer = PngWriter()
 
-    def path(self, img_path: Path) -> Path:
-        return self.folder / f"{Path(img_path).stem}.png"
+    def path(self, key: str) -> Path:
+        return self.folder / output_name(key)
 
     def on_image(self, key: str, sample: Any, counts: Any, image: torch.Tensor) -> None:
         pred = sample.pred_sem_seg.data[0].to("cpu", torch.uint8).numpy()
-        self._writer.submit(self.path(sample.metainfo["img_path"]), pred, compress_level=6)
+        self._writer.submit(self.path(key), pred, compress_level=6)
 
     def missing(self, key: str, img_path: Path) -> bool:
-        return not self.path(img_path).is_file()
+        return not self.path(key).is_file()
 
     def close(self) -> None:
         self._writer.close()
 
 
-def build_observers(opts: EvalOptions, cfg: Config, classes: ClassNames) -> List[ImageObserver]:
-    """What the loop reports each image to, from the run's options."""
+def build_observers(opts: EvalOptions, cfg: Config, classes: ClassNames,
+                    keys: Sequence[str] = ()) -> List[ImageObserver]:
+    """What the loop reports each image to, from the run's options. ``keys``: the run's images,
+    checked here to have an output file name each (before the model is built)."""
     observers: List[ImageObserver] = []
+    if opts.save_preds or opts.show_dir:
+        for key in keys:
+            output_name(key)
     if opts.save_preds:
         if classes.num_classes > 256:  # class indices 0..255 fit in a byte
             raise ConfigError(f"--save-preds writes 8-bit PNGs of class indices; {classes.num_classes} classes do "

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,11 +24,11 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 from ..errors import UserError
-from ..fileio import check_writable
+from ..fileio import check_writable, printable
 from ..models import SharedCLIP
 from ..results import LOGS_DIR, RESULTS_FILE, format_results
 from .experiment import Experiment
-from .runner import EvalOptions, EvaluationInterrupted, evaluate
+from .runner import EvalOptions, EvaluationInterrupted, check_output_folders, evaluate
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -75,13 +76,40 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class RunLogHandler(logging.FileHandler):
+    """The run's log file. The log is a copy of what the console shows: when the file cannot be
+    written (a full disk), that is said once on the console and the run goes on without it,
+    instead of a "Logging error" traceback per line (or, in the error path, a traceback in place
+    of the run's own one-line error)."""
+
+    failed: Optional[str] = None  # why the log stopped, once a write failed
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed is None:
+            super().emit(record)
+
+    def handleError(self, record: Optional[logging.LogRecord]) -> None:  # noqa: N802 - logging's name
+        err = sys.exc_info()[1]
+        if self.failed is not None:
+            return
+        self.failed = getattr(err, "strerror", None) or str(err)
+        print(f"warning: cannot write the run log {printable(self.baseFilename)} ({self.failed}); the rest of "
+              "this run is not in it", file=sys.stderr)
+
+    def close(self) -> None:
+        try:
+            super().close()  # flushes what a full disk did not take
+        except OSError:
+            self.handleError(None)
+
+
 @contextlib.contextmanager
 def run_log(work_dir: Path, rank: str = "0") -> Iterator[logging.FileHandler]:
     """The harness's log also goes to ``<work_dir>/logs/<UTC time>[.rankN].log`` while it lasts."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = work_dir / LOGS_DIR / f"{stamp}{'' if rank == '0' else f'.rank{rank}'}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = RunLogHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger("clip_surgery_seg")
     root.addHandler(handler)
@@ -93,11 +121,16 @@ def run_log(work_dir: Path, rank: str = "0") -> Iterator[logging.FileHandler]:
 
 
 def _to_file(handler: logging.FileHandler, text: str) -> None:
-    """Text for the log file only (the terminal shows it its own way)."""
+    """Text for the log file only (the terminal shows it its own way); a log that cannot be
+    written is :class:`RunLogHandler`'s one warning, never an exception in the caller's way."""
+    if getattr(handler, "failed", None) is not None:
+        return
     handler.acquire()
     try:
         handler.stream.write(text.rstrip("\n") + "\n")
         handler.flush()
+    except OSError:
+        handler.handleError(None)
     finally:
         handler.release()
 
@@ -123,6 +156,7 @@ def run_session(opts: EvalOptions, *, command: str, resume_command: Optional[str
 
     experiment = experiment or opts.resolve()
     work_dir = opts.resolved_work_dir
+    check_output_folders(opts, experiment)  # before the work dir (its log, its lock) is made
     check_writable(work_dir, "--work-dir")
     if history:  # before the run, not after it
         check_writable(Path(history).parent, "--history folder")

@@ -40,8 +40,8 @@ from urllib.parse import quote
 import jinja2
 import numpy as np
 
-from ..results import (CONFUSION_FILE, EXAMPLES_DIR, FAILED, MISSING_DATA, RAN, RESULTS_FILE, SUMMARY_FILE, SCHEMA_V1,
-                       load_results, method_name, upgrade, postprocess_name, read_examples)
+from ..results import (CONFUSION_FILE, EXAMPLES_DIR, FAILED, MISSING_DATA, RAN, REPORT_ASSETS_DIR, RESULTS_FILE,
+                       SUMMARY_FILE, SCHEMA_V1, load_results, method_name, upgrade, postprocess_name, read_examples)
 from ..errors import ReportingError, ResultsFileError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..visualization.palettes import palette_for
@@ -51,7 +51,7 @@ from .paper import ELSEWHERE, MISSING, _footnote_keys, load_paper, methods_table
 from .records import ResultRecord
 
 REPORT_FILE = "report.html"
-ASSETS_DIR = "report_files"
+ASSETS_DIR = REPORT_ASSETS_DIR
 INDEX_FILE = REPORT_FILE  # a run folder's page has the same name as a work dir's
 TOP_CONFUSIONS = 20
 # row-normalised shares below this are drawn as "none" in the confusion heat map (log scale floor)
