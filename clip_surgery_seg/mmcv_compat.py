@@ -11,6 +11,11 @@ stand-in ``mmcv.ops`` module that
 
 With full mmcv installed it does nothing. This is the only module of the project that alters a
 third-party library; keep it that way.
+
+A plain install (``pip install .``) brings mmcv-lite (setup.cfg ``install_requires``); the ``full``
+extra adds mmcv, built with its compiled ops for the installed torch. Both distributions install the
+same ``mmcv`` package, so with both the compiled ``mmcv._ext`` is there and this module steps aside;
+which one is active is decided by that file alone, not by which distribution pip lists.
 """
 from __future__ import annotations
 

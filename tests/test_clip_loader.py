@@ -139,7 +139,87 @@ def test_openai_tag_forces_quick_gelu(monkeypatch):
         return torch.nn.Linear(1, 1)
 
     monkeypatch.setattr(open_clip, "create_model", fake_create_model)
+    from clip_surgery_seg.models import clip_loader
+
+    monkeypatch.setattr(clip_loader, "weights_source", lambda tag_cfg: None)  # no look at the network here
     build_clip("ViT-B-16", pretrained="openai")
     assert calls == {"name": "ViT-B-16", "pretrained": "openai", "force_quick_gelu": True}
     build_clip("ViT-B-16", pretrained="laion2b_s34b_b88k")
     assert calls["force_quick_gelu"] is False
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_reachability_is_one_quick_look():
+    import socket
+    import time
+
+    from clip_surgery_seg.models.clip_loader import unreachable
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        assert unreachable("127.0.0.1", server.getsockname()[1]) is None
+    port = _closed_port()
+    start = time.monotonic()
+    assert unreachable("127.0.0.1", port) == f"127.0.0.1:{port} refused the connection"
+    assert time.monotonic() - start < 2
+
+
+def test_weights_by_url_without_network_are_one_line(tmp_path, monkeypatch):
+    import open_clip
+
+    from clip_surgery_seg.models.clip_loader import _create_pretrained
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # open_clip's URL cache, ~/.cache/clip, is empty
+    port = _closed_port()
+    with pytest.raises(WeightsError) as err:
+        _create_pretrained(open_clip, "ViT-B-16", "sometag", {"url": f"http://127.0.0.1:{port}/w/ViT-B-16.pt"}, True)
+    assert str(err.value) == (f"cannot download the ViT-B-16 'sometag' weights (no network: 127.0.0.1:{port} refused "
+                              "the connection); pass --pretrained FILE, or put the file in ~/.cache/clip")
+
+
+def test_cached_hub_weights_load_without_network(tmp_path, monkeypatch):
+    """Weights in the Hugging Face cache need no network: with HF_HUB_OFFLINE (or the hub unreachable)
+    open_clip gets the cached file, and the model has exactly its weights; not cached is one line."""
+    import shutil
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    from clip_surgery_seg.models.clip_loader import _create_pretrained, weights_source
+
+    config = tmp_path / "css-test-cached-tiny.json"  # a model name open_clip knows, for this test only
+    shutil.copy(TINY_VIT, config)
+    open_clip.add_model_config(config)
+    source, _ = build_clip(str(TINY_VIT), seed=9)
+    repo = tmp_path / "hub" / "models--someone--tiny-clip"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    weights = snapshot / "open_clip_model.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
+    tag_cfg = {"hf_hub": "someone/tiny-clip/"}
+    assert weights_source(tag_cfg).hub_files == ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    assert weights_source(tag_cfg).cached(str(tmp_path / "hub")) == str(snapshot / "open_clip_model.safetensors")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = _create_pretrained(open_clip, "css-test-cached-tiny", "sometag", tag_cfg, False)
+    assert _same_weights(model, source)
+    with pytest.raises(WeightsError, match="HF_HUB_OFFLINE is set and they are not in the HF cache"):
+        _create_pretrained(open_clip, "css-test-cached-tiny", "sometag", {"hf_hub": "someone/other/"}, False)
+    # not offline, the hub unreachable (our own look at it, answered here): the cached file, no download
+    from clip_surgery_seg.models import clip_loader
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    looked = []
+    monkeypatch.setattr(clip_loader, "unreachable", lambda host, port: looked.append(host) or "no route")
+    model = _create_pretrained(open_clip, "css-test-cached-tiny", "sometag", tag_cfg, False)
+    assert looked and _same_weights(model, source)

@@ -195,3 +195,29 @@ def test_bad_input_is_one_error_line(in_repo, photo, tmp_path, args, message):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not any(out.rglob("*.png"))
+
+
+def test_own_classes_on_a_dataset_config_do_not_get_its_background_rule(in_repo, photo, tmp_path):
+    """--config <a VOC21 config> --classes ...: VOC's rule (pixels below a class probability become class 0)
+    is about VOC's background class; the user's first class is no background, so no pixel is forced to it.
+    VOC21 under the clearclip protocol (threshold 0.5), where the rule bites with random weights."""
+    from clip_surgery_seg.cli.demo import build_parser, build_segmentor, class_names_option, read_image
+    from clip_surgery_seg.cli.demo import similarity_and_labels
+
+    config = tmp_path / "voc21_clearclip.py"
+    config.write_text(f"_base_ = [{str(REPO / 'configs' / 'voc21.py')!r}]\nprotocol = dict(name='clearclip')\n")
+    names = [f"thing {k}" for k in range(21)]  # as many classes as VOC21
+    args = build_parser().parse_args([str(photo), "--config", str(config), "--classes", ",".join(names),
+                                      *map(str, FAST)])
+    image = read_image(str(photo))
+    classnames, _ = class_names_option(args.classes, None)
+    model, _ = build_segmentor(args, classnames)
+    assert model.background_index is None and model.prob_threshold is None
+    similarity, labels = similarity_and_labels(model, image)
+    assert similarity.shape == (21, *image.shape[:2])
+    assert np.array_equal(labels, similarity.argmax(axis=0))  # every pixel: its best class, never forced
+    voc, _ = build_segmentor(args, None)  # VOC's own classes keep their rule
+    assert voc.background_index == 0 and voc.prob_threshold == 0.5 and voc.logit_scale == model.logit_scale == 50
+    # the rule, had it been kept, would have moved pixels of other classes to class 0 on this image
+    top = torch.from_numpy(similarity * model.logit_scale).softmax(dim=0).amax(dim=0).numpy()
+    assert ((top < voc.prob_threshold) & (labels != 0)).sum() > 0

@@ -181,3 +181,28 @@ def test_distributed_equals_single_process(synthetic_root, tmp_path):
     assert single == multi
     assert (tmp_path / "multi" / "report.html").is_file()
     assert len(list((tmp_path / "multi" / "progress").glob("rank*.sqlite"))) == 2
+
+
+@pytest.mark.slow  # three runs, two of them encoding 19 x 85 prompts
+def test_text_encoding_shows_progress_unless_quiet(run_eval, synthetic_root, tmp_path, monkeypatch):
+    """The first run of a model encodes every class with every template: a bar on stderr says how far it
+    is (minutes on a CPU for ADE20K with ViT-B/16); --quiet shows none; a cached run has nothing to show."""
+    from clip_surgery_seg.datasets.classnames import load_classnames
+    from clip_surgery_seg.models.templates import resolve_templates
+
+    prompts = len(load_classnames(str(REPO / "configs" / "classnames" / "cityscapes.txt")).rows) * len(
+        resolve_templates("clip_surgery_85"))
+    monkeypatch.setenv("CLIP_SURGERY_SEG_CACHE", str(tmp_path / "quiet"))
+    code, _, err = run_eval(eval_args("cityscapes", synthetic_root, tmp_path / "w0"))
+    assert code == 0, err
+    assert "encoding text" not in err and "prompts" not in err, err
+    monkeypatch.setenv("CLIP_SURGERY_SEG_CACHE", str(tmp_path / "loud"))
+    loud = [a for a in eval_args("cityscapes", synthetic_root, tmp_path / "w1") if a != "--quiet"]
+    code, _, err = run_eval(loud)
+    assert code == 0, err
+    bars = [part for part in err.replace("\r", "\n").splitlines() if part.startswith("encoding text")]
+    assert bars and f"{prompts}/{prompts}" in bars[-1] and "prompts" in bars[-1], err[:2000]
+    again = list(loud)
+    again[again.index("--work-dir") + 1] = str(tmp_path / "w2")
+    code, _, err = run_eval(again)
+    assert code == 0 and not any(p.startswith("encoding text") for p in err.replace("\r", "\n").splitlines())

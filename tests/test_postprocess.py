@@ -156,3 +156,43 @@ def test_segmentor_with_pamr_equals_pamr_by_hand(tmp_path):
         assert logits.shape == (4, h, w) and (logits - expected).abs().max() < 1e-5
         assert torch.equal(label_map, logits.argmax(dim=0))
         assert not torch.allclose(by_hand, row_logits)  # it did refine
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["model.postprocess=pamr"], {"type": "pamr", "num_iter": 10, "dilations": (8, 16)}),
+    (["model.postprocess={'type': 'pamr', 'num_iter': 10, 'dilations': [8, 16]}"],
+     {"type": "pamr", "num_iter": 10, "dilations": (8, 16)}),
+    (["model.postprocess=pamr", "model.postprocess.num_iter=5"], {"type": "pamr", "num_iter": 5, "dilations": (8, 16)}),
+    (["model.postprocess={'type': 'pamr', 'dilations': [2]}", "model.postprocess.num_iter=5"],
+     {"type": "pamr", "num_iter": 5, "dilations": (2,)}),
+    (["model.postprocess=pamr", "model.postprocess.dilations=[4,8]", "model.postprocess=pamr"],
+     {"type": "pamr", "num_iter": 10, "dilations": (8, 16)}),  # a name starts again from the defaults
+    (["model.postprocess=pamr", "model.postprocess=none"], None),
+])
+def test_postprocess_from_the_command_line(options, expected):
+    """The README's forms: a name, a dict where the config holds None, then single parameters."""
+    from clip_surgery_seg.engine.config import parse_cfg_options
+    from clip_surgery_seg.engine.experiment import resolve_experiment
+
+    experiment = resolve_experiment("configs/ade20k.py", cfg_options=parse_cfg_options(options))
+    got = experiment.postprocess
+    if got is not None:
+        got = {**got, "dilations": tuple(got["dilations"])}
+    assert got == expected
+    recorded = experiment.sections()["method"]["postprocess"]  # what metrics.json says
+    assert recorded == (None if expected is None else {**expected, "dilations": list(expected["dilations"])})
+
+
+@pytest.mark.parametrize("options, message", [
+    (["model.postprocess.num_iter=5"], "model.postprocess is None; set model.postprocess=pamr first"),
+    (["model.postprocess=pamr", "model.postprocess.num_iters=5"], "did you mean num_iter"),
+    (["model.postprocess=pamm"], "unknown postprocess 'pamm'; did you mean pamr?"),
+    (["model.postprocess=pamr", "model.postprocess.num_iter=-1"], "num_iter must be an int >= 0"),
+])
+def test_postprocess_options_errors_are_one_clear_message(options, message):
+    from clip_surgery_seg.engine.config import parse_cfg_options
+    from clip_surgery_seg.engine.experiment import resolve_experiment
+    from clip_surgery_seg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve_experiment("configs/ade20k.py", cfg_options=parse_cfg_options(options))

@@ -456,10 +456,99 @@ def test_unreachable_default_weights_are_one_line_with_the_offline_route(run_eva
         del args[at:at + 2]
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "metrics.json").write_text('{"last": "good"}')
-    line = _fails(run_eval, args + ["--model", "ViT-B/16"], "'openai' weights of ViT-B-16 could not be downloaded",
-                  "--pretrained PATH", "HF_HUB_OFFLINE")
+    line = _fails(run_eval, args + ["--model", "ViT-B/16"], "cannot load the ViT-B-16 'openai' weights",
+                  "HF_HUB_OFFLINE is set", "--pretrained FILE")
     assert json.loads((tmp_path / "w" / "metrics.json").read_text()) == {"last": "good"}  # nothing moved
-    assert "Traceback" not in line
+    assert "Traceback" not in line and len(line) < 200
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released): connecting is refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow  # three processes
+def test_default_weights_without_network_are_one_short_line_within_seconds(tmp_path, ade_root):
+    """The default run (ViT-B-16, 'openai') where the weights host cannot be reached: no retries, no
+    library chatter, one line with the ways out. The hub's endpoint is a closed local port."""
+    port = _closed_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"), XDG_CACHE_HOME=str(tmp_path),
+               CLIP_SURGERY_SEG_CACHE=str(tmp_path / "cache"))
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "metrics.json").write_text('{"last": "good"}')
+    command = [sys.executable, "tools/eval.py", "configs/ade20k.py", "--data-root", str(ade_root), "--work-dir",
+               str(tmp_path / "w"), "--limit", "1", "--cfg-options", "test_dataloader.num_workers=0"]
+    # the same start (imports, config, data check) failing at the weights for another reason: what the
+    # process costs on this machine whatever the network, so that only the weights step is timed
+    (tmp_path / "bad.pt").write_text("not weights")
+    start = time.monotonic()
+    baseline = subprocess.run(command + ["--pretrained", str(tmp_path / "bad.pt")], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    startup = time.monotonic() - start
+    assert baseline.returncode == 1 and "is not a readable CLIP checkpoint" in baseline.stderr, baseline.stderr
+    start = time.monotonic()
+    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - start - startup
+    assert run.returncode == 1, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], run.stderr
+    assert not any("Retry" in line or "huggingface_hub" in line or "WARNING" in line for line in lines), run.stderr
+    line = errors[0]
+    assert len(line) < 200, (len(line), line)
+    for fragment in ("cannot download the ViT-B-16 'openai' weights", "no network", f"127.0.0.1:{port}",
+                     "--pretrained FILE", "HF_HUB_OFFLINE=1"):
+        assert fragment in line, line
+    assert took < 10, f"{took:.1f} s more than a run failing at once ({startup:.1f} s)"
+    run = subprocess.run([sys.executable, "tools/eval.py", "configs/ade20k.py", "--data-root", str(ade_root),
+                          "--work-dir", str(tmp_path / "w"), "--limit", "1", "--quiet"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and run.stderr.strip() == line, run.stderr  # --quiet: only the error line
+    assert json.loads((tmp_path / "w" / "metrics.json").read_text()) == {"last": "good"}  # nothing moved
+
+
+# --- the run's log -------------------------------------------------------------------------------------
+
+def test_the_log_of_a_run_holds_its_table_and_summary_or_its_error(run_eval, tmp_path, ade_root):
+    code, out, err = run_eval(eval_args("ade20k", ade_root, tmp_path / "ok"))
+    assert code == 0, err
+    logs = list((tmp_path / "ok" / "logs").glob("*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    summary = next(line for line in out.splitlines() if line.startswith("ade20k: mIoU"))
+    assert summary in text and "wall " in text
+    results = _results(tmp_path / "ok")
+    for row in results["per_class"][:3] + results["per_class"][-3:]:  # the per-class table, first and last rows
+        assert any(line.split()[:1] == [row["class"].split()[0]] and line.split()[-1] in (f"{row['Acc']:.2f}", "nan")
+                   for line in text.splitlines()), row["class"]
+    assert "error" not in text.lower()
+
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not weights")
+    args = eval_args("ade20k", ade_root, tmp_path / "bad")
+    args[args.index("--pretrained") + 1] = str(bad)
+    line = _fails(run_eval, args, f"weights file {bad} is not a readable CLIP checkpoint")
+    logs = list((tmp_path / "bad" / "logs").glob("*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    assert line[len("error: "):] in text and "WeightsError" in text
+    assert not (tmp_path / "bad" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("config", ["nosuch", "ade2k", "configs/sclp/ade20k.py", "configs/ade20k.py.bak"])
+def test_a_config_that_does_not_exist_leaves_no_folder(run_eval, tmp_path, ade_root, monkeypatch, config):
+    monkeypatch.chdir(tmp_path)
+    args = eval_args("ade20k", ade_root, tmp_path / "unused")
+    at = args.index("--work-dir")
+    del args[at:at + 2]
+    line = _fails(run_eval, [config] + args[1:], f"config file {config} does not exist")
+    assert len(line) < 300
+    assert not (tmp_path / "work_dirs").exists()
 
 
 def test_cfg_options_keep_spaces_and_config_is_an_option_too(run_eval, tmp_path, ade_root):

@@ -7,19 +7,17 @@ first problem files and exits 1 on any problem. See data/README.md.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_OK, add_debug_flag, positive_int, run
+from . import EXIT_FAILED, EXIT_OK, ToolParser, add_debug_flag, as_invoked, invoked_as, positive_int, run
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python tools/check_data.py") -> ToolParser:
     from ..datasets.catalog import DATASETS
 
-    parser = argparse.ArgumentParser(prog="tools/check_data.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog=prog, description=as_invoked(__doc__.replace("python tools/check_data.py", prog)))
     parser.add_argument("dataset", choices=DATASETS)
     parser.add_argument("--root", "--data-root", dest="root", default="data", help="data root (default: data)")
     parser.add_argument("--quick", action="store_true",
@@ -33,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(invoked_as("tools/check_data.py")).parse_args(argv)
 
     def body() -> int:
         from ..datasets.check import check_dataset
@@ -41,7 +39,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         expected = {} if args.expected_images is None else {"expected_images": args.expected_images}
         report = check_dataset(args.dataset, Path(args.root), deep=not args.quick, workers=args.workers,
                                progress=sys.stderr.isatty(), **expected)
-        print(report.format(first=args.show))
+        print(as_invoked(report.format(first=args.show)))
         return EXIT_OK if report.ok else EXIT_FAILED
 
     return run(body, args, EXIT_FAILED)

@@ -1,18 +1,18 @@
 """``css-compare`` / ``tools/compare.py``: compare results against a baseline; exit 1 on a regression."""
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
-from ..errors import MismatchError
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_debug_flag, console_logging, report_error, debugging, run, tolerance
+from ..errors import ConfigError, MismatchError
+from . import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, ToolParser, add_debug_flag, console_logging, debugging, invoked_as,
+               report_error, run, tolerance)
 from .report import SELECTION_HELP
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tools/compare.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+def build_parser(prog: str = "python tools/compare.py") -> ToolParser:
+    parser = ToolParser(
+        prog=prog,
         description="Compare NEW results against BASELINE results: summary metrics and the classes that\n"
                     "moved. Exit 0: no regression; 1: mIoU dropped by more than --tolerance or a class IoU\n"
                     "by more than --per-class-tolerance; 2: bad input, no baseline of NEW's kind, or a\n"
@@ -21,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="A history selection as BASELINE picks, for each result in NEW, a row of the same kind "
                "(a part named by a filter, e.g. method=sclip, is yours to choose), never NEW itself.\n\n"
                "examples:\n"
-               "  python tools/compare.py work_dirs/ade20k/metrics.json results/history.csv:ade20k@latest\n"
-               "  python tools/compare.py work_dirs/reproduce/RUN results/history.csv@-2 --tolerance 0.2\n"
-               "  python tools/compare.py results/history.csv@latest results/history.csv@3f2a9c1")
+               f"  {prog} work_dirs/ade20k/metrics.json results/history.csv:ade20k@latest\n"
+               f"  {prog} work_dirs/reproduce/RUN results/history.csv@-2 --tolerance 0.2\n"
+               f"  {prog} results/history.csv@latest results/history.csv@3f2a9c1")
     parser.add_argument("new", metavar="NEW", help=SELECTION_HELP)
     parser.add_argument("baseline", metavar="BASELINE", help="the same kinds as NEW")
     parser.add_argument("--tolerance", type=tolerance, default=0.1,
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(invoked_as("tools/compare.py")).parse_args(argv)
 
     def body() -> int:
         from ..reporting.compare import compare_records, format_comparison, pair_records

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from . import EXIT_FAILED, EXIT_OK, add_debug_flag, console_logging, run
+from . import (EXIT_FAILED, EXIT_OK, ToolParser, add_cfg_options_flag, add_debug_flag, add_device_flag, as_invoked,
+               console_logging, invoked_as, run)
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -42,11 +43,10 @@ DEFAULT_CONFIG = "configs/_base_/models/clip_surgery_vit_b16.py"
 DEFAULT_PROTOCOL = dict(name="demo", short_side=336, max_long_side=2048, crop_size=224, stride=112)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python tools/demo.py") -> ToolParser:
     from ..models import FEATURE_SURGERY_MODES, METHODS
 
-    parser = argparse.ArgumentParser(prog="tools/demo.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog=prog, description=as_invoked(__doc__.replace("python tools/demo.py", prog)))
     parser.add_argument("image", help="the image (JPEG, PNG, ... anything Pillow reads)")
     parser.add_argument("--classes", help='class names separated by commas ("cat,dog,grass"), or a class-name '
                         "file (one class per line, comma-separated synonyms)")
@@ -65,17 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_CONFIG})")
     parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the config)")
     parser.add_argument("--pretrained", help="open_clip tag (openai, ...), weights file, or none for random weights")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config settings, e.g. protocol.short_side=448 model.method.depth=4 "
-                        "(protocol: short_side 336, crop_size 224, stride 112 unless the config has one)")
+    add_device_flag(parser)
+    add_cfg_options_flag(parser, "override config settings, e.g. protocol.short_side=448 model.method.depth=4 "
+                         "(protocol: short_side 336, crop_size 224, stride 112 unless the config has one)")
     parser.add_argument("--quiet", action="store_true", help="only errors")
     add_debug_flag(parser)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(invoked_as("tools/demo.py")).parse_args(argv)
     with console_logging(args.quiet):
         return run(lambda: _demo(args), args, EXIT_FAILED)
 
@@ -285,6 +284,7 @@ def _demo(args: argparse.Namespace) -> int:
             else:
                 palette = fallback_palette(len(class_names))  # a custom list: no dataset's colours
             modes = list(dict.fromkeys(args.feature_surgery or [model.feature_surgery_mode]))
+        model.text_progress = not args.quiet
         model.text_features()  # once: every mode reuses the embeddings (and the cache on disk)
         logger.info("%smodel ready in %.1f s (%d classes)", f"{method}: " if method else "",
                     time.perf_counter() - start, len(class_names))

@@ -1,22 +1,23 @@
 """``css-history`` / ``tools/history.py``: the evaluation history as a table, and mIoU over time."""
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
 from ..errors import ConfigError
-from . import EXIT_OK, EXIT_USAGE, add_debug_flag, console_logging, positive_int, run
+from . import EXIT_OK, EXIT_USAGE, ToolParser, add_debug_flag, console_logging, invoked_as, positive_int, run
 
 HISTORY_VIEW = ("time", "dataset", "method", "protocol", "postprocess", "mIoU", "aAcc", "mAcc", "num_images", "model", "pretrained",
                 "code_version", "config_hash", "wall_s")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python tools/history.py") -> ToolParser:
     from ..reporting.history import DEFAULT_HISTORY
 
-    parser = argparse.ArgumentParser(
-        prog="tools/history.py", description="The evaluation history as a table, and mIoU over time.")
+    parser = ToolParser(
+        prog=prog, description="The evaluation history as a table, and mIoU over time.",
+        epilog=f"examples:\n  {prog} --dataset ade20k --method sclip clip_surgery --plot miou.png\n"
+               f"  {prog} --protocol clearclip --last 10 --format md")
     parser.add_argument("--history", default=DEFAULT_HISTORY, metavar="CSV",
                         help=f"history file (default {DEFAULT_HISTORY})")
     parser.add_argument("--dataset", nargs="+", metavar="NAME", help="only these datasets")
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(invoked_as("tools/history.py")).parse_args(argv)
 
     def body() -> int:
         from ..datasets.catalog import PAPER_ORDER, resolve_many

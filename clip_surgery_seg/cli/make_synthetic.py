@@ -5,18 +5,16 @@ exact layout of the real ones (offline smoke runs, benchmarks, tests).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_OK, add_debug_flag, positive_int, run
+from . import EXIT_FAILED, EXIT_OK, ToolParser, add_debug_flag, as_invoked, invoked_as, positive_int, run
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python tools/make_synthetic_data.py") -> ToolParser:
     from ..datasets.catalog import DATASETS
 
-    parser = argparse.ArgumentParser(prog="tools/make_synthetic_data.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog=prog, description=as_invoked(__doc__.replace("python tools/make_synthetic_data.py", prog)))
     parser.add_argument("datasets", nargs="+", choices=DATASETS, help="which layouts to write")
     parser.add_argument("--root", default="data_synthetic", help="folder to pass as --data-root later")
     parser.add_argument("--num-images", type=positive_int, default=8)
@@ -27,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(invoked_as("tools/make_synthetic_data.py")).parse_args(argv)
 
     def body() -> int:
         from ..datasets.synthetic import write_synthetic

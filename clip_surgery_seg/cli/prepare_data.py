@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_debug_flag, positive_int, run
+from . import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ToolParser, add_debug_flag, as_invoked, command_for, invoked_as,
+               positive_int, run)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python tools/prepare_data.py") -> ToolParser:
     from ..datasets.catalog import DATASETS
 
-    parser = argparse.ArgumentParser(prog="tools/prepare_data.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog=prog, description=as_invoked(__doc__.replace("python tools/prepare_data.py", prog)))
     parser.add_argument("dataset", choices=DATASETS)
     parser.add_argument("--root", "--data-root", dest="root", default="data", help="data root (default: data)")
     parser.add_argument("--from-archives", metavar="DIR", type=Path,
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(invoked_as("tools/prepare_data.py")).parse_args(argv)
     return run(lambda: _prepare(args), args, EXIT_FAILED)
 
 
@@ -60,14 +60,14 @@ def _prepare(args: argparse.Namespace) -> int:
         prepare(args.dataset, root, args.from_archives, verify=not args.no_checksum,
                 progress=not args.no_progress, workers=args.workers, force=args.force)
     except KeyboardInterrupt:
-        print("prepare_data: interrupted; run the same command again to continue where it stopped",
+        print("interrupted; run the same command again to continue where it stopped",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     report = check_dataset(args.dataset, root, deep=False)
     print(report.format())
     if not report.ok:
         return EXIT_FAILED
-    print(f"next: python tools/check_data.py {args.dataset} --root {root}  (opens every file)")
+    print(f"next: {command_for('tools/check_data.py')} {args.dataset} --root {root}  (opens every file)")
     return EXIT_OK
 
 

@@ -7,18 +7,18 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_DATA, EXIT_OK, EXIT_USAGE, add_debug_flag, console_logging,
-               invoked_as, run)
+from . import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_DATA, EXIT_OK, EXIT_USAGE, ToolParser, add_cfg_options_flag,
+               add_debug_flag, add_device_flag, add_resize_flag, as_invoked, console_logging, invoked_as, run)
 
 EXIT_CODES = {"ran": EXIT_OK, "missing_data": EXIT_MISSING_DATA, "failed": EXIT_FAILED}
 
 
-def build_parser(prog: str = "python tools/reproduce.py") -> argparse.ArgumentParser:
+def build_parser(prog: str = "python tools/reproduce.py") -> ToolParser:
     from .. import protocols
     from ..reporting.history import DEFAULT_HISTORY
 
-    parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = ToolParser(
+        prog=prog,
         description="Reproduce the field's table: evaluate each method on each dataset under one protocol\n"
                     "into one run folder (<method>/<dataset>/metrics.json, summary.json, and the methods x\n"
                     "datasets table, ours beside the published numbers: table.md, table.csv, table.png).\n"
@@ -41,11 +41,8 @@ def build_parser(prog: str = "python tools/reproduce.py") -> argparse.ArgumentPa
     parser.add_argument("--data-root", help="folder holding the datasets (default: data/)")
     parser.add_argument("--out", "--work-dir", dest="out", metavar="DIR",
                         help="run folder (default: work_dirs/reproduce/<UTC time>_<protocol>)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    parser.add_argument("--resize", choices=("mmseg", "device"),
-                        help="how images reach the test scale: mmseg (the protocols' default: mmcv's resize of "
-                        "the decoded image, the peer harnesses' pixels) or device (bilinear on the GPU, faster; "
-                        "recorded as an overridden protocol setting)")
+    add_device_flag(parser)
+    add_resize_flag(parser)
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "auto"),
                         help="image-encoder autocast (default: the configs')")
     parser.add_argument("--model", help="open_clip model name or model-config JSON (overrides the configs)")
@@ -53,8 +50,8 @@ def build_parser(prog: str = "python tools/reproduce.py") -> argparse.ArgumentPa
                         help="several backbones, e.g. ViT-B-16 ViT-L-14: each method on each dataset with each, "
                         "one model load per backbone, one table block per backbone")
     parser.add_argument("--pretrained", help="open_clip tag, weights file, or none for random weights")
-    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override settings of every config, e.g. test_dataloader.num_workers=8")
+    add_cfg_options_flag(parser, "override settings of every config, e.g. test_dataloader.num_workers=8 (given twice: "
+                         "both count)")
     parser.add_argument("--limit", type=int, help="only the first N images per dataset (smoke run; "
                         "such results are not recorded in the history)")
     parser.add_argument("--history", default=DEFAULT_HISTORY, metavar="CSV",
@@ -133,13 +130,14 @@ def _reproduce(args: argparse.Namespace, command: str) -> int:
     write_summary(run_dir, summary)
     for name, entry in summary["datasets"].items():
         if entry["status"] == "missing_data":
-            print(f"{name}: MISSING DATA: {entry['reason']}")
+            print(f"{name}: MISSING DATA: {as_invoked(entry['reason'])}")
         for method, outcome in entry["methods"].items():
             if outcome["status"] == "ran":
                 recorded = " (recorded in the history)" if outcome.get("recorded") else ""
                 print(f"{name}, {method}: mIoU {outcome['mIoU']:.2f} on {outcome['num_images']} images{recorded}")
             else:
-                print(f"{name}, {method}: {outcome['status'].replace('_', ' ').upper()}: {outcome['reason']}")
+                status = outcome["status"].replace("_", " ").upper()
+                print(f"{name}, {method}: {status}: {as_invoked(outcome['reason'])}")
     table = run_dir / "table.md"
     if table.is_file():
         print()

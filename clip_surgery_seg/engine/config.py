@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from mmengine.config import Config
 
@@ -70,13 +70,20 @@ def _split_top_level(text: str) -> List[str]:
 
 
 def parse_cfg_options(pairs: Iterable[str]) -> Dict[str, Any]:
-    """``["model.depth=4", ...]`` -> ``{"model.depth": 4, ...}`` (values by :func:`parse_value`)."""
+    """``["model.depth=4", ...]`` -> ``{"model.depth": 4, ...}`` (values by :func:`parse_value`), in the
+    order they apply: a key given again moves to the end with its last value, and a component set
+    again by name (``model.postprocess=pamr``) drops the parameters set before it."""
     options: Dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"--cfg-options {pair!r} is not KEY=VALUE (e.g. model.feature_surgery=weighted)")
-        options[key.strip()] = parse_value(value)
+        options.pop(key, None)
+        if key in NAMED_SETTINGS:
+            for earlier in [k for k in options if k.startswith(key + ".")]:
+                del options[earlier]
+        options[key] = parse_value(value)
     return options
 
 
@@ -103,14 +110,78 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
+# other harnesses' names for settings of this one (SCLIP's, NACLIP's and mmseg's configs): the key ->
+# (whose it is, what it is here with {} for the value, or None and what to know instead)
+FOREIGN_KEYS: Dict[str, Tuple[str, Optional[str], str]] = {
+    "model.slide_crop": ("SCLIP's", "protocol.crop_size={}", ""),
+    "model.slide_stride": ("SCLIP's", "protocol.stride={}", ""),
+    "model.prob_thd": ("SCLIP's", "protocol.prob_threshold={}", "with model.background_index"),
+    "model.logit_scale": ("SCLIP's", "protocol.logit_scale={}", ""),
+    "model.area_thd": ("SCLIP's", None, "it has no equivalent here: no class is dropped for a small predicted area"),
+    "model.name_path": ("SCLIP's", "model.classnames={}", ""),
+    "model.clip_path": ("SCLIP's", "model.clip.name={}", "or --model"),
+    "model.pamr_steps": ("NACLIP's", "model.postprocess=pamr model.postprocess.num_iter={}", ""),
+    "model.pamr_stride": ("NACLIP's", "model.postprocess=pamr model.postprocess.dilations={}", ""),
+    "model.test_cfg.crop_size": ("mmseg's", "protocol.crop_size={}", "one number"),
+    "model.test_cfg.stride": ("mmseg's", "protocol.stride={}", "one number"),
+    "model.test_cfg.mode": ("mmseg's", None, "evaluation here always slides windows (protocol.crop_size, "
+                                              "protocol.stride)"),
+}
+
+
+def _foreign_key(key: str, value: Any, source: str) -> Optional[ConfigError]:
+    """The error that names this harness's setting for another harness's key, or None."""
+    if key not in FOREIGN_KEYS:
+        return None
+    whose, ours, note = FOREIGN_KEYS[key]
+    if ours is None:
+        return ConfigError(f"{source} {key} is {whose}; {note}")
+    if isinstance(value, (list, tuple)) and value and len(set(map(str, value))) == 1 and "crop" in key + ours:
+        value = value[0]  # mmseg's (h, w) windows are square here
+    shown = value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else repr(value)
+    return ConfigError(f"{source} {key} is {whose} name; here it is --cfg-options {ours.format(shown)}"
+                       + (f" ({note})" if note else ""))
+
+
+# settings that name a component (a name or a dict), and a name to give as an example
+NAMED_SETTINGS = {"model.postprocess": "pamr"}
+
+
+def _named_settings() -> Dict[str, Callable[[Any], Any]]:
+    """:data:`NAMED_SETTINGS` -> the component's full dict (its defaults filled in) from a name, a dict
+    or None (off), so that ``KEY.PARAM=...`` can follow."""
+    from ..segmentors.postprocess import build_postprocess
+
+    def postprocess(spec: Any) -> Optional[Dict[str, Any]]:
+        step = build_postprocess(spec.to_dict() if hasattr(spec, "to_dict") else spec)
+        return None if step is None else step.config()
+
+    return {"model.postprocess": postprocess}
+
+
+def _lookup(plain: dict, key: str) -> Any:
+    node: Any = plain
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def _checked_value(plain: dict, key: str, value: Any, source: str) -> Any:
     """``value`` for the existing setting ``key`` (dotted) of ``plain``; unknown keys and wrong types raise."""
     node: Any = plain
     parts = key.split(".")
     for depth, part in enumerate(parts):
         if not isinstance(node, dict):
-            raise ConfigError(f"{source} {key}: {'.'.join(parts[:depth])} is not a dict of settings")
+            where = ".".join(parts[:depth])
+            if where in NAMED_SETTINGS:
+                raise ConfigError(f"{source} {key}: {where} is {node!r}; set {where}={NAMED_SETTINGS[where]} first")
+            raise ConfigError(f"{source} {key}: {where} is {node!r}, not a dict of settings")
         if part not in node:
+            foreign = _foreign_key(key, value, source)
+            if foreign is not None:
+                raise foreign
             where = ".".join(parts[:depth]) or "the config"
             raise ConfigError(f"{source} {key}={value!r}: unknown key {part!r} in {where}{suggest(part, node.keys())}")
         if depth < len(parts) - 1:
@@ -125,9 +196,29 @@ def _checked_value(plain: dict, key: str, value: Any, source: str) -> Any:
 
 
 def apply_cfg_options(cfg: Config, options: Dict[str, Any], source: str = "--cfg-options") -> None:
-    """Merge ``KEY=VALUE`` overrides; every key must exist and every value keep its type."""
-    plain = cfg.to_dict()
-    cfg.merge_from_dict({key: _checked_value(plain, key, value, source) for key, value in options.items()})
+    """Apply ``KEY=VALUE`` overrides in order; every key must exist and every value keep its type.
+
+    A setting that names a component (``model.postprocess``) takes a name, a dict or None, and
+    becomes the component's full dict, whose parameters later keys can set
+    (``model.postprocess=pamr model.postprocess.num_iter=5``); a new name or dict replaces the old
+    one whole (mmengine would merge a dict into a dict, and refuses one where the config holds None).
+    """
+    named = _named_settings()  # of NAMED_SETTINGS
+    for key, value in options.items():
+        component = next((n for n in named if key == n or key.startswith(n + ".")), None)
+        if component is not None and not isinstance(_lookup(cfg.to_dict(), component), (dict, type(None))):
+            cfg.merge_from_dict({component: _replacing(named[component](_lookup(cfg.to_dict(), component)))})
+        if key in named:
+            _checked_value(cfg.to_dict(), key, None, source)  # the key exists; any name, dict or None
+            value = named[key](value)
+        else:
+            value = _checked_value(cfg.to_dict(), key, value, source)
+        cfg.merge_from_dict({key: _replacing(value)})
+
+
+def _replacing(value: Any) -> Any:
+    """A dict value that replaces the setting whole in ``merge_from_dict`` (mmengine's ``_delete_``)."""
+    return {**value, "_delete_": True} if isinstance(value, dict) else value
 
 
 # --- components ---------------------------------------------------------------------------------

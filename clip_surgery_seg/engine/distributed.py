@@ -33,9 +33,15 @@ class Processes:
 
 
 def _device_name(device: Optional[str]) -> str:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is usable here (torch.cuda.is_available() is False); "
-                          "run with --device cpu, or check the GPU driver and that torch is a CUDA build")
+    """``cpu``, ``cuda`` or ``cuda:N`` (checked against the GPUs there are); None: cuda when available."""
+    if device is not None and device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is usable here (torch.cuda.is_available() is False); "
+                              "run with --device cpu, or check the GPU driver and that torch is a CUDA build")
+        index = device.partition(":")[2]
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: there are {torch.cuda.device_count()} GPUs here (cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1})")
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -44,6 +50,9 @@ def init_processes(launcher: str, device: Optional[str]) -> Processes:
     name = _device_name(device)
     if launcher == "none":
         return Processes(0, 1, torch.device(name))
+    if ":" in name:
+        raise ConfigError(f"--device {name} with --launcher pytorch: each process takes the GPU of its LOCAL_RANK; "
+                          "pass --device cuda (and CUDA_VISIBLE_DEVICES to choose the GPUs)")
     if launcher != "pytorch":
         raise ConfigError(f"--launcher must be none or pytorch, got {launcher!r}")
     if "RANK" not in os.environ:

@@ -19,6 +19,7 @@ Where each choice comes from, last one wins:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -158,10 +159,10 @@ def _file_rows_sha256(path: str) -> Optional[str]:
 def locate_config(path: str) -> Tuple[Path, Optional[str]]:
     """The config file a user named, and the method the name implies.
 
-    ``configs/ade20k.py``, ``ade20k`` and any path of a config file name the file itself; a bare
-    dataset name or alias the catalogue knows (``ADE20K``, ``ade``) its config;
-    ``configs/<method>/<dataset>.py`` (or ``<method>/<dataset>``) names ``configs/<dataset>.py``
-    with that method.
+    ``configs/ade20k.py``, ``ade20k`` and any path of a config file name the file itself; a dataset
+    name or alias the catalogue knows, in any case (``ADE20K``, ``configs/ADE20K.py``, ``ade``), its
+    config; ``configs/<method>/<dataset>.py`` (or ``<method>/<dataset>``, the method in any case)
+    names ``configs/<dataset>.py`` with that method. Anything else is an error with the closest names.
     """
     found = resources.find_config(path)
     if found.is_file():
@@ -169,21 +170,42 @@ def locate_config(path: str) -> Tuple[Path, Optional[str]]:
     parts = Path(path).with_suffix("").parts if path.endswith(".py") else Path(path).parts
     if parts[:1] == ("configs",):
         parts = parts[1:]
-    if len(parts) == 2 and parts[0] in METHODS:
-        base, _ = locate_config(parts[1])
-        return base, parts[0]
-    if len(parts) == 1 and not path.endswith(".py"):
-        try:
-            name = catalog.resolve(parts[0])
-        except ConfigError:
-            pass
-        else:
-            return locate_config(name)
-    known = resources.known_configs() + [f"configs/{m}/{d}.py" for m in METHODS for d in catalog.DATASETS]
-    stems = {Path(k).stem: k for k in known if k.count("/") == 1}
-    hint = (suggest(path, known) or suggest(Path(path).stem, stems)
-            or f" (configs: {', '.join(resources.known_configs()[:8])} ...)")
-    raise ConfigError(f"config file {path} does not exist{hint}")
+    if len(parts) == 2 and parts[0].lower() in METHODS:
+        base = _dataset_config(parts[1])
+        if base is not None:
+            return base, parts[0].lower()
+    elif len(parts) == 1:
+        base = _dataset_config(parts[0])
+        if base is not None:
+            return base, None
+    raise ConfigError(f"config file {path} does not exist{_config_hint(path)}")
+
+
+def _dataset_config(name: str) -> Optional[Path]:
+    """``configs/<dataset>.py`` of a dataset name or alias in any case, if there is one."""
+    try:
+        dataset = catalog.resolve(name)
+    except ConfigError:
+        return None
+    found = resources.find_config(dataset)
+    return found if found.is_file() else None
+
+
+def _config_hint(path: str) -> str:
+    """'; did you mean ...?' with the closest config names, spelt as ``path`` is (``configs/x.py`` or
+    ``x``), or the list of configs."""
+    datasets = [Path(k).stem for k in resources.known_configs() if k.count("/") == 1]
+    names = datasets + [f"{m}/{d}" for m in METHODS for d in datasets]
+    full = path.startswith("configs/") or path.endswith(".py")
+    shown = {name.lower(): f"configs/{name}.py" if full else name for name in names}
+    given = path.lower()
+    if full:
+        given = given[len("configs/"):] if given.startswith("configs/") else given
+        given = given[:-len(".py")] if given.endswith(".py") else given
+    close = difflib.get_close_matches(given, list(shown), n=3, cutoff=0.5)  # case does not count
+    if close:
+        return f"; did you mean {', '.join(shown[k] for k in close)}?"
+    return f" (configs: {', '.join(resources.known_configs()[:8])} ...)"
 
 
 def default_work_dir(config_path: str) -> Path:

@@ -122,7 +122,7 @@ def _evaluate(experiment: Experiment, opts: EvalOptions, procs: Processes, work_
     todo, restored = restore_counts(images, images.keys[procs.rank::procs.world], previous, metric, journal,
                                     observers, procs.device)
     model = build_model(experiment, procs.device, classes.num_classes, shared_clip)
-    text_s = encode_text_once(model)
+    text_s = encode_text_once(model, progress=opts.progress and procs.rank == 0)
     samples = CheckedSamples(images.layout, todo, cfg.test_dataloader.dataset.pipeline, classes.num_classes,
                              metric.ignore_index)
     loader = build_loader(samples, cfg.test_dataloader, procs.device)
@@ -383,10 +383,12 @@ def build_model(experiment: Experiment, device: torch.device, num_classes: int,
     return model
 
 
-def encode_text_once(model: torch.nn.Module) -> float:
-    """Class embeddings before the loop (or from the cache); returns the seconds it took."""
+def encode_text_once(model: torch.nn.Module, progress: bool = False) -> float:
+    """Class embeddings before the loop (or from the cache), with a bar on stderr while they are
+    encoded when ``progress``; returns the seconds it took."""
     start = time.perf_counter()
     if hasattr(model, "text_features"):
+        model.text_progress = progress
         model.text_features()
     return time.perf_counter() - start
 

@@ -11,16 +11,18 @@
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-import logging
 import hashlib
 import json
+import logging
 import os
 import pickle
+import socket
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -310,23 +312,184 @@ def build_clip(name: str, pretrained: Optional[str] = None, device: Union[str, t
             raise WeightsError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: "
                              f"{', '.join(tags) or 'none'} (or pass a weights file, or none)")
         force_quick_gelu = tag_cfg.get("quick_gelu", False) if quick_gelu is None else quick_gelu
-        model = _create_pretrained(open_clip, name, pretrained, force_quick_gelu)
+        model = _create_pretrained(open_clip, name, pretrained, tag_cfg, force_quick_gelu)
     return model.to(device).eval(), tokenizer
 
 
-def _create_pretrained(open_clip, name: str, tag: str, force_quick_gelu: bool) -> nn.Module:
-    """open_clip's model with the weights of ``tag``, downloaded on first use; a download that fails
-    (no network, a firewall, the hub's offline mode with an empty cache) is one line with the way out."""
+# --- weights downloaded by open_clip ----------------------------------------------------------------
+
+HOST_TIMEOUT_S = 3.0  # how long the weights host may take to accept a connection before we say "no network"
+_HUB_WAY_OUT = "pass --pretrained FILE, or set HF_HUB_OFFLINE=1 with them in the HF cache"
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where open_clip fetches a tag's weights: a Hugging Face hub repository (``hub_files`` in the
+    order open_clip tries them) or a URL (cached in ``~/.cache/clip``)."""
+
+    hub_repo: Optional[str] = None
+    hub_files: Tuple[str, ...] = ()
+    url: Optional[str] = None
+
+    def cached(self, cache_dir: Optional[str] = None) -> Optional[str]:
+        """The local copy open_clip would use without downloading, if there is one (``cache_dir``: the
+        hub's cache folder, default its own)."""
+        if self.hub_repo:
+            from huggingface_hub import try_to_load_from_cache
+
+            for filename in self.hub_files:
+                found = try_to_load_from_cache(self.hub_repo, filename, cache_dir=cache_dir)
+                if isinstance(found, str):  # not None, nor the "known to be missing" marker
+                    return found
+            return None
+        path = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(str(self.url)))
+        return path if os.path.isfile(path) else None
+
+    def host(self) -> Tuple[str, int]:
+        """The host and port a download connects to first: the hub endpoint (``HF_ENDPOINT``) or the
+        URL's host, or the proxy that the environment names for it."""
+        from urllib.parse import urlparse
+        from urllib.request import getproxies, proxy_bypass
+
+        if self.hub_repo:
+            from huggingface_hub import constants
+
+            url = urlparse(constants.ENDPOINT)
+        else:
+            url = urlparse(str(self.url))
+        proxy = getproxies().get(url.scheme)
+        if proxy and not proxy_bypass(url.hostname or ""):
+            url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
+def weights_source(tag_cfg: dict) -> Optional[WeightsSource]:
+    """Where open_clip fetches the weights of a pretrained tag (its ``get_pretrained_cfg``): the hub when
+    the tag has a repository and huggingface_hub is installed (open_clip prefers it), else the URL;
+    None for a tag whose weights are a local file."""
+    if tag_cfg.get("file"):  # open_clip reads it as it is
+        return None
+    hub = tag_cfg.get("hf_hub", "")
+    if hub and _has_hub():
+        repo, filename = os.path.split(hub)  # 'org/repo/' means open_clip's default file name
+        filename = filename or "open_clip_pytorch_model.bin"
+        safe = []  # open_clip tries a .safetensors twin first
+        if filename == "open_clip_pytorch_model.bin":
+            safe.append("open_clip_model.safetensors")
+        elif filename.endswith((".bin", ".pth")):
+            safe.append(filename[:-4] + ".safetensors")
+        return WeightsSource(hub_repo=repo, hub_files=(*safe, filename))
+    if tag_cfg.get("url"):
+        return WeightsSource(url=tag_cfg["url"])
+    return None
+
+
+def _has_hub() -> bool:
     try:
-        return open_clip.create_model(name, pretrained=tag, force_quick_gelu=force_quick_gelu)
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _hub_offline() -> bool:
+    """huggingface_hub's offline mode: ``HF_HUB_OFFLINE=1`` as the hub read it at import, or as it is now."""
+    from huggingface_hub import constants
+
+    check = getattr(constants, "is_offline_mode", None)
+    at_import = check() if check is not None else getattr(constants, "HF_HUB_OFFLINE", False)
+    return bool(at_import) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_cache_dir() -> Optional[str]:
+    """The hub's cache folder as the environment names it now (``HF_HUB_CACHE``, ``HF_HOME``); None: the
+    hub's own default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    return os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None
+
+
+def unreachable(host: str, port: int, timeout: float = HOST_TIMEOUT_S) -> Optional[str]:
+    """None when a TCP connection to ``host:port`` opens within ``timeout`` seconds; else why not, in
+    a few words. One quick look instead of a download library's retries (tens of seconds)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"cannot resolve {host}"
+    except socket.timeout:
+        return f"{host}:{port} did not answer within {timeout:g} s"
+    except ConnectionRefusedError:
+        return f"{host}:{port} refused the connection"
+    except OSError as err:
+        return f"cannot connect to {host}:{port}: {err.strerror or err}"
+
+
+@contextlib.contextmanager
+def _quiet_download() -> Iterator[None]:
+    """While open_clip downloads: no retry warnings from huggingface_hub and no log line of open_clip's
+    own about a failure (the caller says it in one line). Standard logging settings, restored after."""
+    hub = logging.getLogger("huggingface_hub")
+    root = logging.getLogger()
+    hub_level = hub.level
+    hub.setLevel(logging.ERROR)
+    # open_clip logs through the root logger with logging.error(), which would also give the root
+    # logger a stderr handler for good when it has none; a filter drops its records while this lasts
+    guard = logging.NullHandler() if not root.handlers else None
+
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    if guard is not None:
+        root.addHandler(guard)
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        if guard is not None:
+            root.removeHandler(guard)
+        hub.setLevel(hub_level)
+
+
+def _create_pretrained(open_clip, name: str, tag: str, tag_cfg: dict, force_quick_gelu: bool) -> nn.Module:
+    """open_clip's model with the weights of ``tag``, downloaded on first use.
+
+    Without network that is one short line within seconds: when the weights are not cached, the host
+    they come from is tried once (:func:`unreachable`) before open_clip is asked; when they are cached
+    but the hub cannot be reached, open_clip loads the cached file itself (the hub client would retry
+    for tens of seconds before falling back to its cache). A download that fails for another reason is
+    one line too.
+    """
+    source = weights_source(tag_cfg)
+    weights = tag
+    if source is not None:
+        cached = source.cached(_hub_cache_dir() if source.hub_repo else None)
+        offline = bool(source.hub_repo) and _hub_offline()
+        if cached is None:
+            if offline:
+                raise WeightsError(f"cannot load the {name} {tag!r} weights: HF_HUB_OFFLINE is set and they are not "
+                                   "in the HF cache; pass --pretrained FILE, or download them once with network")
+            why = unreachable(*source.host())
+            if why is not None:
+                way_out = (_HUB_WAY_OUT if source.hub_repo
+                           else "pass --pretrained FILE, or put the file in ~/.cache/clip")
+                raise WeightsError(f"cannot download the {name} {tag!r} weights (no network: {why}); {way_out}")
+        elif source.hub_repo:  # the hub client looks online first even with a cache (a cached URL is used as is)
+            why = "HF_HUB_OFFLINE is set" if offline else unreachable(*source.host())
+            if why is not None:
+                logger.info("weights: %s; using the cached %s", why, cached)
+                weights = cached
+    try:
+        with _quiet_download():
+            return open_clip.create_model(name, pretrained=weights, force_quick_gelu=force_quick_gelu)
     except (OSError, RuntimeError) as err:
         text = " ".join(str(err).split())
         if isinstance(err, RuntimeError) and not text.startswith("Failed to download"):
             raise
-        raise WeightsError(f"the {tag!r} weights of {name} could not be downloaded ({text[:200]}); without "
-                           f"network access pass --pretrained PATH to a downloaded weights file (e.g. OpenAI's "
-                           f"{name}.pt, or an open_clip checkpoint), or fill the open_clip / Hugging Face cache "
-                           "on a connected machine and set HF_HUB_OFFLINE=1") from None
+        cause = text.rpartition("Last error: ")[2] or text
+        cause = cause if len(cause) <= 100 else cause[:100].rsplit(" ", 1)[0] + " ..."
+        raise WeightsError(f"cannot download the {name} {tag!r} weights ({cause}); {_HUB_WAY_OUT}") from None
 class SharedCLIP:
     """One CLIP, built once and handed to every segmentor that asks for the same one.
 

@@ -1,6 +1,7 @@
 """SurgeryCLIP: a frozen open_clip CLIP with a training-free method's inference path (docs/method.md §1-3, docs/methods.md)."""
 from __future__ import annotations
 
+import sys
 from typing import Callable, Dict, Sequence, Tuple, Union
 
 import torch
@@ -85,12 +86,23 @@ class SurgeryCLIP(nn.Module):
         return self.method(self.clip.visual, images, self._pos_embed)
 
     @torch.inference_mode()
-    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        """(P,) strings -> (P, D) L2-normalised text embeddings, in batches of ``text_batch_size``."""
+    def encode_prompts(self, prompts: Sequence[str], progress: Union[bool, str] = False) -> torch.Tensor:
+        """(P,) strings -> (P, D) L2-normalised text embeddings, in batches of ``text_batch_size``.
+
+        ``progress``: a bar on stderr, prompt by prompt (a string: its label); the text tower on a CPU
+        takes minutes for a dataset's classes times a template set.
+        """
+        from tqdm import tqdm
+
         device = next(self.clip.parameters()).device
         tokens = self.tokenizer(list(prompts)).to(device)
-        chunks = [self._encode_tokens(tokens[i:i + self.text_batch_size])
-                  for i in range(0, len(tokens), self.text_batch_size)]
+        label = progress if isinstance(progress, str) else "encoding text"
+        chunks = []
+        with tqdm(total=len(tokens), desc=label, unit="prompts", dynamic_ncols=True, file=sys.stderr,
+                  disable=not progress) as bar:
+            for i in range(0, len(tokens), self.text_batch_size):
+                chunks.append(self._encode_tokens(tokens[i:i + self.text_batch_size]))
+                bar.update(len(chunks[-1]))
         return F.normalize(torch.cat(chunks).float(), dim=-1)
 
     def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -116,12 +128,12 @@ class SurgeryCLIP(nn.Module):
 
     @torch.inference_mode()
     def encode_text(self, classnames: Sequence[str],
-                    templates: Union[str, Sequence[str]] = "clip_surgery_85") -> torch.Tensor:
+                    templates: Union[str, Sequence[str]] = "clip_surgery_85", progress: bool = False) -> torch.Tensor:
         """Prompt-ensembled class embeddings (docs/method.md §3).
 
         Every template is formatted with every class name and encoded in batches; each prompt
         embedding is L2-normalised, averaged over templates, and the average L2-normalised.
-        ``encode_text([""])`` gives the redundant feature ``r``.
+        ``encode_text([""])`` gives the redundant feature ``r``. ``progress``: a bar on stderr.
 
         Returns:
             (K, D) float32.
@@ -129,7 +141,8 @@ class SurgeryCLIP(nn.Module):
         templates = resolve_templates(templates)
         classnames = list(classnames)
         prompts = [template.format(name) for name in classnames for template in templates]
-        emb = self.encode_prompts(prompts).view(len(classnames), len(templates), -1)
+        label = f"encoding text ({len(classnames)} names x {len(templates)} templates)"
+        emb = self.encode_prompts(prompts, label if progress else False).view(len(classnames), len(templates), -1)
         return F.normalize(emb.mean(dim=1), dim=-1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -117,6 +117,8 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         self.text_cache_dir = text_cache_dir
         self._text: Optional[torch.Tensor] = None
         self._redundant: Optional[torch.Tensor] = None
+        # a bar on stderr while the text is encoded (not a config setting: the tools set it, --quiet clears it)
+        self.text_progress = False
         self._finite: Optional[torch.Tensor] = None  # while a call runs: all similarities so far finite
 
     @property
@@ -130,11 +132,12 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         device = next(self.surgery.clip.parameters()).device
         if self._text is None or self._text.device != device:
             self._text = cached_text_embeddings(self.surgery, self.classes.rows, self.templates,
-                                                self._weights_key, self.text_cache_dir).to(device)
+                                                self._weights_key, self.text_cache_dir,
+                                                progress=self.text_progress).to(device)
         # looked at on every call: the mode may change between calls (tools/demo.py compares modes)
         if self.feature_surgery_mode == "redundant" and (self._redundant is None or self._redundant.device != device):
-            self._redundant = cached_text_embeddings(self.surgery, [""], self.templates,
-                                                     self._weights_key, self.text_cache_dir)[0].to(device)
+            self._redundant = cached_text_embeddings(self.surgery, [""], self.templates, self._weights_key,
+                                                     self.text_cache_dir, progress=self.text_progress)[0].to(device)
         return self._text
 
     # --- image --------------------------------------------------------------------------------

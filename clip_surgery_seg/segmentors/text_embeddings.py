@@ -42,8 +42,11 @@ def cache_key(weights_key: str, templates: Sequence[str], rows: Sequence[str]) -
 
 
 def cached_text_embeddings(model: SurgeryCLIP, rows: Sequence[str], templates: Union[str, Sequence[str]],
-                           weights_key: str, cache_dir: Optional[Union[str, Path]] = None) -> torch.Tensor:
+                           weights_key: str, cache_dir: Optional[Union[str, Path]] = None,
+                           progress: bool = False) -> torch.Tensor:
     """``model.encode_text(rows, templates)`` (R, D), from the disk cache when it holds them.
+
+    ``progress``: while encoding (not when read from the cache), a bar on stderr.
 
     ``weights_key`` must change whenever the text tower's weights may change (model, weights file
     hash or tag, QuickGELU). A cache entry is written atomically with the sha256 of its embeddings;
@@ -70,7 +73,7 @@ def cached_text_embeddings(model: SurgeryCLIP, rows: Sequence[str], templates: U
         except Exception as err:  # noqa: BLE001 - any damage means: recompute
             logger.warning("text-embedding cache entry %s is unreadable (%s); recomputing", path, err)
     start = time.perf_counter()
-    embeddings = model.encode_text(rows, templates)
+    embeddings = model.encode_text(rows, templates, progress=progress)
     logger.info("text embeddings: %d rows x %d templates encoded in %.1f s", len(rows), len(templates),
                 time.perf_counter() - start)
     try:
