@@ -70,10 +70,11 @@ def run_eval(config: Path, data_root: Path, work: Path, cache: Path, args, worke
     metrics = json.loads((work / "metrics.json").read_text())
     timing = dict(metrics["timing"])
     timing["process_s"] = process_s
+    timing["work_dir"] = str(work)
     # CPU seconds of the whole process (all threads): less sensitive than wall time to a busy machine
     timing["process_cpu_s"] = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
     timing["num_images"] = metrics["dataset"]["num_images"]
-    timing["saved"] = len(list((work / "preds").glob("*.png")))
+    timing["saved"] = len(list((work / "preds").rglob("*.png")))
     timing["panels"] = len(list((work / "show").glob("*.png"))) if show else 0
     return timing
 
@@ -85,7 +86,6 @@ def panel_costs(data_root: Path, dataset: str, preds: Path, samples: int, device
     from PIL import Image
 
     from clip_surgery_seg.datasets import catalog
-    from clip_surgery_seg.datasets.check import check_layout
     from clip_surgery_seg.datasets.transforms import encode_label, read_image_rgb, read_label
     from clip_surgery_seg.visualization import encode_png, palette_for, render_panel
 
@@ -93,10 +93,9 @@ def panel_costs(data_root: Path, dataset: str, preds: Path, samples: int, device
     layout = info.layout(data_root)
     names = [f"class {k}" for k in range(info.num_classes)]
     palette = palette_for(info.num_classes, info.dataset_type)
-    keys = {layout.image_path(key).stem: key for key in check_layout(dataset, layout, None).pairs}
     render_ms, encode_ms, kib = [], [], []
-    for pred_file in sorted(preds.glob("*.png"))[:samples]:
-        key = keys[pred_file.stem]
+    for pred_file in sorted(preds.rglob("*.png"))[:samples]:
+        key = pred_file.relative_to(preds).with_suffix("").as_posix()  # --save-preds names files by image key
         image = read_image_rgb(str(layout.image_path(key)))
         label = encode_label(read_label(str(layout.label_path(key))), layout.reduce_zero_label)
         pred = np.asarray(Image.open(pred_file))
@@ -129,8 +128,7 @@ def show_dir_cost(config: Path, data_root: Path, root: Path, cache: Path, args, 
     added = (with_ - without) / n
     waited = (best["write_s"] - min(t["write_s"] for t in plain)) / n
     cpu = (min(t["process_cpu_s"] for t in shown) - min(t["process_cpu_s"] for t in plain)) / n
-    costs = panel_costs(data_root, args.dataset, root / f"work_w{workers}_b{batch}" / "preds", 2 if args.quick else 8,
-                        device)
+    costs = panel_costs(data_root, args.dataset, Path(first["work_dir"]) / "preds", 2 if args.quick else 8, device)
     first.update(plain_walls_s=[t["wall_s"] - t["text_s"] for t in plain],
                  show_walls_s=[t["wall_s"] - t["text_s"] for t in shown],
                  plain_cpu_s=[t["process_cpu_s"] for t in plain], show_cpu_s=[t["process_cpu_s"] for t in shown])

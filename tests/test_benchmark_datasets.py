@@ -89,7 +89,7 @@ def test_each_dataset_has_its_class_count_configs_and_protocols(name):
     assert names.num_classes == info.num_classes
     cfg = _config(name)
     experiment = EvalOptions(config=f"configs/{name}.py").resolve()
-    assert cfg.dataset_name == name and experiment.classnames.endswith(f"classnames/{name}.txt")
+    assert cfg.dataset_name == name and experiment.classnames.endswith(f"classnames/sclip/{name}.txt")  # its protocol's
     for protocol in protocols.available():
         settings = protocols.values(protocol, name)
         assert settings["name"] == protocol

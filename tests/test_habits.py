@@ -62,7 +62,7 @@ def _one_error_line(err: str) -> str:
 def test_every_tool_names_itself_as_it_was_run(module, monkeypatch):
     script, command = TOOLS[module]
     main = importlib.import_module(f"clip_surgery_seg.cli.{module}").main
-    monkeypatch.setattr(sys, "argv", [f"/home/user/.local/bin/{command}"])
+    monkeypatch.setattr(sys, "argv", [f"/opt/venv/bin/{command}"])
     code, out, _ = _call(main, ["--help"])
     assert code == 0
     assert out.startswith(f"usage: {command} ")

@@ -121,6 +121,7 @@ def test_the_wheel_holds_every_package_and_the_shipped_files(installed):
         assert (package / sub / "__init__.py").is_file(), sub
     assert (package / "_packaged" / "configs" / "ade20k.py").is_file()
     assert (package / "_packaged" / "configs" / "classnames" / "ade20k.txt").is_file()
+    assert (package / "_packaged" / "configs" / "classnames" / "sclip" / "ade20k.txt").is_file()
     assert (package / "_packaged" / "configs" / "_base_" / "protocols" / "clearclip.py").is_file()
     assert (package / "_packaged" / "results" / "paper.csv").read_text() == (REPO / "results" / "paper.csv").read_text()
     for template in ("base.html", "macros.html", "run_report.html", "run_index.html"):  # the report pages' markup
@@ -141,7 +142,7 @@ def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_pat
     results = json.loads((work / "work_dirs" / "ade20k" / "metrics.json").read_text())
     assert results["dataset"]["num_images"] == 2 and results["protocol"]["name"] == "sclip"
     shipped = installed.package / "_packaged" / "configs"
-    assert Path(results["config"]["model"]["classnames"]).resolve() == (shipped / "classnames" / "ade20k.txt").resolve()
+    assert Path(results["config"]["model"]["classnames"]).resolve() == (shipped / "classnames" / "sclip" / "ade20k.txt").resolve()
     assert results["code"]["git_commit"] is None and results["code"]["version"]  # not a checkout
     # the same through a protocol and the reproduction tool, whose table needs the shipped paper.csv
     run = _tool(installed, "css-reproduce", "--datasets", "ade20k", "--protocol", "clearclip", "--data-root", "data",

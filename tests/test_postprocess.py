@@ -112,7 +112,9 @@ def _segmentor(**kwargs):
     from conftest import TINY_VIT
 
     settings = dict(clip=dict(name=str(TINY_VIT), pretrained=None), classnames=["sky", "tree", "road, street", "car"],
-                    method=dict(type="naclip"), protocol=dict(short_side=48, crop_size=32, stride=16), window_batch_size=4)
+                    method=dict(type="naclip"), window_batch_size=4,
+                    # images are given to seg_logits directly, not through the data preprocessor
+                    protocol=dict(short_side=48, crop_size=32, stride=16, resize="device"))
     return CLIPSurgerySegmentor(**{**settings, **kwargs})
 
 
