@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from clip_surgery_seg.models.methods import METHODS
 from conftest import REPO, TINY_VIT
 
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "work_dirs", "data", "results", "*.egg-info",
@@ -81,7 +82,8 @@ def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_pat
     report = (work / "work_dirs" / "ade20k" / "report.html").read_text(encoding="utf-8")
     assert "<h2>Per-class IoU</h2>" in report and "<h2>Provenance</h2>" in report
     index = (work / "run" / "report.html").read_text(encoding="utf-8")
-    assert index.count('<a class="ours" href=') == 6 and index.count('<a class="report" href=') == 6
+    methods = len(METHODS)  # every method ran
+    assert index.count('<a class="ours" href=') == methods and index.count('<a class="report" href=') == methods
     assert "<td>CLIP Surgery</td><td>clearclip</td>" in index
     # the demo finds its default model config and the dataset's class names in the package
     image = next((work / "data").rglob("*.jpg"))
