@@ -75,10 +75,10 @@ class EncoderClock:
         self._inner = seg.surgery.encode_image_tokens
         seg.surgery.encode_image_tokens = self
 
-    def __call__(self, images):
+    def __call__(self, images, **kwargs):
         C.sync(self.device)
         start = time.perf_counter()
-        out = self._inner(images)
+        out = self._inner(images, **kwargs)
         C.sync(self.device)
         self.seconds += time.perf_counter() - start
         self.windows += len(images)

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from clip_surgery_seg.models.methods import METHODS
 from conftest import REPO, TINY_VIT
 
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "work_dirs", "data", "results", "*.egg-info",

@@ -6,11 +6,12 @@ import inspect
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import reference as ref
 from clip_surgery_seg.datasets.catalog import DATASETS
 from clip_surgery_seg.errors import ConfigError
-from clip_surgery_seg.models import SurgeryCLIP, build_clip, resolve_templates
+from clip_surgery_seg.models import SurgeryCLIP, TextContext, build_clip, resolve_templates
 from clip_surgery_seg.models.methods import METHODS, build_method
 from clip_surgery_seg.models.methods.clip_surgery import ClipSurgery
 from clip_surgery_seg.models.pos_embed import POS_INTERPOLATIONS, resize_pos_embed
@@ -27,6 +28,18 @@ VIT_REFERENCES = {
     "naclip": ref.naclip_tokens,
     "clip_surgery": lambda clip, image: ref.vit_tokens(clip, image, depth=6),
 }
+
+
+def _text(model):
+    """Random class texts for a method that reads them (``needs_text``: ResCLIP), None for the others."""
+    if not model.method.needs_text:
+        return None
+    g = torch.Generator().manual_seed(3)
+    return TextContext(F.normalize(torch.randn(3, model.embed_dim, generator=g), dim=-1), 40.0)
+
+
+def _tokens(model, images):
+    return model.encode_image_tokens(images, text=_text(model))
 
 
 def _reference(fn, clip, images):
@@ -93,7 +106,7 @@ def test_methods_differ(tiny_vit):
     against any of the references above)."""
     clip, tok = tiny_vit
     images = torch.randn(2, 3, 128, 96)
-    outs = {name: SurgeryCLIP(clip, tok, method=name).encode_image_tokens(images)[:, 1:] for name in METHODS}
+    outs = {name: _tokens(SurgeryCLIP(clip, tok, method=name), images)[:, 1:] for name in METHODS}
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -108,9 +121,9 @@ def test_methods_run_under_autocast(tiny_vit, tiny_rn, name):
             continue
         model = SurgeryCLIP(clip, tok, method=name)
         images = torch.randn(2, 3, 96, 128)
-        exact = model.encode_image_tokens(images)
+        exact = _tokens(model, images)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model.encode_image_tokens(images).float()
+            low = _tokens(model, images).float()
         assert torch.isfinite(low).all() and (low - exact).abs().max() < 0.05 * exact.abs().max()
 
 
@@ -159,7 +172,7 @@ def test_methods_leave_clip_unchanged(tiny_vit, name):
     with torch.no_grad():
         embedding = clip.encode_image(images)
     model = SurgeryCLIP(clip, tok, method=name)
-    model.encode_image_tokens(torch.randn(2, 3, 128, 96))
+    _tokens(model, torch.randn(2, 3, 128, 96))
     after = clip.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     with torch.no_grad():
@@ -179,7 +192,8 @@ def test_vanilla_cls_is_the_clip_embedding(tiny_vit, tiny_rn):
 # --- registry, parameters, errors ------------------------------------------------------------------
 
 def test_registry_and_config_round_trip():
-    assert set(METHODS) == {"vanilla", "clip_surgery", "maskclip", "sclip", "clearclip", "naclip", "gem", "sc_clip"}
+    assert set(METHODS) >= {"vanilla", "clip_surgery", "maskclip", "sclip", "clearclip", "naclip", "gem", "sc_clip",
+                            "resclip"}
     for name in METHODS:
         method = build_method(name)
         assert method.name == name and build_method(method) is method
@@ -193,7 +207,7 @@ def test_registry_and_config_round_trip():
     assert {n: build_method(n).pos_interp for n in METHODS} == {
         "vanilla": "bicubic_offset", "clip_surgery": "bilinear", "maskclip": "bicubic",
         "sclip": "bicubic_offset", "clearclip": "bicubic_offset", "naclip": "bicubic_offset",
-        "gem": "bicubic_antialias", "sc_clip": "bicubic_offset"}
+        "gem": "bicubic_antialias", "sc_clip": "bicubic_offset", "resclip": "bicubic_offset"}
     assert inspect.signature(SurgeryCLIP).parameters["method"].default == "clip_surgery"
     assert build_method("clip_surgery").depth == 6
 
@@ -218,7 +232,7 @@ def test_bad_methods_are_config_errors(spec, message):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["sclip", "clearclip", "naclip"])
+@pytest.mark.parametrize("name", ["sclip", "clearclip", "naclip", "resclip"])
 def test_vit_only_methods_refuse_resnets(tiny_rn, name):
     with pytest.raises(ConfigError, match=f"method '{name}' supports ViT CLIPs only"):
         SurgeryCLIP(*tiny_rn, method=name)

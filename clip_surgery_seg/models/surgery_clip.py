@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Dict, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .methods import ImageTokenMethod, MethodSpec, build_method
+from .methods import ImageTokenMethod, MethodSpec, TextContext, build_method
 from .methods.base import is_resnet
 from .pos_embed import resize_pos_embed
 from .templates import resolve_templates
@@ -72,10 +72,12 @@ class SurgeryCLIP(nn.Module):
         return self._pos_cache[key]
 
     @torch.inference_mode()
-    def encode_image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_image_tokens(self, images: torch.Tensor, text: Optional[TextContext] = None) -> torch.Tensor:
         """(B, 3, H, W) normalised images -> (B, 1 + h*w, D) tokens (not L2-normalised).
 
         H and W must be multiples of the patch size (32 for ResNets); they need not be equal.
+        ``text``: the class texts, for a method that reads them (``method.needs_text``, e.g.
+        ResCLIP; required there); the other methods ignore it.
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images (B, 3, H, W), got {tuple(images.shape)}")
@@ -83,7 +85,7 @@ class SurgeryCLIP(nn.Module):
         if images.shape[-2] % ph or images.shape[-1] % pw:
             raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of the patch "
                              f"size {self.patch_size}; pad it first")
-        return self.method(self.clip.visual, images, self._pos_embed)
+        return self.method(self.clip.visual, images, self._pos_embed, text=text)
 
     @torch.inference_mode()
     def encode_prompts(self, prompts: Sequence[str], progress: Union[bool, str] = False) -> torch.Tensor:
@@ -145,5 +147,5 @@ class SurgeryCLIP(nn.Module):
         emb = self.encode_prompts(prompts, label if progress else False).view(len(classnames), len(templates), -1)
         return F.normalize(emb.mean(dim=1), dim=-1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encode_image_tokens(images)
+    def forward(self, images: torch.Tensor, text: Optional[TextContext] = None) -> torch.Tensor:
+        return self.encode_image_tokens(images, text)

@@ -12,6 +12,7 @@ from mmseg.registry import MODELS
 
 from ..datasets.classnames import ClassNames, load_classnames
 from ..models import FEATURE_SURGERY_MODES, SharedCLIP, SurgeryCLIP, build_clip, feature_surgery, weights_identity
+from ..models import TextContext
 from .data_preprocessor import CLIP_MEAN, CLIP_STD
 from .postprocess import PostprocessSpec, build_postprocess
 from .sliding import ScratchBuffers, WindowBatcher, keep_ratio_size, resize_bilinear, slide_logits
@@ -140,6 +141,14 @@ class CLIPSurgerySegmentor(BaseSegmentor):
                                                      self.text_cache_dir, progress=self.text_progress)[0].to(device)
         return self._text
 
+    def text_context(self) -> Optional[TextContext]:
+        """The class texts for a method that reads them (``method.needs_text``; None for the others):
+        every row's embedding and the logit scale of :meth:`labels_from_logits`'s softmax."""
+        if not self.surgery.method.needs_text:
+            return None
+        scale = self.logit_scale if self.logit_scale is not None else float(self.surgery.clip.logit_scale.detach().exp())
+        return TextContext(self.text_features(), float(scale))
+
     # --- image --------------------------------------------------------------------------------
 
     def compute_precision(self, device: Optional[torch.device] = None) -> str:
@@ -164,7 +173,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         """
         text = self.text_features()
         with self._autocast(windows.device):
-            tokens = self.surgery.encode_image_tokens(windows)
+            tokens = self.surgery.encode_image_tokens(windows, text=self.text_context())
         sim = feature_surgery(tokens.float(), text, self.feature_surgery_mode, self._redundant)[:, 1:]
         if self._finite is not None:
             self._finite &= torch.isfinite(sim).all()
@@ -330,7 +339,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         return self.seg_logits(inputs, [s.metainfo["ori_shape"] for s in batch_data_samples])
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.surgery.encode_image_tokens(inputs)
+        return self.surgery.encode_image_tokens(inputs, text=self.text_context())
 
     def _forward(self, inputs: List[torch.Tensor], data_samples: Optional[list] = None):
         shapes = [s.metainfo["ori_shape"] for s in data_samples] if data_samples else [im.shape[-2:] for im in inputs]

@@ -4,11 +4,11 @@
 publication order. Every module of this package is imported here, and registers its method; so
 are the modules installed plug-ins declare (``registry.ENTRY_POINT_GROUP``).
 """
-from .base import ImageTokenMethod, PosEmbed
+from .base import ImageTokenMethod, PosEmbed, TextContext
 from .registry import ENTRY_POINT_GROUP, METHODS, MethodSpec, build_method, register_method
 from .registry import discover as _discover
 
 _discover(__name__, __path__)
 
-__all__ = ["ImageTokenMethod", "PosEmbed", "METHODS", "MethodSpec", "build_method", "register_method",
+__all__ = ["ImageTokenMethod", "PosEmbed", "TextContext", "METHODS", "MethodSpec", "build_method", "register_method",
            "ENTRY_POINT_GROUP"]

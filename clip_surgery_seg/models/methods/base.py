@@ -1,6 +1,7 @@
 """The seam shared by every training-free method: the image-token strategy and its ViT building blocks."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, Optional, Tuple
 
 import torch
@@ -12,6 +13,27 @@ from ..pos_embed import check_pos_interp
 
 #: ``(h, w, dtype, device) -> (1 + h*w, C)``: the image tower's positional embedding for an h x w grid.
 PosEmbed = Callable[[int, int, torch.dtype, torch.device], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TextContext:
+    """The class texts, for a method that reads them while it computes the image tokens.
+
+    Most methods never see the text. A method whose :attr:`ImageTokenMethod.needs_text` is true
+    (ResCLIP: a provisional segmentation steers its last block) receives one with every call;
+    the segmentor builds it from the same rows and scale it scores and thresholds with, so it
+    adds no setting of its own: the results already record everything it is made of (the
+    templates, the class-name rows, the protocol's ``logit_scale`` or the CLIP weights' own).
+
+    Attributes:
+        text: (R, D) L2-normalised embeddings of every class-name row (each synonym a row of its
+            own), in the segmentor's row order; row 0 is the first synonym of class 0.
+        logit_scale: the scale of the softmax over those rows (the protocol's ``logit_scale``,
+            else the CLIP's own).
+    """
+
+    text: torch.Tensor
+    logit_scale: float
 
 
 class ImageTokenMethod:
@@ -32,6 +54,14 @@ class ImageTokenMethod:
     none unless the config asks) and :attr:`supports_resnet`, and implement :meth:`vit_tokens` (and
     :meth:`resnet_tokens` where the method's code supports ResNet CLIPs).
 
+    A method that needs the class texts to compute its tokens sets :attr:`needs_text` (a class
+    attribute, or a property where it depends on the parameters). It is then called as
+    ``method(visual, images, pos_embed, text=TextContext(...))`` and its :meth:`vit_tokens` takes
+    that ``text`` keyword; calling it without one is an error. Every other method is called, and
+    implemented, without it (``text`` given to them is ignored), so a method that does not read
+    the text never changes. The segmentor passes the context to the methods that ask
+    (``CLIPSurgerySegmentor.text_context``); :meth:`SurgeryCLIP.encode_image_tokens` forwards it.
+
     Args:
         pos_interp: how the positional embedding is resized for grids other than the pretraining
             one (:data:`~clip_surgery_seg.models.pos_embed.POS_INTERPOLATIONS`); each method
@@ -48,6 +78,8 @@ class ImageTokenMethod:
     default_postprocess: ClassVar[Optional[Dict[str, Any]]] = None
     supports_resnet: ClassVar[bool] = False
     default_pos_interp: ClassVar[str] = "bicubic_offset"
+    #: True: :meth:`vit_tokens` takes ``text`` (a :class:`TextContext`), and the method cannot run without it
+    needs_text: ClassVar[bool] = False
 
     def __init__(self, pos_interp: Optional[str] = None) -> None:
         self.pos_interp = check_pos_interp(pos_interp or self.default_pos_interp)
@@ -73,10 +105,20 @@ class ImageTokenMethod:
             return
         check_vit_supported(visual)
 
-    def __call__(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:
-        """(B, 3, H, W) normalised images -> (B, 1 + h*w, D) tokens, CLS first (see the class doc)."""
+    def __call__(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed,
+                 text: Optional[TextContext] = None) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, 1 + h*w, D) tokens, CLS first (see the class doc).
+
+        ``text``: the class texts, passed on to a method that :attr:`needs_text` (and required by
+        it); ignored by the others.
+        """
         if is_resnet(visual):
             return self.resnet_tokens(visual, images, pos_embed)
+        if self.needs_text:
+            if text is None:
+                raise ValueError(f"method {self.name!r} reads the class texts: call it with "
+                                 "text=TextContext(rows, logit_scale) (the segmentor does)")
+            return self.vit_tokens(visual, images, pos_embed, text=text)
         return self.vit_tokens(visual, images, pos_embed)
 
     def vit_tokens(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:
