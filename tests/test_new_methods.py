@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import reference as ref
 from clip_surgery_seg.errors import ConfigError
@@ -221,7 +222,13 @@ def test_bicubic_antialias_differs_from_bicubic_when_enlarging():
 def test_every_method_runs_on_a_patch14_vit(tiny_vit_p14, name):
     clip, tok = tiny_vit_p14
     images = torch.randn(2, 3, 84, 126)  # a 6 x 9 grid of 14-pixel patches
-    out = SurgeryCLIP(clip, tok, method=name).encode_image_tokens(images)
+    surgery = SurgeryCLIP(clip, tok, method=name)
+    text = None
+    if surgery.method.needs_text:  # a method that reads the class texts (ResCLIP's feedback) gets some
+        from clip_surgery_seg.models.methods.base import TextContext
+
+        text = TextContext(F.normalize(torch.randn(5, 24), dim=-1), 40.0)
+    out = surgery.encode_image_tokens(images, text=text)
     assert out.shape == (2, 1 + 6 * 9, 24) and torch.isfinite(out).all()
 
 
