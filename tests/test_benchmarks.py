@@ -35,6 +35,7 @@ def _columns(stdout, title):
     return [c.strip() for c in header.strip("|").split("|")]
 
 
+@pytest.mark.slow
 def test_bench_feature_surgery(tmp_path):
     stdout, rows = _run("bench_feature_surgery", tmp_path, "--shapes", "1x50x12x32", "2x17x9x16")
     assert "max abs diff" in _columns(stdout, "## Feature surgery")
@@ -44,6 +45,7 @@ def test_bench_feature_surgery(tmp_path):
         assert row["matmul_ms"] > 0 and row["elementwise_ms"] > 0
 
 
+@pytest.mark.slow
 def test_bench_encoder(tmp_path):
     stdout, data = _run("bench_encoder", tmp_path)
     assert "surgery extra %" in _columns(stdout, "## Image encoder")
@@ -71,6 +73,7 @@ def test_bench_encoder_flops_formula_matches_counted():
         assert formula == counted, (depth, formula, counted)
 
 
+@pytest.mark.slow
 def test_bench_segmentor(tmp_path):
     stdout, data = _run("bench_segmentor", tmp_path, "--precisions", "bf16", timeout=300)
     assert "pixels identical to 1-at-a-time %" in _columns(stdout, "### Throughput")
@@ -89,6 +92,7 @@ def test_bench_segmentor(tmp_path):
     assert precision["fp32"]["agreement_pct"] == 100.0 and 0 < precision["bf16"]["agreement_pct"] <= 100
 
 
+@pytest.mark.slow
 def test_bench_text(tmp_path):
     stdout, rows = _run("bench_text", tmp_path)
     assert "second: read cache" in stdout
@@ -98,6 +102,7 @@ def test_bench_text(tmp_path):
     assert full["max_abs_diff"] < 1e-5  # the truncated context gives the same embeddings
 
 
+@pytest.mark.slow
 def test_bench_eval(tmp_path):
     # one run, with a worker process (the quick default compares 0 and 1 workers)
     stdout, rows = _run("bench_eval", tmp_path, "--images", "3", "--workers", "1", "--show-dir", timeout=300)
@@ -113,6 +118,7 @@ def test_bench_eval(tmp_path):
         assert re.match(r"^\d", str(row["images_per_s"]))
 
 
+@pytest.mark.slow
 def test_bench_methods(tmp_path):
     # two methods: one reproduce.py process and two tools/eval.py processes
     stdout, rows = _run("bench_methods", tmp_path, "--methods", "sclip", "clip_surgery", timeout=600)

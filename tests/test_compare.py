@@ -170,6 +170,7 @@ def test_bad_selection_and_missing_files(tmp_path, capsys):
     assert code == 2 and "history file" in err and "does not exist" in err
 
 
+@pytest.mark.slow
 def test_exit_code_as_a_ci_sees_it(tmp_path):
     base = write_results(tmp_path / "base", miou=25.0)
     new = write_results(tmp_path / "new", miou=24.0)

@@ -17,6 +17,8 @@ import pytest
 
 from conftest import REPO, TINY_VIT
 
+pytestmark = pytest.mark.slow  # each test runs the tools as fresh processes
+
 SMALL = ["--model", str(TINY_VIT), "--pretrained", "none", "--quiet", "--cfg-options", "test_dataloader.num_workers=0",
          "protocol.short_side=64", "protocol.crop_size=32", "protocol.stride=32"]
 

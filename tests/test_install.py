@@ -157,8 +157,7 @@ def test_installed_tools_evaluate_from_outside_the_repository(installed, tmp_pat
     report = (work / "work_dirs" / "ade20k" / "report.html").read_text(encoding="utf-8")
     assert "<h2>Per-class IoU</h2>" in report and "<h2>Provenance</h2>" in report
     index = (work / "run" / "report.html").read_text(encoding="utf-8")
-    from clip_surgery_seg.models.methods import METHODS  # one row per method, whichever there are
-
+    # one row per method, whichever there are
     assert index.count('<a class="ours" href=') == len(METHODS) == index.count('<a class="report" href=')
     # (the fast settings above override the protocol's: the row says so)
     assert "<td>CLIP Surgery</td><td>clearclip (crop_size=32, short_side=64, stride=16 overridden)</td>" in index

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import REPO
 
 
@@ -13,6 +15,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_mmseg_imports_on_mmcv_lite():
     result = _run("""
         import importlib.util, torch, torch.nn.functional as F

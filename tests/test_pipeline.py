@@ -155,6 +155,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_distributed_equals_single_process(synthetic_root, tmp_path):
     env = dict(os.environ, CLIP_SURGERY_SEG_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1",
                PYTHONPATH=str(REPO))

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from clip_surgery_seg.segmentors.postprocess import pamr, pamr_affinity
+from clip_surgery_seg.models.pamr import pamr, pamr_affinity
 
 
 def _resize_align_corners(masks, height, width):

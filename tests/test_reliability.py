@@ -234,6 +234,7 @@ def many_images(tmp_path):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["kill", "interrupt"])
 def test_interrupted_run_resumes_to_the_same_numbers(run_eval, tmp_path, many_images, how):
     code, _, err = run_eval(eval_args("ade20k", many_images, tmp_path / "straight"))
@@ -407,6 +408,7 @@ def test_a_damaged_progress_file_is_one_line(run_eval, tmp_path, many_images):
     _fails(run_eval, _with_flag(args, "--resume"), "progress files", "are damaged", "delete that folder")
 
 
+@pytest.mark.slow
 def test_a_resumed_run_writes_every_prediction(run_eval, tmp_path, many_images):
     preds = tmp_path / "preds"
     work = tmp_path / "w"

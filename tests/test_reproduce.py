@@ -124,6 +124,7 @@ def test_reproduce_runs_what_has_data_and_reports_the_rest(in_repo, synthetic_ro
     assert "== cityscapes (method sclip, protocol sclip)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_one_model_load_gives_the_numbers_of_separate_runs(in_repo, synthetic_root, tmp_path, capsys):
     """The shared CLIP changes nothing: each method's numbers equal a tools/eval.py run of its config."""
     from clip_surgery_seg.cli.eval import main as eval_main
@@ -178,3 +179,58 @@ def test_failures_exit_1_and_smoke_runs_stay_out_of_history(in_repo, synthetic_r
 def test_bad_arguments_exit_2(in_repo, tmp_path, capsys, args, message):
     assert reproduce_main(args + ["--out", str(tmp_path / "run"), "--history", "none"]) == 2
     assert capsys.readouterr().err.strip().startswith(message)
+
+
+@pytest.mark.slow
+def test_native_protocol_runs_each_method_under_its_own(in_repo, synthetic_root, tmp_path, capsys):
+    """--protocol native: NACLIP under naclip with PAMR (its README's numbers), SCLIP under sclip, CLIP
+    Surgery (settings never published) under the default; NACLIP's VOC21 cell then sits beside the
+    published number of the same settings."""
+    from clip_surgery_seg.reporting.paper import load_paper, published_for
+
+    run = tmp_path / "run"
+    small = ["--model", str(TINY_VIT), "--pretrained", "none", "--quiet", "--cfg-options",
+             "test_dataloader.num_workers=0"]
+    assert reproduce_main(["--protocol", "native", "--methods", "naclip", "sclip", "clip_surgery", "--datasets",
+                           "voc21", "--data-root", str(synthetic_root), "--out", str(run), "--history", "none",
+                           *small]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    runs = summary["datasets"]["voc21"]["methods"]
+    assert summary["protocol"] == "native"
+    assert {m: r["protocol"] for m, r in runs.items()} == {"naclip": "naclip", "sclip": "sclip", "clip_surgery": "sclip"}
+    naclip = json.loads((run / "naclip" / "voc21" / "metrics.json").read_text())
+    assert naclip["protocol"]["name"] == "naclip" and naclip["protocol"]["crop_size"] is None  # the whole image
+    assert naclip["method"]["postprocess"] == {"type": "pamr", "num_iter": 10, "dilations": [8, 16]}
+    assert naclip["protocol"]["overridden"] == []
+    sclip = json.loads((run / "sclip" / "voc21" / "metrics.json").read_text())
+    assert sclip["method"]["postprocess"] is None and sclip["protocol"]["area_threshold"] == 0.1
+    published, _ = published_for(load_paper(), "naclip", "voc21", "naclip", "pamr")
+    assert published.text == "64.07" and published.protocol == "naclip"
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]]
+                                          for line in (run / "table.md").read_text().splitlines()
+                                          if line.startswith("| ") and "---" not in line)}
+    assert rows["NACLIP + PAMR"][1] == "naclip" and rows["SCLIP"][1] == "sclip" and rows["CLIP Surgery"][1] == "sclip"
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_several_backbones_one_load_each_one_block_each(in_repo, synthetic_root, tmp_path, capsys):
+    from conftest import ASSETS
+
+    run = tmp_path / "run"
+    p14 = ASSETS / "tiny-vit-p14.json"
+    assert reproduce_main(["--models", str(TINY_VIT), str(p14), "--methods", "vanilla", "sclip", "--datasets",
+                           "ade20k", "cityscapes", "--data-root", str(synthetic_root), "--out", str(run),
+                           "--history", "none", "--pretrained", "none", "--quiet", "--cfg-options",
+                           "test_dataloader.num_workers=0", "protocol.short_side=84", "protocol.crop_size=70",
+                           "protocol.stride=35"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["model_loads"] == {str(TINY_VIT): 1, str(p14): 1}  # one load per backbone, whole run
+    assert set(summary["datasets"]["ade20k"]["methods"]) == {"tiny-vit/vanilla", "tiny-vit/sclip",
+                                                           "tiny-vit-p14/vanilla", "tiny-vit-p14/sclip"}
+    for key in summary["datasets"]["ade20k"]["methods"]:
+        assert (run / key / "ade20k" / "metrics.json").is_file()
+    table = (run / "table.md").read_text()
+    assert table.count("### ") == 2 and "### tiny-vit.json / random weights" in table
+    assert "### tiny-vit-p14.json / random weights" in table
+    capsys.readouterr()

@@ -228,6 +228,7 @@ def test_a_report_that_fails_keeps_the_results(run_eval, ade_root, tmp_path, mon
 
 # --- resume -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_resume_writes_the_missing_pictures_and_the_same_report(run_eval, ade_root, tmp_path):
     straight, preds0 = tmp_path / "straight", tmp_path / "preds0"
     assert run_eval(_oracle_args(ade_root, straight, "--save-preds", preds0))[0] == 0
@@ -260,6 +261,7 @@ def test_resume_writes_the_missing_pictures_and_the_same_report(run_eval, ade_ro
 
 # --- reproduce ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_reproduce_writes_one_page_for_the_run(monkeypatch, synthetic_root, tmp_path, capsys):
     from clip_surgery_seg.cli.reproduce import main as reproduce_main
 

@@ -588,6 +588,7 @@ def test_writer_does_not_hide_the_loops_own_error(tmp_path):
 
 # --- the benchmark --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_benchmark_quick(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")

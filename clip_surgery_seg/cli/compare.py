@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from ..errors import ConfigError, MismatchError
+from ..errors import MismatchError
 from . import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, ToolParser, add_debug_flag, console_logging, debugging, invoked_as,
                report_error, run, tolerance)
 from .report import SELECTION_HELP

@@ -25,7 +25,7 @@ from mmengine.config import Config
 
 from .. import registry  # noqa: F401  (components registered)
 from ..datasets import catalog
-from ..datasets.classnames import ClassNames, load_classnames
+from ..datasets.classnames import ClassNames
 from ..errors import BadSampleError, ConfigError, NumericalError, ResumeError
 from ..evaluation.metric import SegConfusionMetric
 from ..datasets.layout import DatasetLayout

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Type, Union
 import torch
 
 from ..errors import ConfigError
-from ..models.pamr import pamr, pamr_affinity  # noqa: F401  (pamr_affinity: re-exported, its old home)
+from ..models.pamr import pamr
 from ..named import build_named
 
 # --- post-processing as a config step -------------------------------------------------------------
