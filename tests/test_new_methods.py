@@ -232,6 +232,24 @@ def test_every_method_runs_on_a_patch14_vit(tiny_vit_p14, name):
     assert out.shape == (2, 1 + 6 * 9, 24) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
+def test_every_method_runs_on_open_clips_vit_l14_architecture():
+    """ViT-L/14 itself (24 blocks, width 1024, 16 heads, patch 14; random weights: the OpenAI ones
+    cannot be downloaded here): each method's last-block path and layer choices fit its depth."""
+    clip, tok = build_clip("ViT-L-14", pretrained=None)
+    images = torch.randn(2, 3, 224, 308)  # a 16 x 22 grid of 14-pixel patches
+    for name in METHODS:
+        surgery = SurgeryCLIP(clip, tok, method=name)
+        text = None
+        if surgery.method.needs_text:
+            from clip_surgery_seg.models.methods.base import TextContext
+
+            text = TextContext(F.normalize(torch.randn(5, 768), dim=-1), 40.0)
+        with torch.no_grad():
+            out = surgery.encode_image_tokens(images, text=text)
+        assert out.shape == (2, 1 + 16 * 22, 768) and torch.isfinite(out).all(), name
+
+
 @pytest.mark.parametrize("name,naive", [
     ("gem", ref.gem_tokens),
     ("sc_clip", lambda c, im: ref.sc_clip_tokens(c, im, **SC_CLIP_8)),
