@@ -39,3 +39,13 @@ def build_named(kind: str, spec: Union[str, Mapping[str, Any]], table: Mapping[s
             raise ConfigError(f"{kind} {name!r} has no parameter {key!r}{suggest(key, accepted)} "
                               f"(its parameters: {', '.join(accepted)})")
     return cls(**params)
+
+
+def is_int(value: Any) -> bool:
+    """An ``int`` and not a ``bool`` (``True`` is an ``int`` to ``isinstance``): a parameter check."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An ``int`` or ``float`` and not a ``bool``: a parameter check."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import resources
 from .errors import ConfigError, suggest
+from .named import is_int
 
 PROTOCOLS_DIR = ("_base_", "protocols")
 RESIZE_MODES = ("mmseg", "device")
@@ -87,7 +88,7 @@ class ProtocolSettings:
     def check(self, source: str = "protocol") -> None:
         def integer(name: str, low: int) -> None:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_int(value) or value < low:
                 raise ConfigError(f"{source}: {name} must be an integer >= {low}, got {value!r}")
 
         for name in ("short_side", "max_long_side", "stride"):

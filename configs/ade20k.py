@@ -4,15 +4,11 @@ _base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/pipeline
 dataset_name = 'ade20k'
 data_subdir = 'ADEChallengeData2016'   # under --data-root (default data/)
 test_dataloader = dict(
-    batch_size=4,      # images per forward pass (their windows are batched together)
-    num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='ADE20KDataset',
         data_root='data/' + data_subdir,
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         img_suffix='.jpg',
         seg_map_suffix='.png',
-        reduce_zero_label=True,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
+        reduce_zero_label=True))
 protocol = dict(name='sclip')  # configs/_base_/protocols/sclip.py, its values for this dataset

@@ -4,15 +4,11 @@ _base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/pipeline
 dataset_name = 'cityscapes'
 data_subdir = 'cityscapes'
 test_dataloader = dict(
-    batch_size=4,      # images per forward pass (their windows are batched together)
-    num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='CityscapesDataset',
         data_root='data/' + data_subdir,
         data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
         img_suffix='_leftImg8bit.png',
         seg_map_suffix='_gtFine_labelTrainIds.png',
-        reduce_zero_label=False,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
+        reduce_zero_label=False))
 protocol = dict(name='sclip')  # configs/_base_/protocols/sclip.py, its values for this dataset

@@ -4,15 +4,11 @@ _base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/pipeline
 dataset_name = 'coco_stuff171'
 data_subdir = 'coco_stuff164k'
 test_dataloader = dict(
-    batch_size=4,      # images per forward pass (their windows are batched together)
-    num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='COCOStuffDataset',
         data_root='data/' + data_subdir,
         data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
         img_suffix='.jpg',
         seg_map_suffix='_labelTrainIds.png',
-        reduce_zero_label=False,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
+        reduce_zero_label=False))
 protocol = dict(name='sclip')  # configs/_base_/protocols/sclip.py, its values for this dataset

@@ -4,8 +4,6 @@ _base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/pipeline
 dataset_name = 'pascal_context59'
 data_subdir = 'VOCdevkit/VOC2010'
 test_dataloader = dict(
-    batch_size=4,      # images per forward pass (their windows are batched together)
-    num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='PascalContextDataset59',
         data_root='data/' + data_subdir,
@@ -13,7 +11,5 @@ test_dataloader = dict(
         ann_file='ImageSets/SegmentationContext/val.txt',
         img_suffix='.jpg',
         seg_map_suffix='.png',
-        reduce_zero_label=True,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
+        reduce_zero_label=True))
 protocol = dict(name='sclip')  # configs/_base_/protocols/sclip.py, its values for this dataset

@@ -5,8 +5,6 @@ _base_ = ['./_base_/models/clip_surgery_vit_b16.py', './_base_/datasets/pipeline
 dataset_name = 'voc21'
 data_subdir = 'VOCdevkit/VOC2012'
 test_dataloader = dict(
-    batch_size=4,      # images per forward pass (their windows are batched together)
-    num_workers=4,     # decoding in worker processes, overlapping the model
     dataset=dict(
         type='PascalVOCDataset',
         data_root='data/' + data_subdir,
@@ -14,9 +12,7 @@ test_dataloader = dict(
         ann_file='ImageSets/Segmentation/val.txt',
         img_suffix='.jpg',
         seg_map_suffix='.png',
-        reduce_zero_label=False,
-        test_mode=True,
-        pipeline={{_base_.test_pipeline}}))
+        reduce_zero_label=False))
 protocol = dict(name='sclip')  # configs/_base_/protocols/sclip.py, its values for this dataset
 # Class 0, the class-name file's first line, is background: scored like any class, and the class
 # that pixels below the protocol's prob_threshold become (docs/datasets.md, "Background").

@@ -141,11 +141,9 @@ dataset_name = 'loveda'
 data_subdir = 'loveDA'
 protocol = dict(name='sclip')
 test_dataloader = dict(
-    batch_size=4, num_workers=4,
     dataset=dict(type='LoveDADataset', data_root='data/' + data_subdir,
                  data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'),
-                 img_suffix='.png', seg_map_suffix='.png', reduce_zero_label=True, test_mode=True,
-                 pipeline={{_base_.test_pipeline}}))
+                 img_suffix='.png', seg_map_suffix='.png', reduce_zero_label=True))
 '''
 
 

@@ -20,6 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 from ..datasets.catalog import paper_rank
 from ..tables import text_table
 from ..errors import MismatchError, ReportingError
+from ..named import is_number
 from .records import ResultRecord, describe_differences
 
 SUMMARY_METRICS = ("mIoU", "mAcc", "aAcc")
@@ -77,7 +78,7 @@ def _dropped(delta: float, tolerance: float) -> bool:
 
 def check_tolerance(value: float, name: str = "tolerance") -> float:
     """``value`` if it is a finite number >= 0; ValueError otherwise (no drop is "more than" NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not is_number(value) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number of points >= 0, not {value!r}")
     return float(value)
 

@@ -42,6 +42,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..fileio import atomic_write_bytes, file_lock, is_utf8_name, write_error
 from ..errors import HistoryError, OutputError
+from ..named import is_number
 from ..results import LEGACY_METHOD, SCHEMA, method_name, postprocess_name
 
 logger = logging.getLogger("clip_surgery_seg")
@@ -326,7 +327,7 @@ def _parse_per_class(text: str) -> Dict[str, float]:
     if not isinstance(value, dict):
         raise ValueError(f"a JSON {type(value).__name__}, not an object")
     for name, iou in value.items():
-        if iou is not None and (isinstance(iou, bool) or not isinstance(iou, (int, float))):
+        if iou is not None and not is_number(iou):
             raise ValueError(f"class {name!r} has {iou!r}")
     return {k: (math.nan if v is None else float(v)) for k, v in value.items()}
 

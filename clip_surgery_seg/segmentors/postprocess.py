@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ConfigError
 from ..models.pamr import pamr
-from ..named import build_named
+from ..named import build_named, is_int
 
 # --- post-processing as a config step -------------------------------------------------------------
 
@@ -61,10 +61,10 @@ class PAMR(Postprocess):
     name = "pamr"
 
     def __init__(self, num_iter: int = 10, dilations: Sequence[int] = (8, 16)) -> None:
-        if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 0:
+        if not is_int(num_iter) or num_iter < 0:
             raise ConfigError(f"pamr num_iter must be an int >= 0, got {num_iter!r}")
         if (isinstance(dilations, (str, bytes)) or not isinstance(dilations, Sequence) or not dilations
-                or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations)):
+                or any(not is_int(d) or d < 1 for d in dilations)):
             raise ConfigError(f"pamr dilations must be a list of positive ints such as [8, 16], got {dilations!r}")
         self.num_iter = num_iter
         self.dilations = tuple(dilations)

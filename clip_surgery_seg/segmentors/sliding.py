@@ -9,6 +9,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 import torch
 import torch.nn.functional as F
 from ..errors import ConfigError
+from ..named import is_int
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class WindowBatcher:
     def __init__(self, batch_size: Union[int, str],
                  bytes_per_window: Optional[Callable[[torch.Tensor], float]] = None) -> None:
         self.auto = batch_size == "auto"
-        if not self.auto and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        if not self.auto and (not is_int(batch_size) or batch_size < 1):
             raise ConfigError(f"window_batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
         self.batch_size: Optional[int] = None if self.auto else batch_size
         self.bytes_per_window = bytes_per_window

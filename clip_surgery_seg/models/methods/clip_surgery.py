@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
+from ...named import is_int
 from .base import (ImageTokenMethod, PosEmbed, attention_out, attnpool_out, block_qkv, is_resnet,
                    mlp_residual, resnet_stream, split_heads, vit_project, vit_stream)
 from .registry import register_method
@@ -122,7 +123,7 @@ class ClipSurgery(ImageTokenMethod):
     def __init__(self, depth: int = 6, new_path_attention: str = "vv", resnet_norm: bool = False,
                  pos_interp: Optional[str] = None) -> None:
         super().__init__(pos_interp)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        if not is_int(depth) or depth < 0:
             raise ConfigError(f"clip_surgery depth must be an int >= 0 (blocks on the surgery path), got {depth!r}")
         if new_path_attention not in NEW_PATH_ATTENTIONS:
             raise ConfigError(f"new_path_attention must be one of {', '.join(NEW_PATH_ATTENTIONS)}, "

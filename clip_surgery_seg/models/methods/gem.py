@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
+from ...named import is_int, is_number
 from .base import ImageTokenMethod, PosEmbed, attention_out, project_qkv, vit_hidden_states, vit_project
 from .registry import register_method
 
@@ -85,13 +86,12 @@ class GEM(ImageTokenMethod):
     def __init__(self, depth: int = 7, ss_attn_iter: int = 1, ss_attn_temp: Optional[float] = None,
                  ignore_residual: bool = False, pos_interp: Optional[str] = None) -> None:
         super().__init__(pos_interp)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
+        if not is_int(depth) or depth < 2:
             raise ConfigError(f"gem depth must be an int >= 2 (the GEM path covers the last depth - 1 blocks), "
                               f"got {depth!r}")
-        if isinstance(ss_attn_iter, bool) or not isinstance(ss_attn_iter, int) or ss_attn_iter < 0:
+        if not is_int(ss_attn_iter) or ss_attn_iter < 0:
             raise ConfigError(f"gem ss_attn_iter must be an int >= 0, got {ss_attn_iter!r}")
-        if ss_attn_temp is not None and (isinstance(ss_attn_temp, bool) or not isinstance(ss_attn_temp, (int, float))
-                                         or not ss_attn_temp > 0):
+        if ss_attn_temp is not None and (not is_number(ss_attn_temp) or not ss_attn_temp > 0):
             raise ConfigError(f"gem ss_attn_temp must be a number > 0 or None (computed per image), "
                               f"got {ss_attn_temp!r}")
         if not isinstance(ignore_residual, bool):

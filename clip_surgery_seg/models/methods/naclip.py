@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
+from ...named import is_number
 from .base import ImageTokenMethod, PosEmbed, attention_out, block_qkv, vit_project, vit_stream
 from .registry import register_method
 
@@ -55,7 +56,7 @@ class NACLIP(ImageTokenMethod):
 
     def __init__(self, gaussian_std: float = 5.0, pos_interp: Optional[str] = None) -> None:
         super().__init__(pos_interp)
-        if isinstance(gaussian_std, bool) or not isinstance(gaussian_std, (int, float)) or not gaussian_std > 0:
+        if not is_number(gaussian_std) or not gaussian_std > 0:
             raise ConfigError(f"naclip gaussian_std must be a number > 0 (patches), got {gaussian_std!r}")
         self.gaussian_std = float(gaussian_std)
 

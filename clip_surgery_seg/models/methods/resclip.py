@@ -15,6 +15,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..pamr import pamr
+from ...named import is_int, is_number
 from .base import (ImageTokenMethod, PosEmbed, TextContext, attention_out, block_qkv, mlp_residual, vit_project,
                    vit_stream)
 from .naclip import gaussian_neighbourhood
@@ -291,7 +292,7 @@ def provisional_grid(features: torch.Tensor, grid: Tuple[int, int], images: torc
 
 def _weights(name: str, value: Any) -> Tuple[float, float]:
     ok = (isinstance(value, (list, tuple)) and len(value) == 2
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+          and all(is_number(v) and math.isfinite(v) for v in value))
     if not ok:
         raise ConfigError(f"resclip {name} must be a pair [tau, lambda] of numbers, e.g. [2.0, 0.3], got {value!r}")
     return float(value[0]), float(value[1])
@@ -353,17 +354,15 @@ class ResCLIP(ImageTokenMethod):
         super().__init__(pos_interp)
         if base not in BASES:
             raise ConfigError(f"resclip base must be one of {', '.join(BASES)}, got {base!r}")
-        number = (int, float)
-        if isinstance(temp_thd, bool) or not isinstance(temp_thd, number) or not 0 <= temp_thd <= 1:
+        if not is_number(temp_thd) or not 0 <= temp_thd <= 1:
             raise ConfigError(f"resclip temp_thd must be a probability in [0, 1], got {temp_thd!r}")
-        if isinstance(gaussian_std, bool) or not isinstance(gaussian_std, number) or not gaussian_std > 0:
+        if not is_number(gaussian_std) or not gaussian_std > 0:
             raise ConfigError(f"resclip gaussian_std must be a number > 0 (patches), got {gaussian_std!r}")
-        if sfr_logit_scale is not None and (isinstance(sfr_logit_scale, bool) or not isinstance(sfr_logit_scale, number)
-                                            or not sfr_logit_scale > 0):
+        if sfr_logit_scale is not None and (not is_number(sfr_logit_scale) or not sfr_logit_scale > 0):
             raise ConfigError(f"resclip sfr_logit_scale must be a number > 0 or None, got {sfr_logit_scale!r}")
         if rcs_layers is not None:
             if (isinstance(rcs_layers, (str, bytes)) or not isinstance(rcs_layers, Sequence) or not rcs_layers
-                    or any(isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in rcs_layers)
+                    or any(not is_int(b) or b < 0 for b in rcs_layers)
                     or len(set(rcs_layers)) != len(rcs_layers)):
                 raise ConfigError(f"resclip rcs_layers must be None or a list of distinct 0-based block indices, "
                                   f"e.g. [5, 6, 7, 8], got {rcs_layers!r}")

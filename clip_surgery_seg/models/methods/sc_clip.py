@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
+from ...named import is_int, is_number
 from .base import (ImageTokenMethod, PosEmbed, attention_out, block_cls_token, block_qkv, cosine_affinity,
                    fill_from_neighbours, propagate, top_norm_mask, vit_hidden_states, vit_project)
 from .registry import register_method
@@ -114,15 +115,15 @@ class SCCLIP(ImageTokenMethod):
                  pos_interp: Optional[str] = None) -> None:
         super().__init__(pos_interp)
         for key, value in zip(LAYER_KEYS, (pre_adjust_idx, post_adjust_idx, multi_start_idx, multi_end_idx)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            if value is not None and (not is_int(value) or value < 0):
                 raise ConfigError(f"sc_clip {key} must be an int >= 0 (a 0-based block) or None (from the model's "
                                   f"depth), got {value!r}")
         for key, value in (("res_cls", res_cls), ("beta", beta)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            if value is not None and not is_number(value):
                 raise ConfigError(f"sc_clip {key} must be a number, got {value!r}")
         if beta is None:
             raise ConfigError("sc_clip beta must be a number (the affinity threshold, 0.4 in the code), got None")
-        if isinstance(num_anomalies, bool) or not isinstance(num_anomalies, int) or num_anomalies < 0:
+        if not is_int(num_anomalies) or num_anomalies < 0:
             raise ConfigError(f"sc_clip num_anomalies must be an int >= 0, got {num_anomalies!r}")
         self.pre_adjust_idx = pre_adjust_idx
         self.post_adjust_idx = post_adjust_idx

@@ -6,3 +6,9 @@ test_pipeline = [
     dict(type='PackSegInputs', meta_keys=('img_path', 'seg_map_path', 'ori_shape', 'img_shape',
                                           'reduce_zero_label')),
 ]
+
+# What every dataset config shares; each adds its dataset's type, folders and label rule.
+test_dataloader = dict(
+    batch_size=4,      # images per forward pass (their windows are batched together)
+    num_workers=4,     # decoding in worker processes, overlapping the model
+    dataset=dict(test_mode=True, pipeline=test_pipeline))
