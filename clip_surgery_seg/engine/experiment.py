@@ -13,7 +13,8 @@ Where each choice comes from, last one wins:
   ``--protocol``; the named protocol file's values for the dataset; then ``--cfg-options
   protocol.KEY=...``. Settings that end up differing from the named protocol's are recorded as
   ``overridden``: such a run is not that protocol's.
-* **text**: ``model.classnames`` or ``configs/classnames/<dataset>.txt``; templates from
+* **text**: ``model.classnames``, else the protocol's class-name file for the dataset
+  (``configs/classnames/<protocol>/<dataset>.txt``), else ``configs/classnames/<dataset>.txt``; templates from
   ``model.templates``, else the protocol's set, else the method's own.
 """
 from __future__ import annotations
@@ -28,10 +29,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from mmengine.config import Config
 
-from ..datasets.classnames import ClassNames, load_classnames
-
 from .. import protocols, resources
 from ..datasets import catalog
+from ..datasets.classnames import ClassNames, load_classnames
 from ..errors import ConfigError, suggest
 from ..models import METHODS, WeightsIdentity, build_method, weights_identity
 from ..models.clip_loader import canonical_model_name, model_config_sha256
@@ -145,8 +145,6 @@ class Experiment:
 
 
 def _file_rows_sha256(path: str) -> Optional[str]:
-    from ..datasets.classnames import load_classnames
-
     try:
         rows = load_classnames(path).rows
     except Exception:  # noqa: BLE001 - an unreadable file is reported when the run reads it
