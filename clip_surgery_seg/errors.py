@@ -21,6 +21,11 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (its type's name if it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 class UserError(Exception):
     """Input the user can fix; the message is one line that names the file and the fix."""
 

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import resources
 from .errors import ConfigError, suggest
-from .named import is_int
+from .named import is_int, is_number
 
 PROTOCOLS_DIR = ("_base_", "protocols")
 RESIZE_MODES = ("mmseg", "device")
@@ -101,22 +101,18 @@ class ProtocolSettings:
         if self.crop_size is not None and self.stride > self.crop_size:
             raise ConfigError(f"{source}: need stride <= crop_size, got crop_size={self.crop_size}, "
                               f"stride={self.stride}")
-        if self.prob_threshold is not None and not (_number(self.prob_threshold) and 0 <= self.prob_threshold <= 1):
+        if self.prob_threshold is not None and not (is_number(self.prob_threshold) and 0 <= self.prob_threshold <= 1):
             raise ConfigError(f"{source}: prob_threshold={self.prob_threshold!r} is not a probability in [0, 1]")
-        if self.area_threshold is not None and not (_number(self.area_threshold) and 0 <= self.area_threshold < 1):
+        if self.area_threshold is not None and not (is_number(self.area_threshold) and 0 <= self.area_threshold < 1):
             raise ConfigError(f"{source}: area_threshold={self.area_threshold!r} is not a share in [0, 1)")
         if self.classnames is not None and (not isinstance(self.classnames, str) or "/" in self.classnames):
             raise ConfigError(f"{source}: classnames={self.classnames!r} must name a folder of configs/classnames/")
-        if self.logit_scale is not None and not (_number(self.logit_scale) and self.logit_scale > 0):
+        if self.logit_scale is not None and not (is_number(self.logit_scale) and self.logit_scale > 0):
             raise ConfigError(f"{source}: logit_scale={self.logit_scale!r} must be a number > 0 (or None: the "
                               "CLIP's own); at 0 every probability is equal and every pixel would become background")
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 # --- the protocol files ---------------------------------------------------------------------------

@@ -58,8 +58,6 @@ EXAMPLES_FILE = "examples.json"
 
 #: the method of results from before methods were recorded: the only one there was
 LEGACY_METHOD = "clip_surgery"
-#: the sections that define an experiment: their content is what ``config_hash`` digests
-EXPERIMENT_SECTIONS = ("protocol", "method", "model", "text")
 
 
 def jsonable(obj: Any) -> Any:
@@ -75,7 +73,8 @@ def jsonable(obj: Any) -> Any:
 
 def experiment_hash(sections: Mapping[str, Any]) -> str:
     """sha256 of what determines the numbers: the experiment's sections and the dataset's encoding
-    (``sections`` holds ``dataset_encoding`` plus :data:`EXPERIMENT_SECTIONS`)."""
+    (``sections`` holds ``dataset_encoding`` plus the ``protocol``, ``method``, ``model`` and ``text``
+    sections)."""
     payload = json.dumps(jsonable(dict(sections)), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 

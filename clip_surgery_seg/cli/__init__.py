@@ -19,12 +19,14 @@ import logging
 import math
 import os
 import re
+import shlex
 import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, List, Optional
 
+from .. import errors
 from ..errors import UserError
 
 EXIT_OK = 0
@@ -49,7 +51,7 @@ def one_line(err: BaseException) -> str:
     """The message on one line, printable whatever file names it holds."""
     from ..fileio import printable
 
-    return printable(" ".join(str(err).split()) or type(err).__name__)
+    return printable(errors.one_line(err))
 
 
 def report_error(err: BaseException, debug: bool) -> None:
@@ -138,6 +140,11 @@ def invoked_as(script: str) -> str:
     if running_installed():
         return argv0.name
     return f"python {script}"
+
+
+def command_line(prog: str, argv: List[str]) -> str:
+    """The command ``prog argv...`` as a shell would take it back (each argument quoted as needed)."""
+    return " ".join([prog] + [shlex.quote(a) for a in argv])
 
 
 def command_for(script: str) -> str:

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from typing import List, Optional
 
 from . import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ToolParser, add_cfg_options_flag, add_debug_flag,
-               add_device_flag, add_resize_flag, as_invoked, console_logging, invoked_as, run)
+               add_device_flag, add_resize_flag, as_invoked, command_line, console_logging, invoked_as, run)
 from .habits import eval_habits, looks_like_weights
 
 USAGE_EXAMPLES = """examples:
@@ -80,8 +79,7 @@ def _choices(what: str) -> str:
 
 
 def _resume_command(prog: str, argv: List[str]) -> str:
-    args = list(argv) + ([] if "--resume" in argv else ["--resume"])
-    return " ".join([prog] + [shlex.quote(a) for a in args])
+    return command_line(prog, list(argv) + ([] if "--resume" in argv else ["--resume"]))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -114,7 +112,7 @@ def mmseg_test_main(argv: Optional[List[str]] = None) -> int:
         argv = [argv[0], "--pretrained", argv[1], *argv[2:]]
     if argv and argv[0] not in ("-h", "--help"):
         print(f"note: tools/test.py is mmseg's name; here it is tools/eval.py: "
-              f"{' '.join(['python tools/eval.py'] + [shlex.quote(a) for a in argv])}", file=sys.stderr)
+              f"{command_line('python tools/eval.py', argv)}", file=sys.stderr)
     return main(argv)
 
 
@@ -136,7 +134,7 @@ def _evaluate(args: argparse.Namespace, argv: List[str], prog: str) -> int:
                        skip_bad=args.skip_bad, progress=not args.quiet)
     if args.pretrained is not None:
         opts.pretrained = args.pretrained
-    command = " ".join([prog] + [shlex.quote(a) for a in argv])
+    command = command_line(prog, argv)
     try:
         outcome = run_session(opts, command=command, resume_command=_resume_command(prog, argv),
                               history=args.history, record_any_run=args.record_any_run)

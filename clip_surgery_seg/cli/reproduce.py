@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_DATA, EXIT_OK, EXIT_USAGE, ToolParser, add_cfg_options_flag,
-               add_debug_flag, add_device_flag, add_resize_flag, as_invoked, console_logging, invoked_as, run)
+               add_debug_flag, add_device_flag, add_resize_flag, as_invoked, command_line, console_logging, invoked_as,
+               run)
 
 EXIT_CODES = {"ran": EXIT_OK, "missing_data": EXIT_MISSING_DATA, "failed": EXIT_FAILED}
 
@@ -89,16 +90,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(invoked_as("tools/reproduce.py"))
     args = parser.parse_args(argv)
-    command = " ".join([parser.prog] + [shlex.quote(a) for a in argv])
+    command = command_line(parser.prog, argv)
     with console_logging(args.quiet):
         return run(lambda: _reproduce(args, command), args, EXIT_USAGE)
 
 
 def _reproduce(args: argparse.Namespace, command: str) -> int:
-    from .. import protocols
     from ..datasets.catalog import DATASETS, resolve_many
     from ..engine.config import parse_cfg_options
-    from ..engine.reproduce import NATIVE, ReproduceOptions, check_methods, run_reproduction, write_summary
+    from ..engine.reproduce import ReproduceOptions, run_reproduction, write_summary
     from ..engine.runner import EvalOptions, EvaluationInterrupted
     from ..errors import ConfigError
 
@@ -110,9 +110,7 @@ def _reproduce(args: argparse.Namespace, command: str) -> int:
                              limit=args.limit, progress=not args.quiet)
     if args.pretrained is not None:
         evaluation.pretrained = args.pretrained
-    protocol = args.protocol if args.protocol == NATIVE else protocols.check_name(args.protocol)
-    opts = ReproduceOptions(evaluation=evaluation, protocol=protocol,
-                            methods=check_methods(args.methods) if args.methods else _methods(),
+    opts = ReproduceOptions(evaluation=evaluation, protocol=args.protocol, methods=args.methods or _methods(),
                             datasets=resolve_many(args.datasets) if args.datasets else list(DATASETS), out=args.out,
                             history=None if str(args.history).lower() == "none" else args.history,
                             record_any_run=args.record_any_run, resume=args.resume, command=command,

@@ -15,6 +15,7 @@ from mmengine.config import Config
 
 from .. import resources
 from ..errors import ConfigError, suggest
+from ..named import is_int, is_number
 
 def load_config(path: str) -> Config:
     """Read a config file (a path, ``configs/<...>.py`` of the shipped configs, or a bare name)."""
@@ -138,7 +139,7 @@ def _foreign_key(key: str, value: Any, source: str) -> Optional[ConfigError]:
         return ConfigError(f"{source} {key} is {whose}; {note}")
     if isinstance(value, (list, tuple)) and value and len(set(map(str, value))) == 1 and "crop" in key + ours:
         value = value[0]  # mmseg's (h, w) windows are square here
-    shown = value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else repr(value)
+    shown = value if isinstance(value, str) or is_number(value) else repr(value)
     return ConfigError(f"{source} {key} is {whose} name; here it is --cfg-options {ours.format(shown)}"
                        + (f" ({note})" if note else ""))
 
@@ -150,13 +151,9 @@ NAMED_SETTINGS = {"model.postprocess": "pamr"}
 def _named_settings() -> Dict[str, Callable[[Any], Any]]:
     """:data:`NAMED_SETTINGS` -> the component's full dict (its defaults filled in) from a name, a dict
     or None (off), so that ``KEY.PARAM=...`` can follow."""
-    from ..segmentors.postprocess import build_postprocess
+    from ..segmentors.postprocess import postprocess_config
 
-    def postprocess(spec: Any) -> Optional[Dict[str, Any]]:
-        step = build_postprocess(spec.to_dict() if hasattr(spec, "to_dict") else spec)
-        return None if step is None else step.config()
-
-    return {"model.postprocess": postprocess}
+    return {"model.postprocess": postprocess_config}
 
 
 def _lookup(plain: dict, key: str) -> Any:
@@ -190,7 +187,7 @@ def _checked_value(plain: dict, key: str, value: Any, source: str) -> Any:
     if not _compatible(old, value):
         raise ConfigError(f"{source} {key}={value!r}: expected {_a(type(old).__name__)} like {old!r}, "
                           f"got {_a(type(value).__name__)}")
-    if isinstance(old, int) and not isinstance(old, bool) and isinstance(value, float):
+    if is_int(old) and isinstance(value, float):
         return int(value)
     return value
 

@@ -39,11 +39,6 @@ from ..protocols import ProtocolSettings
 from ..results import experiment_hash, jsonable
 from .config import apply_cfg_options, check_component, load_config
 
-# model settings that change speed or caching, not the numbers
-RUNTIME_MODEL_KEYS = ("window_batch_size", "text_cache_dir")
-# the segmentor's settings that belong to the method section
-METHOD_MODEL_KEYS = ("feature_surgery", "similarity_normalize", "postprocess")
-
 
 @dataclass(frozen=True)
 class Experiment:
@@ -75,10 +70,6 @@ class Experiment:
     @property
     def method_name(self) -> str:
         return self.method["type"]
-
-    @property
-    def clip(self) -> Dict[str, Any]:
-        return self.cfg.model.clip.to_dict()
 
     def class_names(self) -> ClassNames:
         """The class-name rows the model encodes (:attr:`classnames`), with the dataset's own class
@@ -237,6 +228,7 @@ def resolve_experiment(config: str, *, protocol: Optional[str] = None, method: O
     from mmseg.registry import DATASETS, METRICS, MODELS
 
     from .. import registry  # noqa: F401  (components registered)
+    from ..segmentors.postprocess import postprocess_config
 
     path, implied = locate_config(config)
     if implied and method and method != implied:
@@ -272,7 +264,7 @@ def resolve_experiment(config: str, *, protocol: Optional[str] = None, method: O
         own = protocols.classnames_file(settings.classnames, cfg.dataset_name)
         cfg.model.classnames = str(own or resources.classnames_file(cfg.dataset_name))
     templates = _templates(cfg, settings, method_dict)
-    postprocess = _postprocess(cfg.model.get("postprocess"))
+    postprocess = postprocess_config(cfg.model.get("postprocess"))
     experiment = Experiment(cfg=cfg, config_file=str(path), dataset=cfg.dataset_name,
                             protocol=settings.as_dict(),
                             overridden=tuple(k for k, v in settings.as_dict().items() if named.get(k) != v),
@@ -335,9 +327,3 @@ def _templates(cfg: Config, settings: ProtocolSettings, method: Dict[str, Any]) 
         chosen = METHODS[method["type"]].default_templates
     return list(chosen) if isinstance(chosen, (list, tuple)) else chosen
 
-
-def _postprocess(spec: Any) -> Optional[Dict[str, Any]]:
-    from ..segmentors.postprocess import build_postprocess
-
-    step = build_postprocess(spec.to_dict() if hasattr(spec, "to_dict") else spec)
-    return step.config() if step is not None else None

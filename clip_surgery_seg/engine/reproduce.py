@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional
 
 from .. import protocols, resources
 from ..datasets.catalog import DATASETS, paper_rank
-from ..errors import ConfigError, DataLayoutError, ResultsFileError, ResumeError, UserError, suggest
+from ..errors import ConfigError, DataLayoutError, ResultsFileError, ResumeError, UserError, one_line, suggest
 from ..fileio import atomic_write_json, atomic_write_text, check_writable
 from ..models import METHODS, SharedCLIP
 from ..results import FAILED, RAN, RESULTS_FILE, SUMMARY_FILE, load_results, utc_now
@@ -100,10 +100,6 @@ def new_run_dir(protocol: str, base: Path = Path("work_dirs/reproduce")) -> Path
     raise ConfigError(f"cannot create a new run folder under {base}")
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 def _previous_summary(run_dir: Path, resume: bool) -> Optional[Dict[str, Any]]:
     """What a run folder already holds: with ``resume`` its summary (None when empty); without, a
     folder holding a run is refused."""
@@ -115,7 +111,7 @@ def _previous_summary(run_dir: Path, resume: bool) -> Optional[Dict[str, Any]]:
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ResumeError(f"{path} is damaged ({_one_line(err)}); pass another --out") from None
+        raise ResumeError(f"{path} is damaged ({one_line(err)}); pass another --out") from None
     if not resume:
         state = "a finished" if summary.get("finished") else "an unfinished"
         raise ResumeError(f"{run_dir} holds {state} reproduce run (started {summary.get('started')}); continue it "
@@ -145,9 +141,10 @@ def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
     if previous is not None and previous.get("protocol") != protocol:
         raise ResumeError(f"{run_dir} holds a run under protocol {previous.get('protocol')}, not {protocol}; pass "
                           f"--protocol {previous.get('protocol')} to continue it, or another --out")
-    models = list(dict.fromkeys(opts.models or [None]))
+    # each backbone named once; None: the evaluation's model (or the config's)
+    models = list(dict.fromkeys(m or opts.evaluation.model for m in opts.models or [None]))
     summary: Dict[str, Any] = {"run_dir": str(run_dir), "protocol": protocol, "methods": methods,
-                               "models": [m or opts.evaluation.model for m in models], "model_loads": {},
+                               "models": models, "model_loads": {},
                                "started": (previous or {}).get("started") or utc_now(), "finished": None,
                                "history": opts.history, "command": opts.command, "datasets": {}}
     write_summary(run_dir, summary)
@@ -159,7 +156,7 @@ def run_reproduction(opts: ReproduceOptions) -> Dict[str, Any]:
                     continue  # the data is missing whatever the model
                 _reproduce_dataset(opts, protocol, run_dir, name, configs[name], methods, summary, previous,
                                    model, len(models) > 1, shared)
-            summary["model_loads"][str(model or opts.evaluation.model)] = shared.loads
+            summary["model_loads"][str(model)] = shared.loads
         for entry in summary["datasets"].values():
             if entry["status"] is None:
                 entry["status"] = FAILED if any(r["status"] == FAILED for r in entry["methods"].values()) else RAN
@@ -190,9 +187,9 @@ def _reproduce_dataset(opts: ReproduceOptions, protocol: str, run_dir: Path, nam
     before = ((previous or {}).get("datasets") or {}).get(name) or {}
     loads = shared.loads
     for method in methods:
-        key = f"{model_folder(model or opts.evaluation.model)}/{method}" if several else method
+        key = f"{model_folder(model)}/{method}" if several else method
         run: Dict[str, Any] = {"config": f"configs/{method}/{name}.py", "method": method,
-                               "model": model or opts.evaluation.model, "status": None, "reason": None}
+                               "model": model, "status": None, "reason": None}
         entry["methods"][key] = run
         kept = (before.get("methods") or {}).get(key)
         _evaluate_one(opts, protocol, run_dir / key / name, name, config, method, model, run, shared, kept)
@@ -202,9 +199,9 @@ def _reproduce_dataset(opts: ReproduceOptions, protocol: str, run_dir: Path, nam
             del entry["methods"][key]
             entry.update(status=MISSING, reason=run["reason"])
             logger.info("%s: data missing, skipped: %s", name, entry["reason"])
-            break
         write_summary(run_dir, summary)
-    write_summary(run_dir, summary)
+        if entry["status"] == MISSING:
+            break
 
 
 def _evaluate_one(opts: ReproduceOptions, protocol: str, work_dir: Path, name: str, config: str, method: str,
@@ -215,7 +212,7 @@ def _evaluate_one(opts: ReproduceOptions, protocol: str, work_dir: Path, name: s
     run["protocol"] = protocol
     evaluation = dataclasses.replace(opts.evaluation, config=config, method=method, work_dir=str(work_dir),
                                      protocol=protocol, resume=opts.resume, cfg_options=options,
-                                     model=model or opts.evaluation.model)
+                                     model=model)
     try:
         experiment = evaluation.resolve()
         results = _kept_results(work_dir, kept, experiment.config_hash()) if opts.resume else None
@@ -229,14 +226,14 @@ def _evaluate_one(opts: ReproduceOptions, protocol: str, work_dir: Path, name: s
             results = outcome.results
             run["recorded"] = outcome.recorded
             if outcome.history_error is not None:
-                run["history_error"] = _one_line(outcome.history_error)
+                run["history_error"] = one_line(outcome.history_error)
     except DataLayoutError as err:
-        run.update(status=MISSING, reason=_one_line(err))
+        run.update(status=MISSING, reason=one_line(err))
     except (RunInterrupted, KeyboardInterrupt) as err:
-        run.update(status=FAILED, reason="interrupted" if isinstance(err, KeyboardInterrupt) else _one_line(err))
+        run.update(status=FAILED, reason="interrupted" if isinstance(err, KeyboardInterrupt) else one_line(err))
         raise
     except Exception as err:  # noqa: BLE001 - one run's failure must not cost the others
-        run.update(status=FAILED, reason=f"{type(err).__name__}: {_one_line(err)}")
+        run.update(status=FAILED, reason=f"{type(err).__name__}: {one_line(err)}")
         logger.error("%s, %s: failed: %s", name, method, run["reason"], exc_info=not isinstance(err, UserError))
     else:
         run.update(status=RAN, metrics=str(work_dir / RESULTS_FILE), mIoU=results["summary"]["mIoU"],
@@ -327,4 +324,4 @@ def write_index(run_dir: Path) -> None:
         logger.info("report: %s", write_run_index(run_dir))
     except Exception as err:  # noqa: BLE001 - the results are written; the page must not fail the run
         logger.warning("warning: %s/report.html not written (%s: %s)", run_dir, type(err).__name__,
-                       _one_line(err), exc_info=not isinstance(err, (UserError, OSError)))
+                       one_line(err), exc_info=not isinstance(err, (UserError, OSError)))

@@ -26,7 +26,7 @@ from mmengine.config import Config
 from .. import registry  # noqa: F401  (components registered)
 from ..datasets import catalog
 from ..datasets.classnames import ClassNames
-from ..errors import BadSampleError, ConfigError, NumericalError, ResumeError
+from ..errors import BadSampleError, ConfigError, NumericalError, ResumeError, one_line
 from ..evaluation.metric import SegConfusionMetric
 from ..datasets.layout import DatasetLayout
 from ..fileio import LockHeld, check_writable, file_lock, printable
@@ -97,14 +97,12 @@ def evaluate(opts: EvalOptions, experiment: Optional[Experiment] = None,
     ``shared_clip``: take the CLIP from there (one load for several evaluations, e.g. every method
     on a dataset) instead of loading it for this run. Ranks other than 0 return only the computed
     metrics. The work dir is locked for the run. :mod:`.session` wraps this with the rest of a run
-    (log file, signals, report, history).
+    (the output folders' checks, log file, signals, report, history).
     """
     start = time.perf_counter()
     experiment = experiment or opts.resolve()
     procs = init_processes(opts.launcher, opts.device)
     work_dir = opts.resolved_work_dir
-    check_output_folders(opts, experiment)
-    check_outputs(work_dir, opts.save_preds, opts.show_dir)
     with lock_work_dir(work_dir, procs):
         return _evaluate(experiment, opts, procs, work_dir, start, shared_clip)
 
@@ -115,7 +113,7 @@ def _evaluate(experiment: Experiment, opts: EvalOptions, procs: Processes, work_
     classes = experiment.class_names()
     check_class_count(experiment, classes)
     images = list_images(cfg, opts.skip_bad, opts.limit, procs.rank)
-    fingerprint = run_fingerprint(experiment, classes, images, procs)
+    fingerprint = run_fingerprint(experiment, images, procs)
     journal, previous = open_progress(work_dir, fingerprint, opts.resume, procs)
     metric = build_metric(cfg, classes)
     observers = build_observers(opts, cfg, classes, images.keys)
@@ -303,13 +301,11 @@ def lock_work_dir(work_dir: Path, procs: Processes) -> Iterator[None]:
                           "or pass another --work-dir") from None
 
 
-def run_fingerprint(experiment: Experiment, classes: ClassNames, images: ImageList,
-                    procs: Processes) -> Dict[str, Any]:
+def run_fingerprint(experiment: Experiment, images: ImageList, procs: Processes) -> Dict[str, Any]:
     """Everything a resume must find unchanged: the experiment (its settings, the weights' and the
-    model config's content), and the content of every input a path stands for (the class names, the
-    listed image and label files)."""
+    model config's content, the class names' rows), and the content of every listed image and label
+    file."""
     return jsonable({"experiment": {"dataset_encoding": experiment.dataset_encoding(), **experiment.sections()},
-                     "classnames_sha256": hashlib.sha256("\n".join(classes.rows).encode()).hexdigest(),
                      "data_root": str(images.layout.data_root), "data_listing": listing_digest(images),
                      "device_type": procs.device.type})
 
@@ -561,7 +557,7 @@ def save_examples(work_dir: Path, created: str, worst, best, cfg: Config, classe
                        lambda lacking: predict_again(model, cfg, images, classes, metric, lacking))
     except Exception as err:  # noqa: BLE001 - the results are written; the pictures must not undo the run
         logger.warning("the report's example panels were not written (%s: %s); metrics.json is complete",
-                       type(err).__name__, " ".join(str(err).split()), exc_info=not isinstance(err, OSError))
+                       type(err).__name__, one_line(err), exc_info=not isinstance(err, OSError))
 
 
 def predict_again(model: torch.nn.Module, cfg: Config, images: ImageList, classes: ClassNames,

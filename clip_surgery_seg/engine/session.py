@@ -23,12 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..fileio import check_writable, printable
 from ..models import SharedCLIP
 from ..results import LOGS_DIR, RESULTS_FILE, format_results
 from .experiment import Experiment
-from .runner import EvalOptions, EvaluationInterrupted, check_output_folders, evaluate
+from .runner import EvalOptions, EvaluationInterrupted, check_output_folders, check_outputs, evaluate
 
 logger = logging.getLogger("clip_surgery_seg")
 
@@ -157,7 +157,7 @@ def run_session(opts: EvalOptions, *, command: str, resume_command: Optional[str
     experiment = experiment or opts.resolve()
     work_dir = opts.resolved_work_dir
     check_output_folders(opts, experiment)  # before the work dir (its log, its lock) is made
-    check_writable(work_dir, "--work-dir")
+    check_outputs(work_dir, opts.save_preds, opts.show_dir)
     if history:  # before the run, not after it
         check_writable(Path(history).parent, "--history folder")
     rank = os.environ.get("RANK", "0") if opts.launcher == "pytorch" else "0"
@@ -172,7 +172,7 @@ def run_session(opts: EvalOptions, *, command: str, resume_command: Optional[str
             _to_file(log, "interrupted before any image was evaluated; nothing to resume")
             raise
         except BaseException as err:
-            _to_file(log, f"error: {type(err).__name__}: {' '.join(str(err).split())}"
+            _to_file(log, f"error: {type(err).__name__}: {one_line(err)}"
                      + ("" if isinstance(err, UserError) else "\n" + "".join(traceback.format_exception(err))))
             raise
         outcome = Outcome(experiment, results, work_dir)
@@ -186,7 +186,7 @@ def run_session(opts: EvalOptions, *, command: str, resume_command: Optional[str
                 outcome.recorded = append_history(history, results, any_run=record_any_run)
             except (OSError, UserError) as err:  # the caller decides: eval fails, reproduce goes on
                 outcome.history_error = err
-                _to_file(log, f"error: not recorded in the history {history}: {' '.join(str(err).split())}")
+                _to_file(log, f"error: not recorded in the history {history}: {one_line(err)}")
     return outcome
 
 
@@ -199,7 +199,7 @@ def _write_report(work_dir: Path) -> Optional[Path]:
         page = write_work_dir_report(work_dir)
     except Exception as err:  # noqa: BLE001 - metrics.json is written; the page must not fail the run
         logger.warning("warning: report not written (%s: %s); %s is complete", type(err).__name__,
-                       " ".join(str(err).split()), work_dir / RESULTS_FILE,
+                       one_line(err), work_dir / RESULTS_FILE,
                        exc_info=not isinstance(err, (UserError, OSError)))
         return None
     logger.info("report: %s", page)

@@ -89,3 +89,10 @@ def build_postprocess(spec: PostprocessSpec) -> Optional[Postprocess]:
         return spec
     return build_named("postprocess", spec, POSTPROCESSORS, forms="None, a name or a dict with 'type'",
                        example="postprocess=dict(type='pamr')")
+
+
+def postprocess_config(spec: Any) -> Optional[Dict[str, Any]]:
+    """The step's full dict (its defaults filled in) from a name, a dict or a config's ConfigDict;
+    None for None. Raises as :func:`build_postprocess`."""
+    step = build_postprocess(spec.to_dict() if hasattr(spec, "to_dict") else spec)
+    return None if step is None else step.config()
