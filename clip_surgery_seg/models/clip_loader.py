@@ -56,9 +56,8 @@ class WeightsIdentity:
 
     @property
     def model_key(self) -> str:
-        if self.model.endswith(".json") and os.path.isfile(self.model):
-            return f"{Path(self.model).name}:{_sha256(self.model)[:16]}"
-        return self.model
+        sha = model_config_sha256(self.model)
+        return f"{Path(self.model).name}:{sha[:16]}" if sha else self.model
 
 
 def _sha256(path: Union[str, Path], chunk: int = 1 << 22) -> str:

@@ -51,14 +51,10 @@ def resize_pos_embed(pos: torch.Tensor, src: Tuple[int, int], dst: Tuple[int, in
     src, dst = tuple(src), tuple(dst)
     if src == dst:
         return pos
-    if mode == "bicubic_antialias":
-        grid = pos[1:].float().reshape(1, src[0], src[1], -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=dst, mode="bicubic", align_corners=False, antialias=True)
-        grid = grid.permute(0, 2, 3, 1).reshape(dst[0] * dst[1], -1).to(pos.dtype)
-        return torch.cat([pos[:1], grid])
     if mode != "bicubic_offset":
+        antialias = mode == "bicubic_antialias"
         return resample_abs_pos_embed(pos[None], list(dst), list(src), num_prefix_tokens=1,
-                                      interpolation=mode, antialias=False)[0]
+                                      interpolation="bicubic" if antialias else mode, antialias=antialias)[0]
     grid = pos[1:].float().reshape(1, src[0], src[1], -1).permute(0, 3, 1, 2)
     scale = ((dst[0] + 0.1) / src[0], (dst[1] + 0.1) / src[1])
     grid = F.interpolate(grid, scale_factor=scale, mode="bicubic", align_corners=False)

@@ -146,8 +146,7 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         every row's embedding and the logit scale of :meth:`labels_from_logits`'s softmax."""
         if not self.surgery.method.needs_text:
             return None
-        scale = self.logit_scale if self.logit_scale is not None else float(self.surgery.clip.logit_scale.detach().exp())
-        return TextContext(self.text_features(), float(scale))
+        return TextContext(self.text_features(), self._scale())
 
     # --- image --------------------------------------------------------------------------------
 
@@ -296,19 +295,20 @@ class CLIPSurgerySegmentor(BaseSegmentor):
         rows = torch.tensor(self.classes.row_class, device=logits.device)
         if self.area_threshold is None:
             pred = rows[logits.argmax(dim=0)]
-            if self.prob_threshold is not None:
-                top = (logits * self._scale()).softmax(dim=0).amax(dim=0)
-                pred[top < self.prob_threshold] = self.background_index
-            return pred
-        probs = self.class_logits((logits * self._scale()).softmax(dim=0))  # (K, H, W)
-        probs = self._suppress_small_classes(probs)
-        pred, top = probs.argmax(dim=0), probs.amax(dim=0)
+            if self.prob_threshold is None:
+                return pred
+            top = (logits * self._scale()).softmax(dim=0).amax(dim=0)
+        else:
+            probs = self.class_logits((logits * self._scale()).softmax(dim=0))  # (K, H, W)
+            probs = self._suppress_small_classes(probs)
+            pred, top = probs.argmax(dim=0), probs.amax(dim=0)
         if self.prob_threshold is not None:
             pred[top < self.prob_threshold] = self.background_index
         return pred
 
     def _scale(self) -> float:
-        return self.logit_scale if self.logit_scale is not None else float(self.surgery.clip.logit_scale.exp())
+        """The softmax's logit scale: the protocol's, else the CLIP's own."""
+        return float(self.logit_scale if self.logit_scale is not None else self.surgery.clip.logit_scale.detach().exp())
 
     def _suppress_small_classes(self, probs: torch.Tensor) -> torch.Tensor:
         """SCLIP's area threshold on (K, H, W) class probabilities: classes (not the background)

@@ -8,8 +8,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 
 import torch
 import torch.nn.functional as F
+
 from ..errors import ConfigError
 from ..named import is_int
+from ..protocols import PADDINGS
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,6 @@ def window_grid(height: int, width: int, crop: Optional[int], stride: int) -> Li
 
 #: how a window whose sides are not multiples of the patch size reaches the encoder (see
 #: ``protocols.ProtocolSettings.padding``)
-PADDINGS = ("bottom_right", "centre", "stretch")
 
 
 def encoder_window(height: int, width: int, multiple: Tuple[int, int],

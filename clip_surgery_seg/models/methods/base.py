@@ -310,10 +310,12 @@ def vit_project(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x @ visual.proj if visual.proj is not None else x
 
 
-def block_cls_token(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def block_cls_token(block: nn.Module, x: torch.Tensor,
+                    qkv: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """The CLS output of an unchanged block: ordinary q-k attention for the CLS query, the residual
-    and the MLP. x: (B, N, C) the stream entering the block (CLS first) -> (B, 1, C)."""
-    q, k, v = block_qkv(block, x)
+    and the MLP. x: (B, N, C) the stream entering the block (CLS first) -> (B, 1, C); ``qkv``: the
+    block's :func:`block_qkv` of ``x`` if the caller has it already."""
+    q, k, v = qkv if qkv is not None else block_qkv(block, x)
     cls = x[:, :1] + attention_out(block, F.scaled_dot_product_attention(q[:, :, :1], k, v))
     return mlp_residual(block, cls)
 

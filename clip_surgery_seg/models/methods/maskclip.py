@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (ImageTokenMethod, PosEmbed, attention_out, attnpool_out, block_qkv, mlp_residual,
+from .base import (ImageTokenMethod, PosEmbed, attention_out, attnpool_out, block_cls_token, block_qkv, mlp_residual,
                    resnet_stream, split_heads, vit_project, vit_stream)
 from .registry import register_method
 
@@ -40,8 +40,7 @@ class MaskCLIP(ImageTokenMethod):
         block = visual.transformer.resblocks[-1]
         q, k, v = block_qkv(block, x)
         dense = mlp_residual(block, x + attention_out(block, v))
-        cls = F.scaled_dot_product_attention(q[:, :, :1], k, v)
-        cls = mlp_residual(block, x[:, :1] + attention_out(block, cls))
+        cls = block_cls_token(block, x, (q, k, v))
         return vit_project(visual, torch.cat([cls, dense[:, 1:]], dim=1))
 
     def resnet_tokens(self, visual: nn.Module, images: torch.Tensor, pos_embed: PosEmbed) -> torch.Tensor:

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
-from ..pamr import pamr
 from ...named import is_int, is_number
+from ..feature_surgery import feature_surgery
+from ..pamr import pamr
 from .base import (ImageTokenMethod, PosEmbed, TextContext, attention_out, block_qkv, mlp_residual, vit_project,
                    vit_stream)
 from .naclip import gaussian_neighbourhood
@@ -277,8 +278,7 @@ def provisional_grid(features: torch.Tensor, grid: Tuple[int, int], images: torc
     b = features.shape[0]
     h, w = grid
     with torch.autocast(device_type=images.device.type, enabled=False):
-        unit = F.normalize(features.float(), dim=-1)
-        sims = (unit @ text.text.float().t()).transpose(1, 2).reshape(b, -1, h, w)
+        sims = feature_surgery(features.float(), text.text, "none").transpose(1, 2).reshape(b, -1, h, w)
         sims = F.interpolate(sims, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)
         sims = pamr(images.float(), sims, num_iter=SFR_PAMR_STEPS, dilations=SFR_PAMR_DILATIONS)
         prob = torch.softmax(sims * logit_scale, dim=1)
@@ -429,8 +429,6 @@ class ResCLIP(ImageTokenMethod):
 
         a_sfr = None
         if self.use_sfr:
-            if text is None:
-                raise ValueError("resclip with use_sfr needs the class texts: pass text=TextContext(...)")
             scale = self.sfr_logit_scale if self.sfr_logit_scale is not None else text.logit_scale
             labels = provisional_grid(last_block(None)[:, 1:], grid, images, text, self.temp_thd, scale)
             prior = sfr_attention(labels, self.gaussian_std, self.path_decay)
