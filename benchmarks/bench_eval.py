@@ -184,24 +184,24 @@ def main(argv=None) -> int:
         speed = {}
         for batch in args.batch_sizes:
             for w in workers:
-              for resize in args.resize:
-                runs = [run_eval(config, data_root, root / f"work_w{w}_b{batch}_{resize}_{i}", cache, args, w, batch,
-                                 resize=resize) for i in range(1 if q else max(1, args.repeats))]
-                t = max(runs, key=lambda r: r["images_per_s"])
-                speed[(w, batch, resize)] = t["images_per_s"]
-                if args.show_dir:
-                    show_rows.append(show_dir_cost(config, data_root, root, cache, args, w, batch, t, device))
-                wall = t["wall_s"]
-                share = {k: 100 * t[k] / wall for k in ("data_s", "model_s", "metric_s", "write_s", "text_s")}
-                other = 100 - sum(share.values())
-                overhead = share["data_s"] + share["metric_s"] + share["write_s"]
-                row = {"workers": w, "batch_size": batch, "resize": resize, **t,
-                       **{f"{k[:-2]}_pct": v for k, v in share.items()},
-                       "other_pct": other, "data_metric_write_pct": overhead}
-                data.append(row)
-                rows.append([w, batch, resize, t["num_images"], wall, t["images_per_s"], share["data_s"], share["model_s"],
-                             share["metric_s"], share["write_s"], share["text_s"], other, overhead,
-                             overhead <= 10])
+                for resize in args.resize:
+                    runs = [run_eval(config, data_root, root / f"work_w{w}_b{batch}_{resize}_{i}", cache, args, w,
+                                     batch, resize=resize) for i in range(1 if q else max(1, args.repeats))]
+                    t = max(runs, key=lambda r: r["images_per_s"])
+                    speed[(w, batch, resize)] = t["images_per_s"]
+                    if args.show_dir:
+                        show_rows.append(show_dir_cost(config, data_root, root, cache, args, w, batch, t, device))
+                    wall = t["wall_s"]
+                    share = {k: 100 * t[k] / wall for k in ("data_s", "model_s", "metric_s", "write_s", "text_s")}
+                    other = 100 - sum(share.values())
+                    overhead = share["data_s"] + share["metric_s"] + share["write_s"]
+                    row = {"workers": w, "batch_size": batch, "resize": resize, **t,
+                           **{f"{k[:-2]}_pct": v for k, v in share.items()},
+                           "other_pct": other, "data_metric_write_pct": overhead}
+                    data.append(row)
+                    rows.append([w, batch, resize, t["num_images"], wall, t["images_per_s"], share["data_s"],
+                                 share["model_s"], share["metric_s"], share["write_s"], share["text_s"], other,
+                                 overhead, overhead <= 10])
     print(C.table(["workers", "images/call", "resize", "images", "wall s", "images/s", "data %", "model %", "metric %",
                    "write %", "text %", "other %", "data+metric+write %", "<= 10 %"], rows, digits=2))
     print("\nshares of metrics.json timing.wall_s (evaluate() from start to results): data = waiting for the "

@@ -49,3 +49,10 @@ def is_int(value: Any) -> bool:
 def is_number(value: Any) -> bool:
     """An ``int`` or ``float`` and not a ``bool``: a parameter check."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def open_clip_spelling(name: str) -> str:
+    """A CLIP model name as open_clip spells it: OpenAI's ``ViT-B/16`` is ``ViT-B-16``,
+    ``ViT-L/14@336px`` is ``ViT-L-14-336`` (the rewrite only; whether open_clip knows the name is
+    the caller's to check). No import of open_clip: the reporting tools use it too."""
+    return str(name).replace("/", "-").replace("@336px", "-336")

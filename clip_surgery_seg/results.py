@@ -34,7 +34,7 @@ import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import ResultsFileError
 from .fileio import atomic_write_bytes, atomic_write_json
@@ -165,6 +165,35 @@ def load_results(path: Union[str, Path]) -> Dict[str, Any]:
         return upgrade(results)
     except (AttributeError, TypeError, ValueError) as err:
         raise ResultsFileError(f"{path} is a damaged results file ({err})") from None
+
+
+def read_summary(run_dir: Union[str, Path]) -> Dict[str, Any]:
+    """A reproduce run folder's ``summary.json`` (raises ``OSError``, ``ValueError`` as ``json`` does)."""
+    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text(encoding="utf-8"))
+
+
+def ran_keys(summary: Mapping[str, Any]) -> List[str]:
+    """``<method folder>/<dataset>``, the folder below the run folder, of every evaluation a
+    reproduce run's summary says ran, in its order (a damaged summary raises ``KeyError``,
+    ``TypeError`` or ``AttributeError``)."""
+    return [f"{key}/{dataset}" for dataset, entry in summary["datasets"].items()
+            for key, run in (entry.get("methods") or {}).items() if run.get("status") == RAN]
+
+
+def not_run(summary: Mapping[str, Any]) -> List[Tuple[str, Optional[str], Any]]:
+    """What a reproduce run's summary says did not run, in its order: ``(dataset, None, reason)``
+    for a dataset whose data was missing, ``(dataset, method folder, reason)`` for a run that
+    failed. Entries that are not dicts are passed over."""
+    found: List[Tuple[str, Optional[str], Any]] = []
+    for dataset, entry in dict(summary["datasets"]).items():
+        if not isinstance(entry, Mapping):
+            continue
+        if entry.get("status") == MISSING_DATA:
+            found.append((str(dataset), None, entry.get("reason")))
+        for method, run in (entry.get("methods") or {}).items():
+            if isinstance(run, Mapping) and run.get("status") == FAILED:
+                found.append((str(dataset), method, run.get("reason")))
+    return found
 
 
 def read_examples(folder: Path) -> Dict[str, Any]:

@@ -37,7 +37,8 @@ from ..datasets.catalog import DATASETS, paper_rank
 from ..errors import ConfigError, DataLayoutError, ResultsFileError, ResumeError, UserError, one_line, suggest
 from ..fileio import atomic_write_json, atomic_write_text, check_writable
 from ..models import METHODS, SharedCLIP
-from ..results import FAILED, RAN, RESULTS_FILE, SUMMARY_FILE, load_results, utc_now
+from ..results import (FAILED, RAN, RESULTS_FILE, SUMMARY_FILE, load_results, not_run, ran_keys, read_summary,
+                       utc_now)
 from ..results import MISSING_DATA as MISSING
 from .runner import EvalOptions, EvaluationInterrupted
 from .session import RunInterrupted, run_session
@@ -278,11 +279,11 @@ def write_summary(run_dir: Path, summary: Dict[str, Any]) -> None:
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
 
 
-def ran_results(run_dir: Path) -> List[Path]:
-    """The ``metrics.json`` of every evaluation this run's summary says ran (nothing of an earlier run)."""
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    return [run_dir / key / name / RESULTS_FILE for name, entry in summary["datasets"].items()
-            for key, run in entry["methods"].items() if run["status"] == RAN]
+def ran_results(run_dir: Path, summary: Optional[Dict[str, Any]] = None) -> List[Path]:
+    """The ``metrics.json`` of every evaluation this run's summary (read from ``run_dir`` when not
+    given) says ran (nothing of an earlier run)."""
+    summary = read_summary(run_dir) if summary is None else summary
+    return [run_dir / key / RESULTS_FILE for key in ran_keys(summary)]
 
 
 def write_tables(run_dir: Path) -> Optional[str]:
@@ -291,17 +292,16 @@ def write_tables(run_dir: Path) -> Optional[str]:
     from ..reporting.plots import plot_methods_table
     from ..reporting.records import load_path
 
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    records = [record for path in ran_results(run_dir) for record in load_path(path)]
+    summary = read_summary(run_dir)
+    records = [record for path in ran_results(run_dir, summary) for record in load_path(path)]
     paper = load_paper()
     blocks = {}  # one table per backbone, as the papers print a ViT-L/14 block under the ViT-B/16 one
     for record in records:
         blocks.setdefault(record.model_label, []).append(record)
     table = methods_table(records, paper)
-    skipped = [f"- {n}: {e['status'].replace('_', ' ')}: {e['reason']}" for n, e in summary["datasets"].items()
-               if e["status"] == MISSING]
-    skipped += [f"- {n}, {m}: failed: {r['reason']}" for n, e in summary["datasets"].items()
-                for m, r in e["methods"].items() if r["status"] == FAILED]
+    missed = not_run(summary)
+    skipped = [f"- {n}: missing data: {reason}" for n, m, reason in missed if m is None]
+    skipped += [f"- {n}, {m}: failed: {reason}" for n, m, reason in missed if m is not None]
     title = f"mIoU (%) of each method on each dataset, protocol `{summary['protocol']}` (run `{run_dir}`)\n\n"
     if len(blocks) > 1:
         body = "".join(f"### {model}\n\n{to_markdown(methods_table(part, paper))}\n" for model, part in blocks.items())

@@ -27,6 +27,7 @@ from typing import Callable, Iterator, Optional, Tuple, Union
 import torch
 from torch import nn
 from ..errors import ConfigError, WeightsError, suggest
+from ..named import open_clip_spelling
 
 logger = logging.getLogger("clip_surgery_seg")
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -106,7 +107,7 @@ def canonical_model_name(name: str) -> str:
     name = str(name)
     if _is_config_file(name) or open_clip.get_model_config(name) is not None:
         return name
-    spelled = name.replace("/", "-").replace("@336px", "-336")
+    spelled = open_clip_spelling(name)
     if spelled != name and open_clip.get_model_config(spelled) is not None:
         logger.info("model %s is open_clip's %s", name, spelled)
         return spelled

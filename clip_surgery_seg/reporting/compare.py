@@ -21,6 +21,7 @@ from ..datasets.catalog import paper_rank
 from ..tables import text_table
 from ..errors import MismatchError, ReportingError
 from ..named import is_number
+from .paper import method_rank
 from .records import ResultRecord, describe_differences
 
 SUMMARY_METRICS = ("mIoU", "mAcc", "aAcc")
@@ -179,11 +180,8 @@ def pair_records(new: Sequence[ResultRecord], baseline: Sequence[ResultRecord], 
 
 def _order(key: Tuple[str, str]) -> tuple:
     """Datasets in the catalogue's order, then methods in the registry's."""
-    from ..models.methods import METHODS
-
     dataset, method = key
-    methods = list(METHODS)
-    return paper_rank(dataset), dataset, methods.index(method) if method in methods else len(methods), method
+    return paper_rank(dataset), dataset, method_rank(method), method
 
 
 def _names(by: Dict[Tuple[str, str], ResultRecord], other: Dict[Tuple[str, str], ResultRecord]) -> List[str]:

@@ -40,14 +40,15 @@ from urllib.parse import quote
 import jinja2
 import numpy as np
 
-from ..results import (CONFUSION_FILE, EXAMPLES_DIR, FAILED, MISSING_DATA, RAN, REPORT_ASSETS_DIR, RESULTS_FILE,
-                       SUMMARY_FILE, SCHEMA_V1, load_results, method_name, upgrade, postprocess_name, read_examples)
+from ..results import (CONFUSION_FILE, EXAMPLES_DIR, REPORT_ASSETS_DIR, RESULTS_FILE, SCHEMA_V1, load_results,
+                       method_name, not_run, postprocess_name, ran_keys, read_examples, read_summary, upgrade)
 from ..errors import ReportingError, ResultsFileError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..visualization.palettes import palette_for
 from ..datasets.catalog import label as dataset_label
 from ..datasets.catalog import paper_rank
-from .paper import ELSEWHERE, MISSING, _footnote_keys, load_paper, methods_table
+from .paper import (ELSEWHERE, MISSING, datasets_count, footnote_keys, load_paper, method_label, method_rank,
+                    methods_table, verified_text)
 from .records import ResultRecord
 
 REPORT_FILE = "report.html"
@@ -57,15 +58,6 @@ TOP_CONFUSIONS = 20
 # row-normalised shares below this are drawn as "none" in the confusion heat map (log scale floor)
 CONFUSION_FLOOR = 1e-4
 TEMPLATES_PACKAGE = "clip_surgery_seg.reporting"  # its templates/ folder, package data of the wheel
-
-
-def _method_label(method: str, postprocess: Optional[str] = None) -> str:
-    """What a page calls a method: the registry's label (``NACLIP``), with its post-processing
-    (``NACLIP + PAMR``); an unknown name as it is."""
-    from ..models.methods import METHODS
-
-    name = METHODS[method].label if method in METHODS else method
-    return name + (f" + {postprocess.upper()}" if postprocess else "")
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -471,7 +463,7 @@ def write_run_report(out_dir: Union[str, Path], results: Mapping[str, Any], conf
     heading = f"{dataset_label(str(dataset.get('name') or 'run'))}: mIoU {_num(miou)}"
     protocol = (results.get("protocol") or {}).get("name")
     model = results.get("model") or {}
-    subtitle = [_method_label(method_name(results), postprocess_name(results)),
+    subtitle = [method_label(method_name(results), postprocess_name(results)),
                 f"protocol {protocol}" if protocol else None, model.get("name"),
                 model.get("pretrained") or ("random weights" if model else None)]
     skipped = _skipped(results)
@@ -511,7 +503,7 @@ def _methods_table(entries: Sequence[IndexEntry], out_dir: Path) -> Optional[Dic
     if not records:
         return None
     table = methods_table(records, load_paper())
-    keys = _footnote_keys(table)
+    keys = footnote_keys(table)
     rows = []
     for row in table.rows:
         cells = []
@@ -522,26 +514,27 @@ def _methods_table(entries: Sequence[IndexEntry], out_dir: Path) -> Optional[Dic
             cells.append({
                 "ours": _num(cell.ours), "href": links.get(record.source) if record is not None else None,
                 "published": published.text if published is not None else MISSING,
-                "elsewhere": ELSEWHERE if published is not None and not cell.same_settings else "",
+                "elsewhere": cell.mark,
                 "key": keys[published.reference] if published is not None else "",
                 "partial": partial, "notes": [note for note in cell.notes if note not in partial],
             })
         ours, paper, count = row.average(table.datasets)
+        of = datasets_count(count, len(table.datasets))
         rows.append({
             "label": row.label, "protocol": row.protocol_label, "model": row.model, "cells": cells,
             "random": any(c.record is not None and not c.record.pretrained for c in row.cells.values()),
             "average": {"ours": _num(ours), "published": _num(paper),
-                        "of": f"{count} of {len(table.datasets)} datasets" if 0 < count < len(table.datasets) else ""},
+                        "of": f"{of} datasets" if of else ""},
         })
     return {
         "datasets": [{"label": dataset_label(d), "muted": all(r.cells[d].record is None for r in table.rows)}
                      for d in table.datasets],
         "rows": rows, "elsewhere": ELSEWHERE, "paper": "results/paper.csv",
         # rows whose every published number is marked for the row's sake (overridden settings, model)
-        "row_notes": [{"row": f"{row.label} ({row.protocol_label}, {row.model})", "why": "; ".join(row.differences)}
+        "row_notes": [{"row": row.heading, "why": "; ".join(row.differences)}
                       for row in table.rows if row.differences],
         "footnotes": [{"key": key, "source": source, "table": table_name, "protocol": protocol,
-                       "verified": "verified" if verified else "unverified"}
+                       "verified": verified_text(verified)}
                       for (source, table_name, protocol, verified), key in keys.items()],
     }
 
@@ -596,25 +589,18 @@ def _entry_name(parts: Sequence[str], results: Mapping[str, Any]) -> str:
     return "/".join([dataset, *others])
 
 
-def _dataset_of(name: str) -> str:
-    return name.split("/", 1)[0]
-
-
 def _entry_order(name: str) -> Tuple[int, int, str]:
     """Sort key of an entry: the paper's order of datasets, then the field's order of methods (as the
     table's rows), then the name."""
-    from ..models.methods import METHODS
-
-    methods = list(METHODS)
     dataset, _, rest = name.partition("/")
-    return paper_rank(dataset), methods.index(rest) if rest in methods else len(methods), name
+    return paper_rank(dataset), method_rank(rest), name
 
 
 def _entry_label(name: str) -> str:
     """``ade20k`` -> ``ADE20K-150``; ``ade20k/maskclip`` -> ``ADE20K-150 / MaskCLIP``; a folder that
     is not a method's name as it is (``ade20k/a`` -> ``ADE20K-150 / a``)."""
     dataset, _, rest = name.partition("/")
-    return dataset_label(dataset) + (f" / {_method_label(rest)}" if rest else "")
+    return dataset_label(dataset) + (f" / {method_label(rest)}" if rest else "")
 
 
 # --- from the files of a run ----------------------------------------------------------------------
@@ -667,7 +653,8 @@ def write_run_index(run_dir: Union[str, Path], title: Optional[str] = None) -> P
     and the runs that failed, as the run's ``summary.json`` records them."""
     run_dir = Path(run_dir)
     entries = []
-    ran = _ran_in_this_run(run_dir)
+    summary = _read_summary(run_dir)
+    ran = _ran_in_this_run(summary)
     for results_file in sorted(p for depth in ("*", "*/*", "*/*/*") for p in run_dir.glob(f"{depth}/{RESULTS_FILE}")):
         folder = results_file.parent
         if ran is not None and folder.relative_to(run_dir).as_posix() not in ran:
@@ -688,36 +675,39 @@ def write_run_index(run_dir: Union[str, Path], title: Optional[str] = None) -> P
             continue
         entries.append(IndexEntry(name, page, results))
     listed = {entry.name for entry in entries}
-    entries += [entry for entry in _not_run(run_dir) if entry.name not in listed]
+    entries += [entry for entry in _not_run(summary) if entry.name not in listed]
     return write_index_report(run_dir, entries, title=title or f"clip-surgery-seg run {run_dir.name}")
 
 
-def _ran_in_this_run(run_dir: Path) -> Optional[set]:
-    """``<method>/<dataset>`` of every evaluation a reproduce run's ``summary.json`` says ran; None
-    for a folder without one (every results file in it is then listed)."""
+def _read_summary(run_dir: Path) -> Optional[Mapping[str, Any]]:
+    """A reproduce run's ``summary.json``; None for a folder without one or an unreadable one."""
     try:
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-        return {f"{method}/{dataset}" for dataset, entry in summary["datasets"].items()
-                for method, run in (entry.get("methods") or {}).items() if run.get("status") == RAN}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return read_summary(run_dir)
+    except (OSError, ValueError):
         return None
 
 
-def _not_run(run_dir: Path) -> List[IndexEntry]:
+def _ran_in_this_run(summary: Optional[Mapping[str, Any]]) -> Optional[set]:
+    """``<method>/<dataset>`` of every evaluation a reproduce run's ``summary.json`` says ran
+    (:func:`~clip_surgery_seg.results.ran_keys`); None without one or for a damaged one (every
+    results file in the folder is then listed)."""
+    if summary is None:
+        return None
+    try:
+        return set(ran_keys(summary))
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def _not_run(summary: Optional[Mapping[str, Any]]) -> List[IndexEntry]:
     """The datasets whose data was missing and the runs that failed, from ``tools/reproduce.py``'s
     ``summary.json`` (none without one): they have no ``metrics.json`` to find."""
+    if summary is None:
+        return []  # not a reproduce run: the results files are the list
     try:
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-        datasets = dict(summary["datasets"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return []  # no summary (not a reproduce run) or a damaged one: the results files are the list
-    entries = []
-    for dataset, entry in datasets.items():
-        if not isinstance(entry, Mapping):
-            continue
-        if entry.get("status") == MISSING_DATA:
-            entries.append(IndexEntry(str(dataset), None, None, status=f"missing data: {entry.get('reason')}"))
-        for method, run in (entry.get("methods") or {}).items():
-            if isinstance(run, Mapping) and run.get("status") == FAILED:
-                entries.append(IndexEntry(f"{dataset}/{method}", None, None, status=f"failed: {run.get('reason')}"))
-    return entries
+        found = not_run(summary)
+    except (KeyError, TypeError, ValueError):
+        return []  # a damaged summary: the results files are the list
+    return [IndexEntry(dataset, None, None, status=f"missing data: {reason}") if method is None else
+            IndexEntry(f"{dataset}/{method}", None, None, status=f"failed: {reason}")
+            for dataset, method, reason in found]

@@ -35,7 +35,7 @@ from .. import resources
 from ..datasets.catalog import DATASETS, label, paper_rank
 from ..errors import ReportingError
 from ..tables import markdown_table
-from .records import TAG, ResultRecord, canonical_model, weights_text
+from .records import TAG, ResultRecord, canonical_model, protocol_label, settings_text, weights_text
 
 PAPER_COLUMNS = ("dataset", "method", "model", "weights", "mIoU", "protocol", "postprocess", "source", "table",
                  "settings", "verified", "note")
@@ -43,6 +43,23 @@ PAPER_MODEL = "ViT-B/16"  # every published number is for OpenAI's ViT-B/16 (so 
 PAPER_WEIGHTS = "openai"
 MISSING = "n/a"
 ELSEWHERE = "*"
+
+
+def method_label(method: str, postprocess: Optional[str] = None) -> str:
+    """What tables and pages call a method: the registry's label (``NACLIP``), with its
+    post-processing (``NACLIP + PAMR``); an unknown name as it is."""
+    from ..models.methods import METHODS
+
+    name = METHODS[method].label if method in METHODS else method
+    return name + (f" + {postprocess.upper()}" if postprocess else "")
+
+
+def method_rank(method: str) -> int:
+    """A method's place in the registry's (the field's publication) order; an unknown name after all."""
+    from ..models.methods import METHODS
+
+    methods = list(METHODS)
+    return methods.index(method) if method in methods else len(methods)
 
 
 def load_paper(path: Union[str, Path, None] = None):
@@ -121,12 +138,11 @@ def published_for(paper, method: str, dataset: str, protocol: Optional[str] = No
         return None, False
     step = postprocess or "none"
     candidates = [_published(row) for _, row in rows.iterrows()]
-    step = postprocess or "none"
 
     def rank(candidate: Published) -> tuple:
         settings = candidate.protocol == protocol and candidate.postprocess == step
-        return (not (settings and _same_model(candidate, model, weights)),
-                not _same_model(candidate, model, weights), not settings, candidate.postprocess != step,
+        same_model = _same_model(candidate, model, weights)
+        return (not (settings and same_model), not same_model, not settings, candidate.postprocess != step,
                 not candidate.verified)
 
     best = min(candidates, key=rank)  # min is stable: the file's order among equals
@@ -177,6 +193,11 @@ class Cell:
     def ours(self) -> float:
         return self.record.mIoU if self.record is not None else math.nan
 
+    @property
+    def mark(self) -> str:
+        """:data:`ELSEWHERE` after a published number of other settings than the row's; empty otherwise."""
+        return ELSEWHERE if self.published is not None and not self.same_settings else ""
+
 
 @dataclass
 class Row:
@@ -191,17 +212,17 @@ class Row:
 
     @property
     def label(self) -> str:
-        from ..models.methods import METHODS
-
-        name = METHODS[self.method].label if self.method in METHODS else self.method
-        return name + (f" + {self.postprocess.upper()}" if self.postprocess else "")
+        return method_label(self.method, self.postprocess)
 
     @property
     def protocol_label(self) -> str:
         """``sclip``, or ``sclip (short_side=448 overridden)``: such a row is not that protocol's."""
-        if not self.overridden:
-            return self.protocol
-        return f"{self.protocol} ({', '.join(f'{k}={v}' for k, v in self.overridden)} overridden)"
+        return protocol_label(self.protocol, self.overridden)
+
+    @property
+    def heading(self) -> str:
+        """``NACLIP (sclip, ViT-B-16 / openai)``: what a note about the whole row names."""
+        return f"{self.label} ({self.protocol_label}, {self.model})"
 
     @property
     def differences(self) -> List[str]:
@@ -249,12 +270,8 @@ RowKey = Tuple[str, str, Tuple[Tuple[str, str], ...], Optional[str], str]
 
 
 def _row_order(key: RowKey) -> tuple:
-    from ..models.methods import METHODS
-
-    methods = list(METHODS)
     method, protocol, overridden, postprocess, model = key
-    return (methods.index(method) if method in methods else len(methods), method, protocol, overridden,
-            postprocess or "", model)
+    return method_rank(method), method, protocol, overridden, postprocess or "", model
 
 
 def methods_table(records: Sequence[ResultRecord], paper) -> MethodsTable:
@@ -295,7 +312,7 @@ def _num(value: float, digits: int) -> str:
     return MISSING if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _footnote_keys(table: MethodsTable) -> Dict[tuple, str]:
+def footnote_keys(table: MethodsTable) -> Dict[tuple, str]:
     """A letter for each published source the table uses, in order of first use."""
     keys: Dict[tuple, str] = {}
     for row in table.rows:
@@ -307,17 +324,27 @@ def _footnote_keys(table: MethodsTable) -> Dict[tuple, str]:
     return keys
 
 
+def verified_text(verified: bool) -> str:
+    """How a footnote says whether a published number was checked against its source."""
+    return "verified" if verified else "unverified"
+
+
+def datasets_count(count: int, total: int) -> str:
+    """``3 of 8``: how many of the table's datasets a row's average is over, where it is not all of
+    them (and not none); empty otherwise."""
+    return f"{count} of {total}" if 0 < count < total else ""
+
+
 def to_markdown(table: MethodsTable) -> str:
     """The table as GitHub Markdown, cells ``ours / published [source]``, then the footnotes."""
-    keys = _footnote_keys(table)
+    keys = footnote_keys(table)
     notes: List[str] = []
     header = ["method", "protocol", "model"] + [label(d) for d in table.datasets] + ["average"]
     lines = []
     for row in table.rows:
         cells = [row.label, row.protocol_label, row.model]
         if row.differences:  # overridden settings, another model: why every published number is marked
-            notes.append(f"{row.label} ({row.protocol_label}, {row.model}): published numbers marked "
-                         f"`{ELSEWHERE}`: {'; '.join(row.differences)}")
+            notes.append(f"{row.heading}: published numbers marked `{ELSEWHERE}`: {'; '.join(row.differences)}")
         for dataset in table.datasets:
             cell = row.cells[dataset]
             ours = _num(cell.ours, 2)
@@ -326,12 +353,11 @@ def to_markdown(table: MethodsTable) -> str:
                 ours += f" ({len(notes)})"
             paper = MISSING
             if cell.published is not None:
-                paper = (f"{cell.published.text}{'' if cell.same_settings else ELSEWHERE} "
-                         f"[{keys[cell.published.reference]}]")
+                paper = f"{cell.published.text}{cell.mark} [{keys[cell.published.reference]}]"
             cells.append(f"{ours} / {paper}")
         ours, paper, count = row.average(table.datasets)
-        partial = f" ({count} of {len(table.datasets)})" if 0 < count < len(table.datasets) else ""
-        cells.append(f"{_num(ours, 2)} / {_num(paper, 2)}{partial}")
+        of = datasets_count(count, len(table.datasets))
+        cells.append(f"{_num(ours, 2)} / {_num(paper, 2)}{f' ({of})' if of else ''}")
         lines.append(cells)
     text = markdown_table(header, lines, numeric=header[3:])
     text += (f"\nCells: ours / published [source], mIoU (%). `{ELSEWHERE}`: published under other settings "
@@ -342,7 +368,7 @@ def to_markdown(table: MethodsTable) -> str:
         text += "\nPublished numbers (results/paper.csv):\n"
         for (source, table_name, protocol, verified), key in keys.items():
             text += (f"- [{key}] {source}{f', {table_name}' if table_name else ''}; protocol {protocol}; "
-                     f"{'verified' if verified else 'unverified'}\n")
+                     f"{verified_text(verified)}\n")
     if notes:
         text += "\nNotes:\n" + "".join(f"- ({i}) {note}\n" for i, note in enumerate(notes, start=1))
     return text
@@ -361,7 +387,7 @@ def to_csv(table: MethodsTable) -> str:
     lines = []
     for row in table.rows:
         line = {"method": row.method, "protocol": row.protocol,
-                "overridden": " ".join(f"{k}={v}" for k, v in row.overridden),
+                "overridden": settings_text(row.overridden, " "),
                 "postprocess": row.postprocess or "none", "model": row.model}
         for dataset in table.datasets:
             cell = row.cells[dataset]

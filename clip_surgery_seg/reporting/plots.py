@@ -75,11 +75,11 @@ def history_lines(frame) -> List[Tuple[str, Any]]:
     label. A PAMR run and a run without it, or two models, are never one line; a part an older row
     did not record is left out of its label, so it joins the line of the runs that recorded none.
     """
-    from .records import ResultRecord
+    from .records import history_records
 
     if frame.empty:
         return []
-    labels = [ResultRecord.from_history_row(row, "").kind.label for _, row in frame.iterrows()]
+    labels = [record.kind.label for record in history_records(row for _, row in frame.iterrows())]
     grouped = frame.assign(_line=labels).groupby("_line", sort=True)
     return [(label, group.drop(columns="_line").sort_values("time", kind="stable")) for label, group in grouped]
 

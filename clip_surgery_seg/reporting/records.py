@@ -20,13 +20,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .history import (LEGACY_METHOD, HistoryError, HistorySelection, filter_rows, history_row,
                       looks_like_selection, parse_selection, per_class_iou, pick_rows, protocol_settings,
                       read_history, select_rows)
 from ..results import RESULTS_FILE, ResultsFileError, load_results
 from ..errors import ReportingError
+from ..named import open_clip_spelling
 
 #: sha256 of OpenAI's released CLIP files (the hash is in their download URLs, and OpenAI's loader
 #: checks it): such a file holds the weights the tag ``openai`` downloads, so it is the same weights
@@ -40,11 +41,24 @@ RANDOM, TAG, FILE = "random", "tag", "file"
 
 def canonical_model(name: str) -> str:
     """One spelling per model: open_clip's (``ViT-B/16`` is ``ViT-B-16``, ``ViT-L/14@336px`` is
-    ``ViT-L-14-336``); a model-config file by its file name (its content is compared by sha256)."""
+    ``ViT-L-14-336``: :func:`~clip_surgery_seg.named.open_clip_spelling`); a model-config file by
+    its file name (its content is compared by sha256)."""
     name = str(name)
     if name.endswith(".json"):
         return Path(name).name
-    return name.replace("@336px", "-336").replace("/", "-")
+    return open_clip_spelling(name)
+
+
+def settings_text(overridden: Sequence[Tuple[str, str]], sep: str = ", ") -> str:
+    """``short_side=448, stride=100``: overridden protocol settings (``((setting, value), ...)``)."""
+    return sep.join(f"{k}={v}" for k, v in overridden)
+
+
+def protocol_label(protocol: str, overridden: Optional[Sequence[Tuple[str, str]]]) -> str:
+    """``sclip``, or ``sclip (short_side=448 overridden)`` for a run not under the protocol's values."""
+    if not overridden:
+        return protocol
+    return f"{protocol} ({settings_text(overridden)} overridden)"
 
 
 #: the parts of a kind, in the order messages name them, and what messages call them
@@ -92,8 +106,7 @@ class Kind:
     def text(self, aspect: str) -> str:
         """One part as messages show it."""
         if aspect == "overridden":
-            return ("?" if self.overridden is None else
-                    ", ".join(f"{k}={v}" for k, v in self.overridden) or "none")
+            return "?" if self.overridden is None else settings_text(self.overridden) or "none"
         if aspect == "postprocess":
             return self.postprocess or "none"
         if aspect == "model_config":
@@ -208,10 +221,7 @@ class ResultRecord:
     @property
     def protocol_label(self) -> str:
         """``sclip``, or ``sclip (short_side=448 overridden)`` for a run not under the protocol's values."""
-        overridden = self.overridden_settings
-        if not overridden:
-            return self.protocol
-        return f"{self.protocol} ({', '.join(f'{k}={v}' for k, v in overridden)} overridden)"
+        return protocol_label(self.protocol, self.overridden_settings)
 
     @property
     def weights(self) -> Optional[Tuple[str, Optional[str]]]:
@@ -369,7 +379,7 @@ def load_selection(spec: str, like: Sequence[ResultRecord] = (), force: bool = F
         chosen = select_rows(frame, selection, exclude)
         if not chosen:
             raise ReportingError(f"no history row matches {selection.describe()}")
-        return _selected(chosen, selection)
+        return _selected(history_records(chosen), selection)
     chosen, problems, seen = [], [], set()
     for record in like:
         if selection.datasets and record.dataset not in selection.datasets:
@@ -377,11 +387,11 @@ def load_selection(spec: str, like: Sequence[ResultRecord] = (), force: bool = F
         rows, problem = _like_rows(frame, selection, record, exclude)
         if problem:
             problems.append(problem)
-        for row in rows:
+        for row, found in rows:
             key = (str(row["time"]), row["dataset"], row["method"], row["config_hash"])
             if key not in seen:  # a row the user chose for several results (method=...) counts once
                 seen.add(key)
-                chosen.append(row)
+                chosen.append(found)
     if problems and (not force or not chosen):
         raise ReportingError("; ".join(problems))
     if notes is not None:
@@ -393,15 +403,17 @@ def load_selection(spec: str, like: Sequence[ResultRecord] = (), force: bool = F
 
 
 def _like_rows(frame, selection: HistorySelection, record: ResultRecord,
-               exclude: Sequence[Mapping[str, Any]]) -> Tuple[list, Optional[str]]:
-    """The baseline row(s) of ``record`` (see :func:`load_selection`), or why there is none."""
+               exclude: Sequence[Mapping[str, Any]]) -> Tuple[List[Tuple[Any, ResultRecord]], Optional[str]]:
+    """The baseline row(s) of ``record`` (see :func:`load_selection`), each with its record, or why
+    there is none."""
     narrowed = HistorySelection(selection.path, [record.dataset], dict(selection.filters), selection.ref)
     rows = filter_rows(frame, narrowed, exclude)
     if rows.empty:
         return [], f"no history row matches {narrowed.describe()} for {record.name} (other than NEW itself)"
     chosen_by_user = {FILTER_ASPECTS[key] for key in selection.filters if key in FILTER_ASPECTS}
     mine = record.kind
-    kinds = [ResultRecord.from_history_row(row, "").kind for _, row in rows.iterrows()]
+    records = history_records(row for _, row in rows.iterrows())
+    kinds = [r.kind for r in records]
     differences = [[d for d in mine.differences(kind) if d.aspect not in chosen_by_user] for kind in kinds]
     like = rows[[not found for found in differences]]
     if like.empty:
@@ -415,11 +427,17 @@ def _like_rows(frame, selection: HistorySelection, record: ResultRecord,
     if not picked:
         return [], (f"no history row matches {narrowed.describe()} for {record.name} (other than NEW itself; "
                     f"{len(like)} of its kind, {mine.label})")
-    return picked, None
+    by_label = dict(zip(rows.index, records))  # the frame's index labels are unique (read_history's)
+    return [(row, by_label[row.name]) for row in picked], None
 
 
-def _selected(rows: Sequence[Any], selection: HistorySelection) -> List[ResultRecord]:
-    records = [ResultRecord.from_history_row(row, "") for row in rows]
+def history_records(rows: Iterable[Any]) -> List[ResultRecord]:
+    """A record of each history row (``read_history``'s rows, as pandas Series), no source named."""
+    return [ResultRecord.from_history_row(row, "") for row in rows]
+
+
+def _selected(records: List[ResultRecord], selection: HistorySelection) -> List[ResultRecord]:
+    """The records of a history selection, each naming it as its source."""
     for record in records:
         record.source = f"{selection.describe()} [{record.name}]"
     return records

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from . import fonts
 
@@ -21,12 +21,6 @@ BACKGROUND: Color = (255, 255, 255)
 TEXT_COLOR: Color = (20, 20, 20)
 GAP = 4  # pixels between tiles and around the canvas
 FONT_SIZE = 13
-
-
-def font(size: int = FONT_SIZE) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans at ``size`` (matplotlib's copy); text is drawn with :func:`draw_text`, which takes
-    the characters DejaVu lacks (CJK, ...) from the fallback fonts (:mod:`.fonts`)."""
-    return fonts.font(size)
 
 
 def text_width(text: str, size: int = FONT_SIZE) -> int:
@@ -82,11 +76,13 @@ def legend_entries(class_ids: Sequence[int], palette: np.ndarray,
                    class_names: Optional[Sequence[str]] = None) -> List[LegendEntry]:
     """Entries for ``class_ids`` (in the order given): the palette colour and the class name
     (the class index where ``class_names`` is None or too short)."""
-    entries = []
-    for k in class_ids:
-        name = class_names[k] if class_names is not None and k < len(class_names) else str(k)
-        entries.append(LegendEntry(tuple(int(c) for c in palette[k]), str(name)))
-    return entries
+    return [LegendEntry(tuple(int(c) for c in palette[k]), class_name(k, class_names)) for k in class_ids]
+
+
+def class_name(class_id: int, class_names: Optional[Sequence[str]] = None) -> str:
+    """The name of class ``class_id``: its entry of ``class_names``, or the index where that is None
+    or too short."""
+    return str(class_names[class_id]) if class_names is not None and class_id < len(class_names) else str(class_id)
 
 
 def draw_legend(entries: Sequence[LegendEntry], width: int, size: int = FONT_SIZE) -> np.ndarray:
@@ -113,16 +109,19 @@ def draw_legend(entries: Sequence[LegendEntry], width: int, size: int = FONT_SIZ
     return np.asarray(legend)
 
 
-def classes_present(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Sorted class ids in ``[0, num_classes)`` that occur in ``labels`` (any shape, integer)."""
+def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``counts[k]``: how many pixels of ``labels`` (any shape, integer) hold class ``k``, for each
+    ``k`` in ``[0, num_classes)`` (``np.bincount``; values outside that range are not counted)."""
     flat = np.asarray(labels).ravel()
     if flat.dtype == np.uint8:
-        counts = np.bincount(flat, minlength=256)[:num_classes]  # one pass, no range check needed
-    else:
-        flat = flat.astype(np.int64, copy=False)
-        flat = flat[(flat >= 0) & (flat < num_classes)]
-        counts = np.bincount(flat, minlength=num_classes)
-    return np.flatnonzero(counts)
+        return np.bincount(flat, minlength=256)[:num_classes]  # one pass, no range check needed
+    flat = flat.astype(np.int64, copy=False)
+    return np.bincount(flat[(flat >= 0) & (flat < num_classes)], minlength=num_classes)
+
+
+def classes_present(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Sorted class ids in ``[0, num_classes)`` that occur in ``labels`` (any shape, integer)."""
+    return np.flatnonzero(class_counts(labels, num_classes))
 
 
 # --- resizing ------------------------------------------------------------------------------------

@@ -97,8 +97,9 @@ COLORBAR_HEIGHT = 12
 COLORBAR_NOTE = "low, high: a class's min and max similarity in this image (in its caption)"
 
 
-def colorbar(width: int, size: int = FONT_SIZE, note: Optional[str] = COLORBAR_NOTE) -> np.ndarray:
-    """``(h, width, 3)`` uint8: ``low``, the ``jet`` colours left to right, ``high``, and ``note``.
+def colorbar(width: int, size: int = FONT_SIZE) -> np.ndarray:
+    """``(h, width, 3)`` uint8: ``low``, the ``jet`` colours left to right, ``high``, and
+    :data:`COLORBAR_NOTE`.
 
     The bar is ``clamp(width // 3, 64, 256)`` pixels long; column ``i`` of ``n`` is the jet level
     ``round(255 i / (n - 1))``, so its ends are exactly the colours of a map's minimum (level 0) and
@@ -122,8 +123,8 @@ def colorbar(width: int, size: int = FONT_SIZE, note: Optional[str] = COLORBAR_N
     x += length + 6
     draw_text(draw, (x, text_top), "high", TEXT_COLOR, size)
     x += text_width("high", size) + 16
-    if note and width - x - GAP >= 60:
-        draw_text(draw, (x, text_top), fit_text(note, width - x - GAP, size), TEXT_COLOR, size)
+    if width - x - GAP >= 60:
+        draw_text(draw, (x, text_top), fit_text(COLORBAR_NOTE, width - x - GAP, size), TEXT_COLOR, size)
     return np.asarray(strip)
 
 

@@ -28,8 +28,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .drawing import (Box, LegendEntry, Panel, as_rgb, blend, classes_present, fitted_size, grid, legend_entries,
-                      resize_image, resize_labels)
+from .drawing import (Box, LegendEntry, Panel, as_rgb, blend, class_counts, classes_present, fitted_size, grid,
+                      legend_entries, resize_image, resize_labels)
 from .palettes import IGNORE_COLOR, colorize, indexed_to_rgb
 from .regions import RegionLabel, draw_labels, outline_width, place_labels, region_edges
 
@@ -103,20 +103,22 @@ def _legend(present: np.ndarray, palette: np.ndarray, class_names: Optional[Sequ
 
 def overlay_pixels(image: np.ndarray, pred: np.ndarray, palette: np.ndarray,
                    class_names: Optional[Sequence[str]] = None, alpha: float = OVERLAY_ALPHA,
-                   outlines: bool = True, labels: bool = True) -> Tuple[np.ndarray, List[RegionLabel]]:
+                   outlines: bool = True, labels: bool = True,
+                   counts: Optional[np.ndarray] = None) -> Tuple[np.ndarray, List[RegionLabel]]:
     """The prediction laid over the image, at the image's size: ``(H, W, 3)`` uint8 and the labels placed.
 
     Each pixel is ``round((1 - alpha) * image + alpha * palette[pred])``, except (``outlines``) the
     region outlines (:func:`~.regions.region_edges`, :func:`~.regions.outline_width` wide), which
     keep the pure palette colour, and (``labels``) each class's name on a box in its pure colour in
     its largest region (:func:`~.regions.place_labels`): every legend colour is in the picture.
+    ``counts``: the prediction's ``class_counts`` over ``len(palette)`` classes, where the caller has them.
     """
     colours = colorize(pred, palette)
     overlay = blend(image, colours, alpha)
     if outlines:
         edges = region_edges(pred, outline_width(*pred.shape))
         overlay[edges] = colours[edges]
-    placed = place_labels(pred, len(palette), class_names) if labels else []
+    placed = place_labels(pred, len(palette), class_names, counts=counts) if labels else []
     return draw_labels(overlay, placed, palette), placed
 
 
@@ -154,9 +156,10 @@ def render_overlay(image: np.ndarray, pred: np.ndarray, palette: np.ndarray,
     size = fitted_size(*image.shape[:2], max_side)
     image, pred = resize_image(image, size), resize_labels(pred, size)
     num_classes = len(palette)
-    present = classes_present(pred, num_classes)
+    counts = class_counts(pred, num_classes)
+    present = np.flatnonzero(counts)
     outside = bool(((pred < 0) | (pred >= num_classes)).any())
-    overlay, placed = overlay_pixels(image, pred, palette, class_names, alpha, labels=labels)
+    overlay, placed = overlay_pixels(image, pred, palette, class_names, alpha, labels=labels, counts=counts)
     panel = grid([("overlay", "prediction", overlay)], 1, title=title,
                  legend=_legend(present, palette, class_names, outside))
     return _label_boxes(panel, "overlay", placed)
@@ -193,10 +196,11 @@ def render_panel(image: np.ndarray, label: np.ndarray, pred: np.ndarray, palette
     image, label, pred = resize_image(image, size), resize_labels(label, size), resize_labels(pred, size)
     num_classes = len(palette)
     errors, rate = error_map(image, label, pred, num_classes)
-    present = np.union1d(classes_present(label, num_classes), classes_present(pred, num_classes))
+    counts = class_counts(pred, num_classes)
+    present = np.union1d(classes_present(label, num_classes), np.flatnonzero(counts))
     ignored = bool(((label < 0) | (label >= num_classes)).any() or ((pred < 0) | (pred >= num_classes)).any())
     caption = "errors (red: wrong)" if rate != rate else f"errors (red: wrong, {100 * rate:.1f}% of labelled pixels)"
-    placed = place_labels(pred, num_classes, class_names) if labels else []
+    placed = place_labels(pred, num_classes, class_names, counts=counts) if labels else []
     predicted = draw_labels(colorize(pred, palette), placed, palette)
     tiles = [("image", "image", image), ("ground truth", "ground truth", colorize(label, palette)),
              ("prediction", "prediction", predicted), ("errors", caption, errors)]

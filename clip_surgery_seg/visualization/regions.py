@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .drawing import FONT_SIZE, Box, Color, draw_text, text_width
+from .drawing import FONT_SIZE, Box, Color, class_counts, class_name, draw_text, line_height, text_width
 
 LABEL_PAD = 4  # pixels left and right of the name inside its box
 
@@ -35,7 +35,7 @@ class RegionLabel:
 
 def label_box_size(name: str, size: int = FONT_SIZE) -> Tuple[int, int]:
     """``(height, width)`` of the box that holds ``name``."""
-    return size + 6, text_width(name, size) + 2 * LABEL_PAD
+    return line_height(size), text_width(name, size) + 2 * LABEL_PAD
 
 
 def _largest_component(mask: np.ndarray) -> Tuple[np.ndarray, Tuple[int, int], int]:
@@ -93,25 +93,22 @@ PLACE_GRID = 160
 
 
 def place_labels(labels: np.ndarray, num_classes: int, class_names: Optional[Sequence[str]] = None,
-                 size: int = FONT_SIZE) -> List[RegionLabel]:
+                 size: int = FONT_SIZE, counts: Optional[np.ndarray] = None) -> List[RegionLabel]:
     """Where each class of ``labels`` (``(H, W)`` integers) gets its name, in class order.
 
     Classes outside ``[0, num_classes)`` get none; nor does a class whose largest region cannot hold
-    its box (see the module docstring).
+    its box (see the module docstring). ``counts``: ``class_counts(labels, num_classes)`` where the
+    caller has it already (counted here otherwise).
     """
     labels = np.asarray(labels)
-    flat = labels.ravel()
-    if flat.dtype == np.uint8:
-        counts = np.bincount(flat, minlength=256)[:num_classes]
-    else:
-        flat = flat.astype(np.int64, copy=False)
-        counts = np.bincount(flat[(flat >= 0) & (flat < num_classes)], minlength=num_classes)
+    if counts is None:
+        counts = class_counts(labels, num_classes)
     full_h, full_w = labels.shape
     step = max(1, min(full_h, full_w) // PLACE_GRID)
     grid = labels[step // 2::step, step // 2::step] if step > 1 else labels
     placed = []
     for k in np.flatnonzero(counts).tolist():
-        name = str(class_names[k]) if class_names is not None and k < len(class_names) else str(k)
+        name = class_name(k, class_names)
         height, width = label_box_size(name, size)
         if counts[k] < height * width or height > full_h or width > full_w:
             continue  # too few pixels for the box, whatever their shape
